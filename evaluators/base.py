@@ -1,0 +1,71 @@
+"""The evaluator contract: validated configuration plus one async `evaluate`."""
+
+from enum import StrEnum
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evaluators.records import LogRecord
+
+ScoreStatus = Literal["ok", "error", "skipped"]
+
+
+class Cost(StrEnum):
+    FREE = "free"
+    PAID = "paid"
+
+
+class Score(BaseModel):
+    """What an evaluator says about one record.
+
+    `status="skipped"` means the evaluator does not apply (say, no latency was logged);
+    `status="error"` means it could not decide. Neither carries a score: nothing is guessed.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    status: ScoreStatus = "ok"
+    score: float | None = Field(default=None, ge=0.0, le=1.0)
+    passed: bool | None = None
+    label: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def verdict(cls, passed: bool, reason: str | None = None, label: str | None = None) -> "Score":
+        return cls(score=1.0 if passed else 0.0, passed=passed, reason=reason, label=label)
+
+    @classmethod
+    def skipped(cls, reason: str) -> "Score":
+        return cls(status="skipped", reason=reason)
+
+    @classmethod
+    def error(cls, reason: str) -> "Score":
+        return cls(status="error", reason=reason)
+
+
+class EvalContext(BaseModel):
+    """Run-level facts an evaluator may use; never per-record state."""
+
+    deployment: str
+    run_id: str
+
+
+class Evaluator(BaseModel):
+    """Base class: subclasses declare `name`, `version`, `cost` and their params as fields.
+
+    Bump `version` whenever a change would give a different score for the same record:
+    scores are keyed by (log, evaluator, version), so a new version is scored afresh.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    cost: ClassVar[Cost] = Cost.FREE
+
+    async def evaluate(self, record: LogRecord, ctx: EvalContext) -> Score:
+        raise NotImplementedError
+
+    @classmethod
+    def describe(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""

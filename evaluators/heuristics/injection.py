@@ -1,0 +1,46 @@
+"""Prompt-injection attempts in the prompt or in retrieved context."""
+
+import re
+from typing import ClassVar
+
+from evaluators.base import Cost, EvalContext, Evaluator, Score
+from evaluators.heuristics.text import TextField, flag_hits, pattern_hits
+from evaluators.records import LogRecord
+from evaluators.registry import registered
+
+INJECTION_PATTERNS: dict[str, re.Pattern[str]] = {
+    "ignore_instructions": re.compile(
+        r"\b(?:ignore|disregard|forget|override)\b[\w\s,]{0,30}?\b(?:previous|prior|above|earlier|"
+        r"all|your|the)\b[\w\s]{0,20}?\b(?:instructions?|rules|prompts?|directions|guidelines)",
+        re.IGNORECASE,
+    ),
+    "reveal_prompt": re.compile(
+        r"\b(?:reveal|print|show|repeat|output|leak)\b[\w\s]{0,25}?\b(?:system|hidden|initial)\s+"
+        r"(?:prompt|instructions|message)",
+        re.IGNORECASE,
+    ),
+    "persona_override": re.compile(
+        r"\b(?:you are now|from now on,? you are|pretend (?:to be|you are)|act as)\b[\w\s]{0,20}?"
+        r"\b(?:DAN|jailbroken|unrestricted|unfiltered|evil|without (?:any )?(?:rules|restrictions))",
+        re.IGNORECASE,
+    ),
+    "developer_mode": re.compile(r"\b(?:developer|god|jailbreak|DAN) mode\b", re.IGNORECASE),
+    "role_markup": re.compile(
+        r"<\|im_start\|>|<\|system\|>|\[/?INST\]|<<SYS>>|^\s*(?:system|assistant)\s*:",
+        re.IGNORECASE | re.MULTILINE,
+    ),
+}
+
+
+@registered
+class PromptInjection(Evaluator):
+    """Flags known injection phrasings and role-override markup in prompt or retrieved context."""
+
+    name: ClassVar[str] = "prompt_injection"
+    version: ClassVar[str] = "1"
+    cost: ClassVar[Cost] = Cost.FREE
+
+    fields: tuple[TextField, ...] = ("prompt", "context")
+
+    async def evaluate(self, record: LogRecord, ctx: EvalContext) -> Score:
+        return flag_hits(pattern_hits(record, self.fields, INJECTION_PATTERNS), "matched")

@@ -1,0 +1,46 @@
+"""Small helpers shared by the text heuristics."""
+
+import re
+from typing import Literal
+
+from evaluators.base import Score
+from evaluators.records import LogRecord
+
+TextField = Literal["prompt", "response", "context"]
+
+
+def field_text(record: LogRecord, field: TextField) -> str | None:
+    if field == "context":
+        return "\n".join(record.context) if record.context else None
+    value: str | None = getattr(record, field)
+    return value
+
+
+def texts(record: LogRecord, fields: tuple[TextField, ...]) -> list[tuple[TextField, str]]:
+    found = []
+    for field in fields:
+        value = field_text(record, field)
+        if value:
+            found.append((field, value))
+    return found
+
+
+def pattern_hits(
+    record: LogRecord, fields: tuple[TextField, ...], patterns: dict[str, re.Pattern[str]]
+) -> dict[str, set[str]]:
+    """For each named pattern that matches, the fields it matched in."""
+    hits: dict[str, set[str]] = {}
+    for field, text in texts(record, fields):
+        for kind, pattern in patterns.items():
+            if pattern.search(text):
+                hits.setdefault(kind, set()).add(field)
+    return hits
+
+
+def flag_hits(hits: dict[str, set[str]], verb: str = "found") -> Score:
+    """Pass when nothing was hit; otherwise fail naming the kinds and where (never the values)."""
+    if not hits:
+        return Score.verdict(True)
+    kinds = sorted(hits)
+    where = "; ".join(f"{kind} in {', '.join(sorted(hits[kind]))}" for kind in kinds)
+    return Score.verdict(False, reason=f"{verb} {where}", label=",".join(kinds))

@@ -1,0 +1,3 @@
+"""Prefect flows and the `assay` CLI."""
+
+from evaluators import offline as _offline  # noqa: F401

@@ -1,0 +1,170 @@
+"""The `assay` command line.
+
+Exit codes: 0 ok (a run that completed, breaches or not), 1 failure, 2 usage or config error.
+"""
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from evaluators import offline as _offline  # noqa: F401
+from tasks.errors import AssayError, ConfigError
+
+app = typer.Typer(
+    name="assay",
+    help="Continuous, budget-safe evaluation of production LLM logs on Prefect, Postgres and Slack.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+T = TypeVar("T")
+
+JOBS_DIR = Path("deployments/jobs")
+DEMO_SIZES = {"support-bot": 5200, "search-rag": 900, "agent-otel": 600}
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    json = "json"
+
+
+def _guarded(action: Callable[[], T]) -> T:
+    """Run `action`, turning Assay's errors into a clear message and the contract's exit code."""
+    try:
+        return action()
+    except ConfigError as exc:
+        err_console.print(f"[bold red]config error:[/] {exc}")
+        raise typer.Exit(2) from None
+    except AssayError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"{value!r} is not an ISO 8601 timestamp (e.g. 2026-11-22T10:00Z)") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _load(deployment: str, config: Path | None) -> Any:
+    from tasks.config import load_job
+
+    path = config or JOBS_DIR / f"{deployment}.yaml"
+    if not path.exists():
+        raise ConfigError(f"no job config for {deployment!r} at {path}; pass --config FILE")
+    job = load_job(path)
+    if job.deployment != deployment:
+        raise ConfigError(f"{path} configures {job.deployment!r}, not {deployment!r}")
+    return job
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations and views (idempotent; safe to run concurrently)."""
+    from tasks.db import migrate as apply, scores_engine
+
+    applied = _guarded(lambda: apply(scores_engine()))
+    console.print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+
+
+def _run_flow(job: Any, until: datetime | None, kind: str) -> Any:
+    from flows.evaluate import evaluate_recent
+
+    with console.status(f"evaluating {job.deployment} …", spinner="dots"):
+        return asyncio.run(evaluate_recent(job, until=until, kind=kind))  # type: ignore[arg-type]
+
+
+@app.command()
+def run(
+    deployment: Annotated[str, typer.Argument(help="Deployment name (deployments/jobs/NAME.yaml).")],
+    config: Annotated[Path | None, typer.Option(help="Job config YAML file.")] = None,
+    until: Annotated[str | None, typer.Option(help="Read logs up to this time (ISO 8601).")] = None,
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+) -> None:
+    """Run the hourly evaluation once, locally, and print its summary."""
+    from flows.render import summary_renderable
+
+    job = _guarded(lambda: _load(deployment, config))
+    summary = _guarded(lambda: _run_flow(job, _parse_ts(until), "manual"))
+    if output is OutputFormat.json:
+        print(summary.model_dump_json(indent=2))
+    else:
+        console.print(summary_renderable(summary))
+
+
+@app.command()
+def evaluators(
+    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+) -> None:
+    """List registered evaluators with their versions and whether they cost money."""
+    from rich.table import Table
+
+    from evaluators.registry import all_evaluators
+
+    rows = [
+        {"name": name, "version": cls.version, "cost": cls.cost.value, "description": cls.describe()}
+        for name, cls in all_evaluators().items()
+    ]
+    if output is OutputFormat.json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="evaluators")
+    for column in ("name", "version", "cost", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row.values())
+    console.print(table)
+
+
+@app.command()
+def demo(
+    scale: Annotated[float, typer.Option(min=0.01, max=100, help="Multiply the demo's log counts.")] = 1.0,
+) -> None:
+    """Seed a synthetic production warehouse and run every demo deployment once."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows.render import summary_renderable
+    from tasks.db import migrate as apply, scores_engine
+    from tasks.seed import seed_demo
+    from tasks.settings import get_settings
+
+    if get_settings().database_url is None:
+        console.print(f"ASSAY_DATABASE_URL is not set: using an embedded Postgres in {get_settings().home}/")
+    engine = _guarded(scores_engine)
+    _guarded(lambda: apply(engine))
+    sizes = {name: max(10, int(n * scale)) for name, n in DEMO_SIZES.items()}
+    with Progress(
+        TextColumn("seeding warehouse"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console,
+    ) as progress:  # fmt: skip
+        bar = progress.add_task("seed", total=sum(sizes.values()))
+        seeded = seed_demo(engine, datetime.now(UTC), sizes, lambda n: progress.advance(bar, n))
+    console.print("seeded " + ", ".join(f"{n:,} rows in {table}" for table, n in seeded.items()))
+    for deployment in DEMO_SIZES:
+        job = _guarded(lambda d=deployment: _load(d, None))  # type: ignore[misc]
+        summary = _guarded(lambda j=job: _run_flow(j, None, "manual"))  # type: ignore[misc]
+        console.print(summary_renderable(summary))
+    console.print("Scores are in assay.scores; quarantined rows and reasons in assay.quarantine.")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    sys.exit(app())
+
+
+if os.environ.get("ASSAY_CLI_DEBUG"):  # pragma: no cover
+    app.pretty_exceptions_enable = True

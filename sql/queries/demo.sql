@@ -1,0 +1,25 @@
+-- name: create_raw_tables
+CREATE SCHEMA IF NOT EXISTS demo_raw;
+CREATE TABLE IF NOT EXISTS demo_raw.openai_chat_logs (
+    id          bigint PRIMARY KEY,
+    ts          timestamptz NOT NULL,
+    request     jsonb,
+    response    text,
+    customer_id text,
+    latency_ms  integer
+);
+CREATE INDEX IF NOT EXISTS openai_chat_logs_ts_id ON demo_raw.openai_chat_logs (ts, id);
+CREATE TABLE IF NOT EXISTS demo_raw.otel_spans (
+    span_id     text PRIMARY KEY,
+    start_time  timestamptz NOT NULL,
+    attributes  jsonb
+);
+CREATE INDEX IF NOT EXISTS otel_spans_ts_id ON demo_raw.otel_spans (start_time, span_id);
+
+-- name: reset_demo
+TRUNCATE demo_raw.openai_chat_logs, demo_raw.otel_spans;
+DELETE FROM assay.llm_logs;
+DELETE FROM assay.scores WHERE deployment IN ('support-bot', 'search-rag', 'agent-otel');
+DELETE FROM assay.quarantine WHERE deployment IN ('support-bot', 'search-rag', 'agent-otel');
+DELETE FROM assay.watermarks WHERE deployment IN ('support-bot', 'search-rag', 'agent-otel');
+DELETE FROM assay.eval_runs WHERE deployment IN ('support-bot', 'search-rag', 'agent-otel');

@@ -1,0 +1,203 @@
+"""The job config: one pydantic model, the flow's parameter, editable in the Prefect UI."""
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BeforeValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evaluators.records import canonical_fields
+from evaluators.registry import InvalidEvaluatorParams, UnknownEvaluator, build_evaluator
+from tasks.errors import ConfigError
+
+PayloadFormat = Literal["canonical", "openai_chat", "anthropic_messages", "otel_genai"]
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_DEPLOYMENT = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+#: Payload slots each non-canonical format reads, besides `id` and `ts`.
+PAYLOAD_SLOTS: dict[str, tuple[str, ...]] = {
+    "canonical": (),
+    "openai_chat": ("request", "response"),
+    "anthropic_messages": ("request", "response"),
+    "otel_genai": ("attributes",),
+}
+FilterValue = str | int | float | bool
+_SHORT_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _short_duration(value: Any) -> Any:
+    """Accept `90s`, `5m`, `1h`, `3d`, `2w` besides ISO 8601 durations and seconds."""
+    if isinstance(value, str) and (match := _SHORT_DURATION.match(value)):
+        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_short_duration)]
+
+
+def check_identifier(value: str, what: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError(
+            f"{what} {value!r} is not a plain SQL identifier "
+            "(letters, digits and _, not starting with a digit, at most 63 characters)"
+        )
+    return value
+
+
+class SourceConfig(BaseModel):
+    """Where the logs are and how to read them. Names are validated; values are bound."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url_env: str | None = Field(
+        default=None,
+        description="Name of the env var holding the warehouse URL (default ASSAY_WAREHOUSE_URL).",
+    )
+    table: str | None = Field(
+        default="assay.llm_logs", description="`table` or `schema.table` to read."
+    )
+    query: str | None = Field(
+        default=None, description="A SELECT to read instead of a table (wrapped as a subquery)."
+    )
+    format: PayloadFormat = Field(default="canonical", description="Shape of the payload.")
+    columns: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Canonical field or payload slot -> source column (null drops a field).",
+    )
+    filters: dict[str, FilterValue | list[FilterValue]] = Field(
+        default_factory=dict, description="Source column -> value (or list of values) to keep."
+    )
+    lag: Duration = Field(
+        default=timedelta(minutes=5), description="Skip logs younger than this (late rows)."
+    )
+    initial_lookback: Duration = Field(
+        default=timedelta(days=1), description="How far back the very first run starts."
+    )
+    page_size: int = Field(default=5000, ge=10, le=100_000, description="Rows per keyset page.")
+
+    @field_validator("table")
+    @classmethod
+    def _table_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = value.split(".")
+        if len(parts) > 2:
+            raise ValueError(f"table {value!r} must be `table` or `schema.table`")
+        for part in parts:
+            check_identifier(part, "table name part")
+        return value
+
+    @field_validator("filters")
+    @classmethod
+    def _filter_columns(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for column in value:
+            check_identifier(column, "filter column")
+        return value
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> "SourceConfig":
+        if self.query is not None:
+            self.table = None
+        if self.table is None and self.query is None:
+            raise ValueError("source needs a `table` or a `query`")
+        allowed = set(canonical_fields()) | set(PAYLOAD_SLOTS[self.format])
+        for slot, column in self.columns.items():
+            if slot not in allowed:
+                raise ValueError(
+                    f"columns: {slot!r} is not a canonical field or a {self.format} payload slot"
+                )
+            if column is not None:
+                check_identifier(column, f"column for {slot!r}")
+        mapping = self.column_mapping()
+        for required in ("id", "ts", *PAYLOAD_SLOTS[self.format]):
+            if required not in mapping:
+                raise ValueError(f"columns: {required!r} must map to a source column")
+        return self
+
+    def column_mapping(self) -> dict[str, str]:
+        """Slot -> source column, defaults filled in for the format."""
+        if self.format == "canonical":
+            defaults = {field: field for field in canonical_fields()}
+        else:
+            defaults = {slot: slot for slot in ("id", "ts", *PAYLOAD_SLOTS[self.format])}
+        merged: dict[str, str | None] = {**defaults, **self.columns}
+        return {slot: column for slot, column in merged.items() if column is not None}
+
+    def table_parts(self) -> tuple[str | None, str]:
+        assert self.table is not None
+        schema, _, name = self.table.rpartition(".")
+        return schema or None, name
+
+
+class EvaluatorConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="A registered evaluator (see `assay evaluators`).")
+    params: dict[str, Any] = Field(default_factory=dict, description="The evaluator's params.")
+
+    @model_validator(mode="after")
+    def _builds(self) -> "EvaluatorConfig":
+        try:
+            build_evaluator(self.name, self.params)
+        except (UnknownEvaluator, InvalidEvaluatorParams) as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+def default_evaluators() -> list[EvaluatorConfig]:
+    names = ("pii", "secrets", "prompt_injection", "refusal", "length", "latency_slo", "cost_limit")
+    return [EvaluatorConfig(name=name) for name in names]
+
+
+class EvalJob(BaseModel):
+    """Everything one deployment needs: source, evaluators and (in later sections) policy."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    deployment: str = Field(description="Stable name; keys watermarks, scores and alerts.")
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    evaluators: list[EvaluatorConfig] = Field(default_factory=default_evaluators, min_length=1)
+
+    @field_validator("deployment")
+    @classmethod
+    def _deployment_name(cls, value: str) -> str:
+        if not _DEPLOYMENT.match(value):
+            raise ValueError("deployment must be lowercase letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("evaluators")
+    @classmethod
+    def _unique_names(cls, value: list[EvaluatorConfig]) -> list[EvaluatorConfig]:
+        names = [e.name for e in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"evaluators listed twice: {', '.join(duplicates)}")
+        return value
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+    )
+
+
+def parse_job(data: dict[str, Any], origin: str = "config") -> EvalJob:
+    try:
+        return EvalJob.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{origin} is invalid: {describe_validation_error(exc)}") from None
+
+
+def load_job(path: Path) -> EvalJob:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping at the top level")
+    return parse_job(data, origin=str(path))

@@ -1,0 +1,104 @@
+"""Database access: engines from settings, the embedded fallback, and `assay migrate`."""
+
+from functools import cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from pydantic import SecretStr
+
+from tasks.errors import ConfigError
+from tasks.settings import get_settings
+from tasks.sql import migration_files, view_files
+
+# A fixed key so every `assay migrate`, in any process, serializes on the same lock.
+MIGRATION_LOCK_KEY = 0x61737361_79000001 & 0x7FFFFFFFFFFFFFFF
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and route them to psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def embedded_database_url(home: Path) -> str:
+    """Start (or reattach to) an embedded Postgres under `home`; it outlives this process."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        import pgserver
+
+        home.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(home.resolve() / "pgdata", cleanup_mode=None)
+    return str(server.get_uri())
+
+
+def database_url() -> SecretStr:
+    settings = get_settings()
+    if settings.database_url is not None:
+        return settings.database_url
+    return SecretStr(embedded_database_url(settings.home))
+
+
+def warehouse_url() -> SecretStr:
+    settings = get_settings()
+    return settings.warehouse_url or database_url()
+
+
+@cache
+def _engine(url: str) -> sa.Engine:
+    return sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=4)
+
+
+def engine_for(url: SecretStr) -> sa.Engine:
+    try:
+        return _engine(url.get_secret_value())
+    except sa.exc.ArgumentError:
+        # The message would echo the URL, password included.
+        raise ConfigError("database URL is not a valid SQLAlchemy URL") from None
+
+
+def scores_engine() -> sa.Engine:
+    return engine_for(database_url())
+
+
+def migrate(engine: sa.Engine) -> list[str]:
+    """Apply pending migrations in order, then re-apply views. Returns the files applied.
+
+    A session-level advisory lock makes concurrent runs wait for each other; whoever comes
+    second finds nothing left to do.
+    """
+    applied: list[str] = []
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        conn.commit()
+        try:
+            with conn.begin():
+                conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS assay"))
+                conn.execute(
+                    sa.text(
+                        "CREATE TABLE IF NOT EXISTS assay.schema_migrations ("
+                        " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+                    )
+                )
+                names = conn.execute(sa.text("SELECT name FROM assay.schema_migrations"))
+                done = set(names.scalars())
+            for path in migration_files():
+                if path.name in done:
+                    continue
+                with conn.begin():
+                    conn.exec_driver_sql(path.read_text())
+                    conn.execute(
+                        sa.text("INSERT INTO assay.schema_migrations (name) VALUES (:name)"),
+                        {"name": path.name},
+                    )
+                applied.append(path.name)
+            with conn.begin():
+                for path in view_files():
+                    conn.exec_driver_sql(path.read_text())
+        finally:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.commit()
+    return applied

@@ -1,0 +1,35 @@
+"""Assay's exceptions, in one place.
+
+    AssayError                 anything Assay raises on purpose
+    ├── ConfigError            the job config or environment is wrong: fix it, don't retry (exit 2)
+    ├── SourceError            the warehouse query failed or returned an unusable shape
+    ├── TransientError         worth retrying (connection drops, timeouts, 429/5xx)
+    ├── BudgetExhausted        the spend cap is reached; the rest is counted, not scored
+    └── DataContractBroken     too many logs failed the data contract; the watermark stays
+
+Only `TransientError` is retried by the task shells.
+"""
+
+
+class AssayError(Exception):
+    pass
+
+
+class ConfigError(AssayError):
+    pass
+
+
+class SourceError(AssayError):
+    pass
+
+
+class TransientError(AssayError):
+    pass
+
+
+class BudgetExhausted(AssayError):
+    pass
+
+
+class DataContractBroken(AssayError):
+    pass

@@ -1,0 +1,232 @@
+"""Map source rows (slot -> value) onto canonical `LogRecord`s, one payload format at a time.
+
+Each `from_*` function takes the row as read and returns the canonical fields it could find;
+`normalize_rows` validates them and sends what fails to quarantine with the reason.
+"""
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from evaluators.records import LogRecord, canonical_fields
+
+Row = Mapping[str, Any]
+_CANONICAL = frozenset(canonical_fields())
+
+
+class Reject(BaseModel):
+    log_id: str
+    log_ts: datetime | None
+    reasons: list[str]
+    raw: dict[str, Any]
+
+
+class PayloadError(ValueError):
+    pass
+
+
+def _json(value: Any, slot: str) -> Any:
+    if value is None:
+        raise PayloadError(f"{slot} is null")
+    if isinstance(value, str | bytes):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise PayloadError(f"{slot} is not valid JSON: {exc.msg} at char {exc.pos}") from None
+    return value
+
+
+def _text_content(content: Any) -> str:
+    """OpenAI/Anthropic content: a string or a list of typed parts; keep the text parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            part.get("text", "") if isinstance(part, dict) else str(part)
+            for part in content
+            if not isinstance(part, dict) or part.get("type", "text") == "text"
+        )
+    raise PayloadError(f"unsupported content of type {type(content).__name__}")
+
+
+def _passthrough(row: Row, skip: Iterable[str]) -> dict[str, Any]:
+    """Canonical columns mapped beside the payload (customer_id, latency_ms, ...)."""
+    skipped = set(skip)
+    return {k: v for k, v in row.items() if k in _CANONICAL and k not in skipped and v is not None}
+
+
+def from_canonical(row: Row) -> dict[str, Any]:
+    fields = {k: v for k, v in row.items() if v is not None}
+    for slot in ("context", "metadata"):
+        if isinstance(fields.get(slot), str):
+            fields[slot] = _json(fields[slot], slot)
+    return fields
+
+
+def _messages(request: Any) -> list[dict[str, Any]]:
+    if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
+        raise PayloadError("request has no `messages` list")
+    return [m for m in request["messages"] if isinstance(m, dict)]
+
+
+def from_openai_chat(row: Row) -> dict[str, Any]:
+    request, response = _json(row.get("request"), "request"), _json(row.get("response"), "response")
+    messages = _messages(request)
+    fields = _passthrough(row, ("request", "response"))
+    fields["prompt"] = "\n\n".join(
+        _text_content(m.get("content")) for m in messages if m.get("role") == "user"
+    )
+    fields["context"] = [
+        _text_content(m.get("content")) for m in messages if m.get("role") == "tool"
+    ]
+    system = [_text_content(m.get("content")) for m in messages if m.get("role") == "system"]
+    fields["model"] = (isinstance(response, dict) and response.get("model")) or request.get("model")
+    fields.setdefault("provider", "openai")
+    fields.setdefault("metadata", {})
+    if system:
+        fields["metadata"] = {**fields["metadata"], "system": "\n\n".join(system)}
+    if isinstance(response, dict) and "error" in response:
+        fields["status"] = "error"
+        fields["metadata"] = {**fields["metadata"], "error": str(response["error"])[:500]}
+        return fields
+    choices = response.get("choices") if isinstance(response, dict) else None
+    if not choices or not isinstance(choices[0], dict) or "message" not in choices[0]:
+        raise PayloadError("response has no choices[0].message")
+    fields["response"] = _text_content(choices[0]["message"].get("content"))
+    usage = response.get("usage") or {}
+    fields["input_tokens"] = usage.get("prompt_tokens")
+    fields["output_tokens"] = usage.get("completion_tokens")
+    return fields
+
+
+def from_anthropic_messages(row: Row) -> dict[str, Any]:
+    request, response = _json(row.get("request"), "request"), _json(row.get("response"), "response")
+    messages = _messages(request)
+    fields = _passthrough(row, ("request", "response"))
+    fields["prompt"] = "\n\n".join(
+        _text_content(m.get("content")) for m in messages if m.get("role") == "user"
+    )
+    fields["model"] = (isinstance(response, dict) and response.get("model")) or request.get("model")
+    fields.setdefault("provider", "anthropic")
+    fields.setdefault("metadata", {})
+    if request.get("system"):
+        fields["metadata"] = {**fields["metadata"], "system": _text_content(request["system"])}
+    if isinstance(response, dict) and response.get("type") == "error":
+        fields["status"] = "error"
+        fields["metadata"] = {**fields["metadata"], "error": str(response.get("error"))[:500]}
+        return fields
+    if not isinstance(response, dict) or not isinstance(response.get("content"), list):
+        raise PayloadError("response has no `content` list")
+    fields["response"] = _text_content(response["content"])
+    usage = response.get("usage") or {}
+    fields["input_tokens"] = usage.get("input_tokens")
+    fields["output_tokens"] = usage.get("output_tokens")
+    return fields
+
+
+def _otel_messages(attributes: dict[str, Any], new_key: str, legacy_key: str) -> str | None:
+    """Content from `gen_ai.input/output.messages`, legacy `gen_ai.prompt`/`completion`,
+    or the flattened `gen_ai.prompt.N.content` attributes."""
+    if new_key in attributes:
+        messages = _json(attributes[new_key], new_key)
+        if not isinstance(messages, list):
+            raise PayloadError(f"{new_key} is not a list")
+        return "\n\n".join(
+            str(part.get("content", ""))
+            for message in messages
+            if isinstance(message, dict) and message.get("role") != "system"
+            for part in message.get("parts", [])
+            if isinstance(part, dict) and part.get("type") == "text"
+        )
+    if legacy_key in attributes:
+        value = attributes[legacy_key]
+        return value if isinstance(value, str) else json.dumps(value)
+    flattened = sorted(
+        (int(k.split(".")[2]), v)
+        for k, v in attributes.items()
+        if k.startswith(legacy_key + ".") and k.endswith(".content") and k.split(".")[2].isdigit()
+    )
+    return "\n\n".join(str(v) for _, v in flattened) if flattened else None
+
+
+def from_otel_genai(row: Row) -> dict[str, Any]:
+    attributes = _json(row.get("attributes"), "attributes")
+    if not isinstance(attributes, dict):
+        raise PayloadError("attributes is not an object")
+    fields = _passthrough(row, ("attributes",))
+    prompt = _otel_messages(attributes, "gen_ai.input.messages", "gen_ai.prompt")
+    if prompt is None:
+        raise PayloadError("no prompt content in the span attributes")
+    fields["prompt"] = prompt
+    fields["response"] = _otel_messages(attributes, "gen_ai.output.messages", "gen_ai.completion")
+    fields["model"] = attributes.get("gen_ai.response.model") or attributes.get(
+        "gen_ai.request.model"
+    )
+    fields["provider"] = attributes.get("gen_ai.provider.name") or attributes.get("gen_ai.system")
+    fields["input_tokens"] = attributes.get("gen_ai.usage.input_tokens")
+    fields["output_tokens"] = attributes.get("gen_ai.usage.output_tokens")
+    if attributes.get("error.type"):
+        fields["status"] = "error"
+        fields["metadata"] = {"error": str(attributes["error.type"])[:500]}
+    if "gen_ai.conversation.id" in attributes:
+        fields.setdefault("session_id", str(attributes["gen_ai.conversation.id"]))
+    return fields
+
+
+FORMATS: dict[str, Callable[[Row], dict[str, Any]]] = {
+    "canonical": from_canonical,
+    "openai_chat": from_openai_chat,
+    "anthropic_messages": from_anthropic_messages,
+    "otel_genai": from_otel_genai,
+}
+
+
+def _raw_for_quarantine(row: Row, limit: int = 2000) -> dict[str, Any]:
+    from evaluators.heuristics.pii import mask_pii
+
+    raw = {}
+    for key, value in row.items():
+        text = value.isoformat() if isinstance(value, datetime) else value
+        if not isinstance(text, str | int | float | bool | type(None)):
+            text = json.dumps(text, default=str)
+        raw[key] = mask_pii(text[:limit]) if isinstance(text, str) else text
+    return raw
+
+
+def _reasons(exc: Exception) -> list[str]:
+    if isinstance(exc, ValidationError):
+        return [
+            f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+    return [str(exc)]
+
+
+def normalize_rows(rows: Iterable[Row], fmt: str) -> tuple[list[LogRecord], list[Reject]]:
+    """Records that validate, and rejects with reasons; no row is lost either way."""
+    to_fields = FORMATS[fmt]
+    records: list[LogRecord] = []
+    rejects: list[Reject] = []
+    for row in rows:
+        try:
+            fields = to_fields(row)
+            fields["id"] = str(row["id"])
+            if isinstance(row.get("ts"), datetime) and row["ts"].tzinfo is None:
+                fields["ts"] = row["ts"].replace(tzinfo=UTC)  # naive warehouse times are UTC
+            records.append(LogRecord.model_validate(fields))
+        except (PayloadError, ValidationError, TypeError, ValueError) as exc:
+            ts = row.get("ts")
+            rejects.append(
+                Reject(
+                    log_id=str(row.get("id")),
+                    log_ts=ts if isinstance(ts, datetime) else None,
+                    reasons=_reasons(exc),
+                    raw=_raw_for_quarantine(row),
+                )
+            )
+    return records, rejects

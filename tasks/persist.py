@@ -1,0 +1,100 @@
+"""Write one page's outcome atomically: scores, quarantine, run counters and the watermark.
+
+Scores go in with COPY into a session temp table, then `INSERT … ON CONFLICT DO NOTHING`
+into `assay.scores`: a rerun over the same logs adds nothing, and because the watermark
+moves in the same transaction, a crash leaves either the whole page or none of it.
+"""
+
+import json
+from collections import Counter
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from tasks.normalize import Reject
+from tasks.score import SCORE_COLUMNS, ScoreRow
+from tasks.source import Cursor
+from tasks.sql import query
+
+
+class PageCounts(BaseModel):
+    pulled: int = 0
+    normalized: int = 0
+    quarantined: int = 0
+    scored: int = 0
+    errors: int = 0
+    skipped: int = 0
+
+    def __add__(self, other: "PageCounts") -> "PageCounts":
+        return PageCounts(**{k: getattr(self, k) + getattr(other, k) for k in PageCounts.model_fields})
+
+
+def copy_scores(conn: sa.Connection, rows: list[ScoreRow]) -> int:
+    """Bulk-insert rows, skipping any already stored. Returns how many were new."""
+    if not rows:
+        return 0
+    conn.execute(sa.text(query("persist", "create_staging")))
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    columns = ", ".join(SCORE_COLUMNS)
+    with driver.cursor() as cur:
+        with cur.copy(f"COPY assay_scores_staging ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(tuple(getattr(row, name) for name in SCORE_COLUMNS))
+    return conn.execute(sa.text(query("persist", "merge_staging"))).rowcount
+
+
+def quarantine_rows(conn: sa.Connection, deployment: str, run_id: str, rejects: list[Reject]) -> int:
+    if not rejects:
+        return 0
+    params = [
+        {
+            "deployment": deployment,
+            "log_id": r.log_id,
+            "log_ts": r.log_ts,
+            "run_id": run_id,
+            "stage": "normalize",
+            "reasons": json.dumps(r.reasons),
+            "raw": json.dumps(r.raw, default=str),
+        }
+        for r in rejects
+    ]
+    return conn.execute(sa.text(query("persist", "insert_quarantine")), params).rowcount
+
+
+def move_watermark(conn: sa.Connection, deployment: str, run_id: str, cursor: Cursor) -> None:
+    conn.execute(
+        sa.text(query("persist", "upsert_watermark")),
+        {"deployment": deployment, "ts": cursor.ts, "log_id": str(cursor.log_id), "run_id": run_id},
+    )
+
+
+def write_page(
+    engine: sa.Engine,
+    deployment: str,
+    run_id: str,
+    rows: list[ScoreRow],
+    rejects: list[Reject],
+    cursor: Cursor | None,
+    pulled: int,
+    move: bool = True,
+) -> PageCounts:
+    """One transaction: scores, quarantine, counters and (if `move`) the watermark."""
+    statuses = Counter(row.status for row in rows)
+    with engine.begin() as conn:
+        inserted = copy_scores(conn, rows)
+        quarantine_rows(conn, deployment, run_id, rejects)
+        counts = PageCounts(
+            pulled=pulled,
+            normalized=pulled - len(rejects),
+            quarantined=len(rejects),
+            scored=inserted,
+            errors=statuses["error"],
+            skipped=statuses["skipped"],
+        )
+        conn.execute(
+            sa.text(query("persist", "add_run_counts")), {"run_id": run_id, **counts.model_dump()}
+        )
+        if move and cursor is not None:
+            move_watermark(conn, deployment, run_id, cursor)
+    return counts

@@ -1,0 +1,135 @@
+"""Run lifecycle in `assay.eval_runs`: one run per deployment at a time, start, finish, summary."""
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from tasks.errors import AssayError
+from tasks.source import Cursor
+from tasks.sql import query
+
+RunKind = Literal["scheduled", "manual", "backfill"]
+
+
+class RunBusy(AssayError):
+    pass
+
+
+class RunPlan(BaseModel):
+    """What a run will read: after `cursor` (or from `start` on a first run) up to `until`."""
+
+    run_id: str
+    deployment: str
+    cursor: Cursor | None
+    start: datetime
+    until: datetime
+
+
+class EvaluatorResult(BaseModel):
+    evaluator: str
+    evaluator_version: str
+    n: int
+    ok: int
+    passed: int
+    errors: int
+    skipped: int
+    mean_score: float | None
+
+    @property
+    def pass_rate(self) -> float | None:
+        return self.passed / self.ok if self.ok else None
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    deployment: str
+    kind: str
+    status: str
+    window_start: datetime | None
+    window_end: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    pulled: int
+    normalized: int
+    quarantined: int
+    scored: int
+    errors: int
+    skipped: int
+    error: str | None
+    evaluators: list[EvaluatorResult] = []
+
+
+@contextmanager
+def deployment_lock(engine: sa.Engine, deployment: str) -> Iterator[None]:
+    """Hold a session advisory lock for the whole run; it dies with the process if killed."""
+    with engine.connect() as conn:
+        got = conn.execute(sa.text(query("runs", "try_lock_deployment")), {"deployment": deployment})
+        if not got.scalar_one():
+            raise RunBusy(f"another run of {deployment!r} is in progress; try again when it ends")
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sa.text(query("runs", "unlock_deployment")), {"deployment": deployment})
+            conn.commit()
+
+
+def start_run(
+    engine: sa.Engine,
+    deployment: str,
+    until: datetime,
+    initial_lookback: timedelta,
+    kind: RunKind = "manual",
+    flow_run_id: str | None = None,
+) -> RunPlan:
+    """Record a new run and plan its window from the watermark. Call under `deployment_lock`."""
+    run_id = str(uuid.uuid4())
+    with engine.begin() as conn:
+        conn.execute(sa.text(query("runs", "abandon_stale_runs")), {"deployment": deployment})
+        mark = conn.execute(
+            sa.text(query("runs", "get_watermark")), {"deployment": deployment}
+        ).one_or_none()
+        cursor = Cursor(ts=mark.ts, log_id=mark.log_id) if mark else None
+        start = cursor.ts if cursor else until - initial_lookback
+        conn.execute(
+            sa.text(query("runs", "insert_run")),
+            {
+                "run_id": run_id,
+                "deployment": deployment,
+                "kind": kind,
+                "window_start": start,
+                "window_end": until,
+                "flow_run_id": flow_run_id,
+            },
+        )
+    return RunPlan(run_id=run_id, deployment=deployment, cursor=cursor, start=start, until=until)
+
+
+def finish_run(
+    engine: sa.Engine,
+    run_id: str,
+    status: Literal["completed", "failed"],
+    error: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> RunSummary:
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.text(query("runs", "finish_run")),
+            {
+                "run_id": run_id,
+                "status": status,
+                "error": error,
+                "details": json.dumps(details or {}, default=str),
+            },
+        ).one()
+        results = conn.execute(sa.text(query("runs", "evaluator_results")), {"run_id": run_id})
+        evaluators = [EvaluatorResult.model_validate(r._asdict()) for r in results]
+    fields = row._asdict()
+    fields["run_id"] = str(fields["run_id"])
+    return RunSummary(**fields, evaluators=evaluators)

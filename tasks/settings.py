@@ -1,0 +1,29 @@
+"""Process settings from the environment (prefix ASSAY_). Secrets stay SecretStr end to end."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AssaySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ASSAY_", extra="ignore")
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="Postgres for scores and state. Unset: an embedded Postgres under home.",
+    )
+    warehouse_url: SecretStr | None = Field(
+        default=None, description="Where the logs live. Defaults to the database URL."
+    )
+    home: Path = Field(default=Path(".assay"), description="Local state (embedded Postgres).")
+    slack_bot_token: SecretStr | None = None
+    slack_channel: str | None = None
+    slack_webhook_url: SecretStr | None = None
+    slack_base_url: str = "https://slack.com/api/"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> AssaySettings:
+    return AssaySettings()
