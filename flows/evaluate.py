@@ -19,7 +19,7 @@ from tasks.source import Cursor
 
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Retry on dropped connections and declared transient errors, never on bad config or data."""
-    exc = state.result(raise_on_failure=False)
+    exc = state.result(raise_on_failure=False, _sync=True)
     return isinstance(exc, TransientError | sa.exc.OperationalError | sa.exc.InterfaceError)
 
 

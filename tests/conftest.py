@@ -1,0 +1,99 @@
+"""Shared fixtures: a real Postgres database per test (cloned from a migrated template),
+Prefect's test harness once per session, and helpers to load logs."""
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from evaluators import offline  # noqa: F401
+from tests import pg
+
+
+@pytest.fixture(scope="session")
+def admin_url() -> str:
+    return pg.admin_url()
+
+
+@pytest.fixture(scope="session")
+def template_db(admin_url: str) -> Iterator[str]:
+    """A database with every migration applied, cloned for each test (fast, isolated)."""
+    from tasks.db import _engine, migrate
+
+    name = pg.create_database(admin_url)
+    url = pg.as_sqlalchemy_url(pg.with_database(admin_url, name))
+    engine = _engine(url)
+    migrate(engine)
+    engine.dispose()
+    yield name
+    pg.drop_database(admin_url, name)
+
+
+@pytest.fixture
+def db_url(admin_url: str, template_db: str) -> Iterator[str]:
+    name = pg.create_database(admin_url, template=template_db)
+    url = pg.as_sqlalchemy_url(pg.with_database(admin_url, name))
+    yield url
+    from tasks.db import _engine
+
+    _engine(url).dispose()
+    pg.drop_database(admin_url, name)
+
+
+@pytest.fixture
+def assay_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point Assay's settings at this test's database."""
+    from tasks.settings import get_settings
+
+    monkeypatch.setenv("ASSAY_DATABASE_URL", db_url)
+    monkeypatch.delenv("ASSAY_WAREHOUSE_URL", raising=False)
+    get_settings.cache_clear()
+    yield db_url
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def engine(assay_env: str) -> sa.Engine:
+    from tasks.db import scores_engine
+
+    return scores_engine()
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """Prefect's test harness (a real local API server), started once; yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield str(PREFECT_API_URL.value())
+
+
+def insert_logs(engine: sa.Engine, rows: list[dict[str, object]]) -> None:
+    from tasks.seed import SUPPORT_COLUMNS, copy_rows
+
+    with engine.begin() as conn:
+        copy_rows(conn, "assay.llm_logs", SUPPORT_COLUMNS, ({**BLANK_LOG, **r} for r in rows))
+
+
+BLANK_LOG: dict[str, object] = {
+    column: None
+    for column in (
+        "context", "model", "provider", "prompt_slug", "topic", "customer_id", "user_id",
+        "session_id", "environment", "input_tokens", "output_tokens", "latency_ms", "cost_usd",
+        "feedback", "metadata",
+    )
+} | {"status": "ok", "response": "A helpful answer of reasonable length."}  # fmt: skip
+
+
+def log(log_id: str, ts: datetime, **fields: object) -> dict[str, object]:
+    return {"id": log_id, "ts": ts, "prompt": f"question {log_id}", **fields}
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
