@@ -1,13 +1,15 @@
 """Write one page's outcome atomically: scores, quarantine, run counters and the watermark.
 
-Scores go in with COPY into a session temp table, then `INSERT … ON CONFLICT DO NOTHING`
-into `assay.scores`: a rerun over the same logs adds nothing, and because the watermark
+Scores go in with COPY; any key already stored is skipped (`ON CONFLICT DO NOTHING` from a
+staging table), so a rerun over the same logs adds nothing, and because the watermark
 moves in the same transaction, a crash leaves either the whole page or none of it.
 """
 
 import json
 from collections import Counter
+from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from pydantic import BaseModel
 
@@ -29,18 +31,32 @@ class PageCounts(BaseModel):
         return PageCounts(**{k: getattr(self, k) + getattr(other, k) for k in PageCounts.model_fields})
 
 
+def _copy(driver: psycopg.Connection[Any], table: str, rows: list[ScoreRow]) -> None:
+    columns = ", ".join(SCORE_COLUMNS)
+    with driver.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(tuple(getattr(row, name) for name in SCORE_COLUMNS))
+
+
 def copy_scores(conn: sa.Connection, rows: list[ScoreRow]) -> int:
-    """Bulk-insert rows, skipping any already stored. Returns how many were new."""
+    """Bulk-insert rows, skipping any already stored. Returns how many were new.
+
+    Fresh logs never conflict, so COPY goes straight into `assay.scores` inside a savepoint;
+    if any key already exists (a rerun, or a concurrent backfill), the savepoint is rolled
+    back and the page goes through a staging table and `ON CONFLICT DO NOTHING` instead.
+    """
     if not rows:
         return 0
-    conn.execute(sa.text(query("persist", "create_staging")))
     driver = conn.connection.driver_connection
     assert driver is not None
-    columns = ", ".join(SCORE_COLUMNS)
-    with driver.cursor() as cur:
-        with cur.copy(f"COPY assay_scores_staging ({columns}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(tuple(getattr(row, name) for name in SCORE_COLUMNS))
+    try:
+        with driver.transaction():
+            _copy(driver, "assay.scores", rows)
+        return len(rows)
+    except psycopg.errors.UniqueViolation:
+        pass
+    conn.execute(sa.text(query("persist", "create_staging")))
+    _copy(driver, "assay_scores_staging", rows)
     return conn.execute(sa.text(query("persist", "merge_staging"))).rowcount
 
 

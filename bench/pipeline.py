@@ -1,0 +1,217 @@
+"""Pipeline benchmark: each stage against a raw baseline in the same run. Prints JSON.
+
+    (a) pull + normalize vs a raw psycopg server-side cursor over the same rows   (target >= 0.5)
+    (b) score writes (COPY to staging + ON CONFLICT) vs raw COPY of the same rows   (target >= 0.7)
+    (c) peak RSS of a full `assay run` over every log                              (target < 1 GiB)
+    (d) end-to-end free-evaluator throughput, logs/s
+
+Env: BENCH_LOGS (default 1,000,000), BENCH_ADMIN_URL (default the local Postgres).
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tasks.config import parse_job  # noqa: E402
+from tasks.db import _engine, migrate  # noqa: E402
+from tasks.normalize import normalize_rows  # noqa: E402
+from tasks.persist import copy_scores  # noqa: E402
+from tasks.score import SCORE_COLUMNS, ScoreRow  # noqa: E402
+from tasks.source import Cursor, fetch_page  # noqa: E402
+
+ADMIN = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+LOGS = int(os.environ.get("BENCH_LOGS", "1000000"))
+END = datetime(2026, 1, 1, tzinfo=UTC)
+
+SEED_SQL = """
+INSERT INTO assay.llm_logs
+SELECT 'log-' || lpad(g::text, 8, '0'),
+       %(end)s::timestamptz - make_interval(secs => (%(n)s - g) * 0.5),
+       (ARRAY['Where is my order? It was due Monday and tracking shows nothing new.',
+              'How do I get a refund for the headphones, they stopped working last week?',
+              'Does the smart thermostat work with HomeKit and Google Home at the same time?',
+              'I cannot log in, the reset email never arrives, what should I do now?'])[1 + g %% 4]
+         || repeat(' Please explain in detail, with the steps I should take and any caveats.', 8),
+       (ARRAY['Your order left our warehouse and should arrive within two business days.',
+              'You can return the item within thirty days for a full refund to your card.',
+              'Yes, it supports HomeKit, Google Home and Alexa out of the box, all at once.',
+              'Check your spam folder first; otherwise use the reset-by-text option instead.'])[1 + g %% 4]
+         || repeat(' Let me know if there is anything else I can help you with today, thanks.', 12),
+       NULL,
+       (ARRAY['gpt-4o-mini', 'gpt-4o', 'claude-3-5-haiku', 'gemini-1.5-flash'])[1 + g %% 4],
+       (ARRAY['openai', 'openai', 'anthropic', 'google'])[1 + g %% 4],
+       (ARRAY['order_status', 'refund_policy', 'product_qa', 'account_help'])[1 + g %% 4],
+       'support', 'cust-' || (g %% 50), 'u' || (g %% 5000), 's' || (g %% 20000), 'production',
+       300 + g %% 200, 150 + g %% 100, 400 + g %% 3000, 0.0004, 'ok', NULL, '{}'::jsonb
+FROM generate_series(1, %(n)s) AS g
+"""
+
+
+def create_database() -> tuple[str, str]:
+    name = f"assay_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = psycopg.conninfo.conninfo_to_dict(ADMIN) | {"dbname": name}
+    conninfo = psycopg.conninfo.make_conninfo(**params)
+    host, port = params.get("host", "127.0.0.1"), params.get("port", 5432)
+    return name, conninfo, f"postgresql+psycopg://{params.get('user', 'postgres')}@{host}:{port}/{name}"  # type: ignore[return-value]
+
+
+def seed(conninfo: str) -> float:
+    start = time.perf_counter()
+    with psycopg.connect(conninfo) as conn:
+        conn.execute(SEED_SQL, {"n": LOGS, "end": END})
+        conn.execute("ANALYZE assay.llm_logs")
+    return time.perf_counter() - start
+
+
+def raw_read(conninfo: str) -> float:
+    start = time.perf_counter()
+    rows = 0
+    with psycopg.connect(conninfo) as conn, conn.cursor(name="raw") as cur:
+        cur.itersize = 5000
+        cur.execute("SELECT * FROM assay.llm_logs ORDER BY ts, id")
+        for _ in cur:
+            rows += 1
+    assert rows == LOGS
+    return time.perf_counter() - start
+
+
+def our_pull(engine: sa.Engine) -> float:
+    source = parse_job({"deployment": "bench", "source": {"page_size": 5000}}).source
+    start, after, total = time.perf_counter(), None, 0
+    with engine.connect() as conn:
+        while True:
+            rows = fetch_page(conn, source, after, END - timedelta(days=30), END)
+            records, rejects = normalize_rows(rows, "canonical")
+            total += len(records) + len(rejects)
+            if len(rows) < source.page_size:
+                break
+            after = Cursor(ts=rows[-1]["ts"], log_id=rows[-1]["id"])
+    assert total == LOGS, total
+    return time.perf_counter() - start
+
+
+def score_rows(n: int) -> list[ScoreRow]:
+    run_id = str(uuid.uuid4())
+    return [
+        ScoreRow(
+            deployment="bench", log_id=f"log-{i:08d}", evaluator="pii", evaluator_version="1",
+            log_ts=END, status="ok", score=1.0, passed=True, label=None, reason=None,
+            run_id=run_id, model="gpt-4o-mini", provider="openai", prompt_slug="order_status",
+            topic="support", customer_id="c1", environment="production",
+        )
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def raw_copy(conninfo: str, rows: list[ScoreRow], batch: int) -> float:
+    with psycopg.connect(conninfo) as conn:
+        conn.execute("CREATE TABLE bench_raw_scores (LIKE assay.scores INCLUDING ALL)")
+        conn.commit()
+        start = time.perf_counter()
+        for i in range(0, len(rows), batch):
+            with conn.cursor() as cur, cur.copy(
+                f"COPY bench_raw_scores ({', '.join(SCORE_COLUMNS)}) FROM STDIN"
+            ) as copy:
+                for row in rows[i : i + batch]:
+                    copy.write_row(tuple(getattr(row, c) for c in SCORE_COLUMNS))
+            conn.commit()
+        return time.perf_counter() - start
+
+
+def our_write(engine: sa.Engine, rows: list[ScoreRow], batch: int) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(rows), batch):
+        with engine.begin() as conn:
+            copy_scores(conn, rows[i : i + batch])
+    return time.perf_counter() - start
+
+
+def full_run(url: str, workdir: Path) -> dict[str, Any]:
+    config = workdir / "bench.yaml"
+    config.write_text(
+        yaml.safe_dump({"deployment": "bench", "source": {"initial_lookback": "30d", "lag": "0s"}})
+    )
+    env = {**os.environ, "ASSAY_DATABASE_URL": url, "PREFECT_LOGGING_LEVEL": "WARNING"}
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", "from flows.cli import app; app()", "run", "bench",
+         "--config", str(config), "--until", END.isoformat(), "--format", "json"],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(done.stdout + done.stderr)
+    summary = json.loads(done.stdout)
+    run_seconds = (
+        datetime.fromisoformat(summary["finished_at"]) - datetime.fromisoformat(summary["started_at"])
+    ).total_seconds()
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {
+        "logs": summary["pulled"],
+        "scores_written": summary["scored"],
+        "evaluators": len(summary["evaluators"]),
+        "wall_seconds": round(wall, 1),
+        "run_seconds": round(run_seconds, 1),
+        "logs_per_second": round(summary["pulled"] / run_seconds),
+        "peak_rss_mib": round(peak_kib / 1024),
+    }
+
+
+def main() -> None:
+    name, conninfo, url = create_database()
+    engine = _engine(url)
+    try:
+        migrate(engine)
+        seed_s = seed(conninfo)
+        raw_s = raw_read(conninfo)
+        pull_s = our_pull(engine)
+        n_scores = min(LOGS, 500_000)
+        rows = score_rows(n_scores)
+        copy_s = raw_copy(conninfo, rows, 45_000)
+        write_s = our_write(engine, rows, 45_000)
+        del rows
+        with engine.begin() as conn:
+            conn.execute(sa.text("TRUNCATE assay.scores"))
+        run = full_run(url, Path(os.environ.get("TMPDIR", "/tmp")))
+        result = {
+            "logs": LOGS,
+            "seed_seconds": round(seed_s, 1),
+            "pull_normalize": {
+                "raw_rows_per_s": round(LOGS / raw_s),
+                "assay_rows_per_s": round(LOGS / pull_s),
+                "ratio": round(raw_s / pull_s, 3),
+                "target": ">= 0.5",
+            },
+            "score_write": {
+                "rows": n_scores,
+                "raw_copy_rows_per_s": round(n_scores / copy_s),
+                "assay_rows_per_s": round(n_scores / write_s),
+                "ratio": round(copy_s / write_s, 3),
+                "target": ">= 0.7",
+            },
+            "full_run": run | {"peak_rss_target_mib": "< 1024"},
+        }
+        print(json.dumps(result, indent=2))
+    finally:
+        engine.dispose()
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
