@@ -25,12 +25,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.config import parse_job  # noqa: E402
-from tasks.db import _engine, migrate  # noqa: E402
-from tasks.normalize import normalize_rows  # noqa: E402
-from tasks.persist import copy_scores  # noqa: E402
-from tasks.score import SCORE_COLUMNS, ScoreRow  # noqa: E402
-from tasks.source import Cursor, fetch_page  # noqa: E402
+from tasks.config import parse_job
+from tasks.db import _engine, migrate
+from tasks.normalize import normalize_rows
+from tasks.persist import copy_scores
+from tasks.score import SCORE_COLUMNS, ScoreRow
+from tasks.source import Cursor, fetch_page
 
 ADMIN = os.environ.get("BENCH_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 LOGS = int(os.environ.get("BENCH_LOGS", "1000000"))
@@ -60,14 +60,18 @@ FROM generate_series(1, %(n)s) AS g
 """
 
 
-def create_database() -> tuple[str, str]:
+def create_database() -> tuple[str, str, str]:
     name = f"assay_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    params = psycopg.conninfo.conninfo_to_dict(ADMIN) | {"dbname": name}
-    conninfo = psycopg.conninfo.make_conninfo(**params)
+    params: dict[str, Any] = psycopg.conninfo.conninfo_to_dict(ADMIN) | {"dbname": name}
+    conninfo = psycopg.conninfo.make_conninfo("", **params)
     host, port = params.get("host", "127.0.0.1"), params.get("port", 5432)
-    return name, conninfo, f"postgresql+psycopg://{params.get('user', 'postgres')}@{host}:{port}/{name}"  # type: ignore[return-value]
+    return (
+        name,
+        conninfo,
+        f"postgresql+psycopg://{params.get('user', 'postgres')}@{host}:{port}/{name}",
+    )
 
 
 def seed(conninfo: str) -> float:
@@ -124,9 +128,10 @@ def raw_copy(conninfo: str, rows: list[ScoreRow], batch: int) -> float:
         conn.commit()
         start = time.perf_counter()
         for i in range(0, len(rows), batch):
-            with conn.cursor() as cur, cur.copy(
-                f"COPY bench_raw_scores ({', '.join(SCORE_COLUMNS)}) FROM STDIN"
-            ) as copy:
+            with (
+                conn.cursor() as cur,
+                cur.copy(f"COPY bench_raw_scores ({', '.join(SCORE_COLUMNS)}) FROM STDIN") as copy,
+            ):
                 for row in rows[i : i + batch]:
                     copy.write_row(tuple(getattr(row, c) for c in SCORE_COLUMNS))
             conn.commit()
@@ -158,7 +163,8 @@ def full_run(url: str, workdir: Path) -> dict[str, Any]:
         raise SystemExit(done.stdout + done.stderr)
     summary = json.loads(done.stdout)
     run_seconds = (
-        datetime.fromisoformat(summary["finished_at"]) - datetime.fromisoformat(summary["started_at"])
+        datetime.fromisoformat(summary["finished_at"])
+        - datetime.fromisoformat(summary["started_at"])
     ).total_seconds()
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return {

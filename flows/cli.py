@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,7 +21,8 @@ from tasks.errors import AssayError, ConfigError
 
 app = typer.Typer(
     name="assay",
-    help="Continuous, budget-safe evaluation of production LLM logs on Prefect, Postgres and Slack.",
+    help="Continuous, budget-safe evaluation of production LLM logs "
+    "on Prefect, Postgres and Slack.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
@@ -57,7 +58,9 @@ def _parse_ts(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise ConfigError(f"{value!r} is not an ISO 8601 timestamp (e.g. 2026-11-22T10:00Z)") from None
+        raise ConfigError(
+            f"{value!r} is not an ISO 8601 timestamp (e.g. 2026-11-22T10:00Z)"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -76,25 +79,32 @@ def _load(deployment: str, config: Path | None) -> Any:
 @app.command()
 def migrate() -> None:
     """Apply database migrations and views (idempotent; safe to run concurrently)."""
-    from tasks.db import migrate as apply, scores_engine
+    from tasks.db import migrate as apply
+    from tasks.db import scores_engine
 
     applied = _guarded(lambda: apply(scores_engine()))
-    console.print(f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else ""))
+    console.print(
+        f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
+    )
 
 
-def _run_flow(job: Any, until: datetime | None, kind: str) -> Any:
+def _run_flow(job: Any, until: datetime | None, kind: Literal["manual", "scheduled"]) -> Any:
     from flows.evaluate import evaluate_recent
 
     with console.status(f"evaluating {job.deployment} …", spinner="dots"):
-        return asyncio.run(evaluate_recent(job, until=until, kind=kind))  # type: ignore[arg-type]
+        return asyncio.run(evaluate_recent(job, until=until, kind=kind))
 
 
 @app.command()
 def run(
-    deployment: Annotated[str, typer.Argument(help="Deployment name (deployments/jobs/NAME.yaml).")],
+    deployment: Annotated[
+        str, typer.Argument(help="Deployment name (deployments/jobs/NAME.yaml).")
+    ],
     config: Annotated[Path | None, typer.Option(help="Job config YAML file.")] = None,
     until: Annotated[str | None, typer.Option(help="Read logs up to this time (ISO 8601).")] = None,
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format.")
+    ] = OutputFormat.table,
 ) -> None:
     """Run the hourly evaluation once, locally, and print its summary."""
     from flows.render import summary_renderable
@@ -109,7 +119,9 @@ def run(
 
 @app.command()
 def evaluators(
-    output: Annotated[OutputFormat, typer.Option("--format", help="Output format.")] = OutputFormat.table,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format.")
+    ] = OutputFormat.table,
 ) -> None:
     """List registered evaluators with their versions and whether they cost money."""
     from rich.table import Table
@@ -117,7 +129,12 @@ def evaluators(
     from evaluators.registry import all_evaluators
 
     rows = [
-        {"name": name, "version": cls.version, "cost": cls.cost.value, "description": cls.describe()}
+        {
+            "name": name,
+            "version": cls.version,
+            "cost": cls.cost.value,
+            "description": cls.describe(),
+        }
         for name, cls in all_evaluators().items()
     ]
     if output is OutputFormat.json:
@@ -133,18 +150,23 @@ def evaluators(
 
 @app.command()
 def demo(
-    scale: Annotated[float, typer.Option(min=0.01, max=100, help="Multiply the demo's log counts.")] = 1.0,
+    scale: Annotated[
+        float, typer.Option(min=0.01, max=100, help="Multiply the demo's log counts.")
+    ] = 1.0,
 ) -> None:
     """Seed a synthetic production warehouse and run every demo deployment once."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flows.render import summary_renderable
-    from tasks.db import migrate as apply, scores_engine
+    from tasks.db import migrate as apply
+    from tasks.db import scores_engine
     from tasks.seed import seed_demo
     from tasks.settings import get_settings
 
     if get_settings().database_url is None:
-        console.print(f"ASSAY_DATABASE_URL is not set: using an embedded Postgres in {get_settings().home}/")
+        console.print(
+            f"ASSAY_DATABASE_URL is not set: using an embedded Postgres in {get_settings().home}/"
+        )
     engine = _guarded(scores_engine)
     _guarded(lambda: apply(engine))
     sizes = {name: max(10, int(n * scale)) for name, n in DEMO_SIZES.items()}

@@ -84,7 +84,7 @@ def migrate(engine: sa.Engine) -> list[str]:
                     )
                 )
                 names = conn.execute(sa.text("SELECT name FROM assay.schema_migrations"))
-                done = set(names.scalars())
+                done: set[str] = set(names.scalars())
             for path in migration_files():
                 if path.name in done:
                     continue

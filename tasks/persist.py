@@ -28,7 +28,9 @@ class PageCounts(BaseModel):
     skipped: int = 0
 
     def __add__(self, other: "PageCounts") -> "PageCounts":
-        return PageCounts(**{k: getattr(self, k) + getattr(other, k) for k in PageCounts.model_fields})
+        return PageCounts(
+            **{k: getattr(self, k) + getattr(other, k) for k in PageCounts.model_fields}
+        )
 
 
 def _copy(driver: psycopg.Connection[Any], table: str, rows: list[ScoreRow]) -> None:
@@ -60,7 +62,9 @@ def copy_scores(conn: sa.Connection, rows: list[ScoreRow]) -> int:
     return conn.execute(sa.text(query("persist", "merge_staging"))).rowcount
 
 
-def quarantine_rows(conn: sa.Connection, deployment: str, run_id: str, rejects: list[Reject]) -> int:
+def quarantine_rows(
+    conn: sa.Connection, deployment: str, run_id: str, rejects: list[Reject]
+) -> int:
     if not rejects:
         return 0
     params = [

@@ -69,7 +69,9 @@ class RunSummary(BaseModel):
 def deployment_lock(engine: sa.Engine, deployment: str) -> Iterator[None]:
     """Hold a session advisory lock for the whole run; it dies with the process if killed."""
     with engine.connect() as conn:
-        got = conn.execute(sa.text(query("runs", "try_lock_deployment")), {"deployment": deployment})
+        got = conn.execute(
+            sa.text(query("runs", "try_lock_deployment")), {"deployment": deployment}
+        )
         if not got.scalar_one():
             raise RunBusy(f"another run of {deployment!r} is in progress; try again when it ends")
         conn.commit()

@@ -24,13 +24,13 @@ def copy_rows(
     driver = conn.connection.driver_connection
     assert driver is not None
     count = 0
-    with driver.cursor() as cur:
-        with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(tuple(row[c] for c in columns))
-                count += 1
-                if progress and count % every == 0:
-                    progress(every)
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    with driver.cursor() as cur, cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(tuple(row[c] for c in columns))
+            count += 1
+            if progress and count % every == 0:
+                progress(every)
     if progress:
         progress(count % every)
     return count

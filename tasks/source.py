@@ -24,7 +24,7 @@ class Cursor(BaseModel):
 
 
 def _relation(source: SourceConfig, columns: set[str]) -> sa.FromClause:
-    column_objects = [sa.column(name) for name in sorted(columns)]
+    column_objects: list[sa.ColumnClause[Any]] = [sa.column(name) for name in sorted(columns)]
     if source.table is not None:
         schema, name = source.table_parts()
         return sa.table(name, *column_objects, schema=schema)
@@ -42,7 +42,8 @@ def page_statement(source: SourceConfig, first_page: bool) -> sa.Select[Any]:
         stmt = stmt.where(ts_col >= sa.bindparam("start"))
     else:
         stmt = stmt.where(
-            sa.tuple_(ts_col, id_col) > sa.tuple_(sa.bindparam("after_ts"), sa.bindparam("after_id"))
+            sa.tuple_(ts_col, id_col)
+            > sa.tuple_(sa.bindparam("after_ts"), sa.bindparam("after_id"))
         )
     stmt = stmt.where(ts_col <= sa.bindparam("until"))
     for column, value in source.filters.items():
@@ -71,6 +72,7 @@ def fetch_page(
         dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
     )
     driver = conn.connection.driver_connection
+    assert driver is not None
     try:
         with driver.cursor(row_factory=dict_row) as cur:
             cur.execute(str(compiled), compiled.construct_params(params))

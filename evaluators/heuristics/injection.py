@@ -20,8 +20,11 @@ INJECTION_PATTERNS: dict[str, re.Pattern[str]] = {
         re.IGNORECASE,
     ),
     "persona_override": re.compile(
-        r"\b(?:you are now|from now on,? you are|pretend (?:to be|you are)|act as)\b[\w\s]{0,20}?"
-        r"\b(?:DAN|jailbroken|unrestricted|unfiltered|evil|without (?:any )?(?:rules|restrictions))",
+        r"\b(?:you are now|from now on,? you are|pretend (?:to be|you are)|act as)"
+        r"\b"
+        r"[\w\s]{0,20}?"
+        r"\b(?:DAN|jailbroken|unrestricted|unfiltered|evil"
+        r"|without (?:any )?(?:rules|restrictions))",
         re.IGNORECASE,
     ),
     "developer_mode": re.compile(r"\b(?:developer|god|jailbreak|DAN) mode\b", re.IGNORECASE),

@@ -75,7 +75,9 @@ class JsonSchema(_JsonEvaluator):
         if failure:
             return failure
         validator_cls = jsonschema.validators.validator_for(self.json_schema)
-        error = jsonschema.exceptions.best_match(validator_cls(self.json_schema).iter_errors(document))
+        error = jsonschema.exceptions.best_match(
+            validator_cls(self.json_schema).iter_errors(document)
+        )
         if error is None:
             return Score.verdict(True)
         path = "/".join(str(p) for p in error.absolute_path) or "(root)"

@@ -64,7 +64,9 @@ def _ips(text: str) -> Iterator[tuple[int, int]]:
 def _phones(text: str, region: str) -> Iterator[tuple[int, int]]:
     if not _PHONE_HINT.search(text):
         return
-    for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
+    for match in phonenumbers.PhoneNumberMatcher(
+        text, region, leniency=phonenumbers.Leniency.VALID
+    ):
         yield match.start, match.end
 
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 import yaml
 
 from tasks import demo_data
-from tasks.db import _engine, migrate
+from tasks.db import _engine
 from tasks.seed import SUPPORT_COLUMNS, copy_rows
 from tests import pg
 
@@ -32,7 +32,9 @@ def fresh_db(admin_url: str, template_db: str) -> Iterator[str]:
     name = pg.create_database(admin_url, template=template_db)
     url = pg.as_sqlalchemy_url(pg.with_database(admin_url, name))
     with _engine(url).begin() as conn:
-        copy_rows(conn, "assay.llm_logs", SUPPORT_COLUMNS, demo_data.support_bot_logs(LOGS, NOW, hours=6))
+        copy_rows(
+            conn, "assay.llm_logs", SUPPORT_COLUMNS, demo_data.support_bot_logs(LOGS, NOW, hours=6)
+        )
     yield url
     _engine(url).dispose()
     pg.drop_database(admin_url, name)
@@ -61,7 +63,9 @@ def test_sigkill_then_rerun_equals_a_clean_run(
             {
                 "deployment": "crash-test",
                 "source": {"page_size": 20, "initial_lookback": "1d", "lag": "0s"},
-                "evaluators": [{"name": n} for n in ("pii", "secrets", "prompt_injection", "refusal")],
+                "evaluators": [
+                    {"name": n} for n in ("pii", "secrets", "prompt_injection", "refusal")
+                ],
             }
         )
     )

@@ -99,7 +99,9 @@ async def test_watermark_has_no_gap_or_overlap_and_late_rows_are_caught(engine: 
 
 async def test_lag_holds_back_the_newest_logs(engine: sa.Engine) -> None:
     now = datetime.now(UTC)
-    insert_logs(engine, [log("old", now - timedelta(minutes=30)), log("fresh", now - timedelta(seconds=30))])
+    insert_logs(
+        engine, [log("old", now - timedelta(minutes=30)), log("fresh", now - timedelta(seconds=30))]
+    )
     summary = await evaluate_recent(job(lag="5m"))
     assert summary.pulled == 1
     assert {log_id for log_id, _ in scores(engine)} == {"old"}
@@ -119,7 +121,9 @@ async def test_rerun_adds_nothing_even_from_a_reset_watermark(engine: sa.Engine)
     assert scores(engine) == before
 
 
-async def test_an_evaluator_that_raises_yields_error_rows_and_the_run_goes_on(engine: sa.Engine) -> None:
+async def test_an_evaluator_that_raises_yields_error_rows_and_the_run_goes_on(
+    engine: sa.Engine,
+) -> None:
     insert_logs(engine, [log("ok1", BASE), log("crash", BASE, prompt="boom please")])
     exploding = parse_job(
         {"deployment": "test-app", "source": {"initial_lookback": "2d"},

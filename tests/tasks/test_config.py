@@ -33,14 +33,18 @@ def test_unknown_evaluator_and_bad_params_name_the_problem() -> None:
     with pytest.raises(ConfigError, match="unknown evaluator 'nope'"):
         parse_job({"deployment": "d", "evaluators": [{"name": "nope"}]})
     with pytest.raises(ConfigError, match="latency_slo.*max_ms"):
-        parse_job({"deployment": "d", "evaluators": [{"name": "latency_slo", "params": {"max_ms": 0}}]})
+        parse_job(
+            {"deployment": "d", "evaluators": [{"name": "latency_slo", "params": {"max_ms": 0}}]}
+        )
     with pytest.raises(ConfigError, match="listed twice: pii"):
         parse_job({"deployment": "d", "evaluators": [{"name": "pii"}, {"name": "pii"}]})
 
 
 def test_payload_formats_need_their_slots_and_know_their_fields() -> None:
     with pytest.raises(ConfigError, match="'attributes' must map"):
-        parse_job({"deployment": "d", "source": {"format": "otel_genai", "columns": {"attributes": None}}})
+        parse_job(
+            {"deployment": "d", "source": {"format": "otel_genai", "columns": {"attributes": None}}}
+        )
     with pytest.raises(ConfigError, match="'payload' is not a canonical field"):
         parse_job({"deployment": "d", "source": {"columns": {"payload": "x"}}})
     job = parse_job(
@@ -53,7 +57,9 @@ def test_durations_accept_short_forms() -> None:
     job = parse_job({"deployment": "d", "source": {"lag": "90s", "initial_lookback": "3d"}})
     assert job.source.lag == timedelta(seconds=90)
     assert job.source.initial_lookback == timedelta(days=3)
-    assert parse_job({"deployment": "d", "source": {"lag": "PT10M"}}).source.lag == timedelta(minutes=10)
+    assert parse_job({"deployment": "d", "source": {"lag": "PT10M"}}).source.lag == timedelta(
+        minutes=10
+    )
 
 
 def test_deployment_names_are_safe_slugs() -> None:

@@ -119,8 +119,13 @@ def test_anthropic_messages_payload() -> None:
     assert (rec.input_tokens, rec.output_tokens) == (9, 2)
     assert rec.metadata["system"] == "Be kind."
     error = {"type": "error", "error": {"type": "overloaded_error"}}
-    assert one({"id": 2, "ts": TS, "request": request, "response": error}, "anthropic_messages").status == "error"
-    assert rejected({"id": 3, "ts": TS, "request": request, "response": {"x": 1}}, "anthropic_messages")
+    assert (
+        one({"id": 2, "ts": TS, "request": request, "response": error}, "anthropic_messages").status
+        == "error"
+    )
+    assert rejected(
+        {"id": 3, "ts": TS, "request": request, "response": {"x": 1}}, "anthropic_messages"
+    )
 
 
 def test_otel_genai_current_conventions() -> None:
@@ -137,7 +142,12 @@ def test_otel_genai_current_conventions() -> None:
         "gen_ai.conversation.id": "c1",
     }  # fmt: skip
     rec = one({"id": "s1", "ts": TS, "attributes": attributes}, "otel_genai")
-    assert (rec.prompt, rec.response, rec.model, rec.provider) == ("Hello?", "Hi", "gpt-4o", "openai")
+    assert (rec.prompt, rec.response, rec.model, rec.provider) == (
+        "Hello?",
+        "Hi",
+        "gpt-4o",
+        "openai",
+    )
     assert (rec.input_tokens, rec.output_tokens, rec.session_id) == (11, 4, "c1")
 
 
@@ -154,9 +164,13 @@ def test_otel_genai_legacy_and_flattened_attributes() -> None:
 def test_otel_genai_errors_and_missing_content() -> None:
     failed = {"gen_ai.prompt": "Q", "error.type": "timeout"}
     assert one({"id": "s", "ts": TS, "attributes": failed}, "otel_genai").status == "error"
-    reasons = rejected({"id": "s", "ts": TS, "attributes": {"gen_ai.request.model": "m"}}, "otel_genai")
+    reasons = rejected(
+        {"id": "s", "ts": TS, "attributes": {"gen_ai.request.model": "m"}}, "otel_genai"
+    )
     assert "no prompt content" in reasons[0]
-    assert rejected({"id": "s", "ts": TS, "attributes": None}, "otel_genai") == ["attributes is null"]
+    assert rejected({"id": "s", "ts": TS, "attributes": None}, "otel_genai") == [
+        "attributes is null"
+    ]
 
 
 def test_one_bad_row_does_not_stop_the_others() -> None:

@@ -37,7 +37,9 @@ def test_upper_bound_and_filters(engine: sa.Engine) -> None:
             log("d", T0, environment="x' OR '1'='1"),
         ],
     )
-    source = parse_job({"deployment": "d", "source": {"filters": {"environment": "production"}}}).source
+    source = parse_job(
+        {"deployment": "d", "source": {"filters": {"environment": "production"}}}
+    ).source
     with engine.connect() as conn:
         rows = fetch_page(conn, source, None, T0 - timedelta(hours=1), T0 + timedelta(hours=1))
         assert [r["id"] for r in rows] == ["a"]
@@ -50,9 +52,13 @@ def test_upper_bound_and_filters(engine: sa.Engine) -> None:
 
 def test_query_source_with_integer_ids_and_renamed_columns(engine: sa.Engine) -> None:
     with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE public.calls (call_id bigint, created timestamptz, q text)"))
         conn.execute(
-            sa.text("INSERT INTO public.calls SELECT g, :t, 'q' || g FROM generate_series(1, 12) g"),
+            sa.text("CREATE TABLE public.calls (call_id bigint, created timestamptz, q text)")
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO public.calls SELECT g, :t, 'q' || g FROM generate_series(1, 12) g"
+            ),
             {"t": T0},
         )
     source = parse_job(
