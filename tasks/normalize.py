@@ -74,20 +74,28 @@ def _messages(request: Any) -> list[dict[str, Any]]:
     return [m for m in request["messages"] if isinstance(m, dict)]
 
 
-def from_openai_chat(row: Row) -> dict[str, Any]:
+def _chat_request(
+    row: Row, provider: str
+) -> tuple[dict[str, Any], Any, list[dict[str, Any]], dict[str, Any]]:
+    """What chat formats share: parsed request and response, messages, the user prompt."""
     request, response = _json(row.get("request"), "request"), _json(row.get("response"), "response")
     messages = _messages(request)
     fields = _passthrough(row, ("request", "response"))
     fields["prompt"] = "\n\n".join(
         _text_content(m.get("content")) for m in messages if m.get("role") == "user"
     )
+    fields["model"] = (isinstance(response, dict) and response.get("model")) or request.get("model")
+    fields.setdefault("provider", provider)
+    fields.setdefault("metadata", {})
+    return request, response, messages, fields
+
+
+def from_openai_chat(row: Row) -> dict[str, Any]:
+    _, response, messages, fields = _chat_request(row, "openai")
     fields["context"] = [
         _text_content(m.get("content")) for m in messages if m.get("role") == "tool"
     ]
     system = [_text_content(m.get("content")) for m in messages if m.get("role") == "system"]
-    fields["model"] = (isinstance(response, dict) and response.get("model")) or request.get("model")
-    fields.setdefault("provider", "openai")
-    fields.setdefault("metadata", {})
     if system:
         fields["metadata"] = {**fields["metadata"], "system": "\n\n".join(system)}
     if isinstance(response, dict) and "error" in response:
@@ -105,15 +113,7 @@ def from_openai_chat(row: Row) -> dict[str, Any]:
 
 
 def from_anthropic_messages(row: Row) -> dict[str, Any]:
-    request, response = _json(row.get("request"), "request"), _json(row.get("response"), "response")
-    messages = _messages(request)
-    fields = _passthrough(row, ("request", "response"))
-    fields["prompt"] = "\n\n".join(
-        _text_content(m.get("content")) for m in messages if m.get("role") == "user"
-    )
-    fields["model"] = (isinstance(response, dict) and response.get("model")) or request.get("model")
-    fields.setdefault("provider", "anthropic")
-    fields.setdefault("metadata", {})
+    request, response, _, fields = _chat_request(row, "anthropic")
     if request.get("system"):
         fields["metadata"] = {**fields["metadata"], "system": _text_content(request["system"])}
     if isinstance(response, dict) and response.get("type") == "error":

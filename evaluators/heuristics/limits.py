@@ -41,6 +41,14 @@ class Length(Evaluator):
         return Score.verdict(True)
 
 
+def _ceiling(value: float | None, limit: float, what: str, unit: str) -> Score:
+    if value is None:
+        return Score.skipped(f"{what} not logged")
+    if value > limit:
+        return Score.verdict(False, reason=f"{what} {value:g} {unit} > {limit:g} {unit}")
+    return Score.verdict(True)
+
+
 @registered
 class LatencySlo(Evaluator):
     """Checks the call's latency against an SLO in milliseconds."""
@@ -52,11 +60,7 @@ class LatencySlo(Evaluator):
     max_ms: int = Field(default=10_000, gt=0)
 
     async def evaluate(self, record: LogRecord, ctx: EvalContext) -> Score:
-        if record.latency_ms is None:
-            return Score.skipped("latency not logged")
-        if record.latency_ms > self.max_ms:
-            return Score.verdict(False, reason=f"{record.latency_ms} ms > {self.max_ms} ms")
-        return Score.verdict(True)
+        return _ceiling(record.latency_ms, self.max_ms, "latency", "ms")
 
 
 @registered
@@ -70,8 +74,4 @@ class CostLimit(Evaluator):
     max_usd: float = Field(default=0.05, gt=0)
 
     async def evaluate(self, record: LogRecord, ctx: EvalContext) -> Score:
-        if record.cost_usd is None:
-            return Score.skipped("cost not logged")
-        if record.cost_usd > self.max_usd:
-            return Score.verdict(False, reason=f"${record.cost_usd:.4f} > ${self.max_usd:.4f}")
-        return Score.verdict(True)
+        return _ceiling(record.cost_usd, self.max_usd, "cost", "USD")
