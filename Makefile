@@ -11,7 +11,7 @@ export DO_NOT_TRACK ?= 1
 export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean prefect-home
 
 install: $(STAMP)
 
@@ -21,10 +21,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Prefect creates its home but not the parents of it.
+prefect-home:
+	@mkdir -p "$(PREFECT_HOME)"
+
+demo: $(STAMP) prefect-home
 	$(VENV)/bin/assay demo
 
-test: $(STAMP)
+test: $(STAMP) prefect-home
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -32,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) prefect-home
 	$(PY) bench/pipeline.py
 
 clean:
