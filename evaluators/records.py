@@ -1,6 +1,5 @@
 """The canonical log record every evaluator sees, whatever shape the warehouse stores."""
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -51,7 +50,3 @@ class LogRecord(BaseModel):
 
 def canonical_fields() -> tuple[str, ...]:
     return tuple(LogRecord.model_fields)
-
-
-def utc_iso(ts: datetime) -> str:
-    return ts.isoformat()

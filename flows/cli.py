@@ -5,8 +5,6 @@ Exit codes: 0 ok (a run that completed, breaches or not), 1 failure, 2 usage or 
 
 import asyncio
 import json
-import os
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -182,11 +180,3 @@ def demo(
         summary = _guarded(lambda j=job: _run_flow(j, None, "manual"))  # type: ignore[misc]
         console.print(summary_renderable(summary))
     console.print("Scores are in assay.scores; quarantined rows and reasons in assay.quarantine.")
-
-
-def main() -> None:  # pragma: no cover - console entry point
-    sys.exit(app())
-
-
-if os.environ.get("ASSAY_CLI_DEBUG"):  # pragma: no cover
-    app.pretty_exceptions_enable = True
