@@ -1,7 +1,7 @@
 """The evaluator contract: validated configuration plus one async `evaluate`."""
 
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,6 +29,11 @@ class Score(BaseModel):
     passed: bool | None = None
     label: str | None = None
     reason: str | None = None
+    # Set by paid (LLM judge) evaluators; free evaluators cost nothing and call no model.
+    judge_model: str | None = None
+    cost_usd: float | None = Field(default=0.0, description="None: the price is unknown")
+    tokens: int | None = None
+    latency_ms: int | None = None
 
     @classmethod
     def verdict(cls, passed: bool, reason: str | None = None, label: str | None = None) -> "Score":
@@ -44,10 +49,16 @@ class Score(BaseModel):
 
 
 class EvalContext(BaseModel):
-    """Run-level facts an evaluator may use; never per-record state."""
+    """Run-level facts an evaluator may use; never per-record state.
+
+    `judges` is the run's `JudgeRuntime` (limits, retries, breakers) for paid evaluators.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     deployment: str
     run_id: str
+    judges: Any = None
 
 
 class Evaluator(BaseModel):
@@ -62,6 +73,16 @@ class Evaluator(BaseModel):
     name: ClassVar[str]
     version: ClassVar[str]
     cost: ClassVar[Cost] = Cost.FREE
+
+    @property
+    def score_name(self) -> str:
+        """The `evaluator` column of this instance's scores (a rubric adds its own id)."""
+        return self.name
+
+    @property
+    def evaluator_version(self) -> str:
+        """The `evaluator_version` column; judges derive it from template, params and model."""
+        return self.version
 
     async def evaluate(self, record: LogRecord, ctx: EvalContext) -> Score:
         raise NotImplementedError

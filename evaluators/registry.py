@@ -50,4 +50,5 @@ def all_evaluators() -> dict[str, type[Evaluator]]:
 
 
 def _load_builtins() -> None:
-    import evaluators.heuristics  # noqa: F401  (registers on import)
+    import evaluators.heuristics
+    import evaluators.judges  # noqa: F401

@@ -1,0 +1,398 @@
+"""The judge client: limits, retries with backoff that honours `Retry-After`, fallbacks, a circuit
+breaker, one repair attempt for a malformed verdict, and cost capture. One instance per run.
+"""
+
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import aiohttp
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_exponential_jitter
+
+from evaluators.judges import local
+from evaluators.judges.breaker import BreakerPolicy, CircuitBreaker
+from evaluators.judges.limits import ModelLimiter, ModelLimits
+from evaluators.judges.pricing import Price, price_for
+from evaluators.judges.quiet_litellm import litellm_module
+from evaluators.judges.transport import (
+    FAST_PROVIDERS,
+    CallFailed,
+    Completion,
+    FastTransport,
+    JudgeTarget,
+    LitellmTransport,
+    split_model,
+)
+from evaluators.judges.verdict import (
+    REPAIR_INSTRUCTION,
+    RESPONSE_FORMAT,
+    Verdict,
+    VerdictUnparseable,
+    parse_verdict,
+)
+
+MAX_RETRY_AFTER_S = 120.0
+StructuredOutput = Literal["auto", "json_schema", "off"]
+#: Env vars litellm reads for OpenAI-wire providers when the job names no key.
+DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "hosted_vllm": "HOSTED_VLLM_API_KEY"}
+
+
+def _endpoint_from_string(value: Any) -> Any:
+    return {"model": value} if isinstance(value, str) else value
+
+
+class Endpoint(BaseModel):
+    """A judge model and, when not the provider's default, where and with which key to reach it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(
+        min_length=3, description="litellm model string: openai/gpt-4o-mini, gemini/..., local/..."
+    )
+    api_base: str | None = Field(default=None, description="OpenAI-compatible or proxy base URL.")
+    api_key_env: str | None = Field(default=None, description="Env var holding the API key.")
+
+
+FallbackEndpoint = Annotated[Endpoint, BeforeValidator(_endpoint_from_string)]
+
+
+class JudgeRoute(BaseModel):
+    """Primary judge model then fallbacks, tried in order when one keeps failing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    primary: Endpoint
+    fallbacks: tuple[Endpoint, ...] = ()
+    temperature: float = 0.0
+    max_output_tokens: int = 400
+    structured_output: StructuredOutput = "auto"
+
+
+class JudgeSettings(BaseModel):
+    """Run-wide judge policy from the job config."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limits: dict[str, ModelLimits] = Field(default_factory=dict)
+    default_limits: ModelLimits = ModelLimits()
+    breaker: BreakerPolicy = BreakerPolicy()
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+    def limits_for(self, model: str) -> ModelLimits:
+        return self.limits.get(model, self.default_limits)
+
+
+class JudgeResult(BaseModel):
+    status: Literal["ok", "error", "skipped"]
+    verdict: Verdict | None = None
+    reason: str | None = None
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+    latency_ms: int | None = None
+    fallback_used: bool = False
+
+
+class ModelStats(BaseModel):
+    calls: int = 0
+    failed_calls: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    verdicts: int = 0
+    bad_verdicts: int = 0
+    fallback_answers: int = 0
+    skipped_by_breaker: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    unknown_cost_calls: int = 0
+    breaker: str | None = None
+
+
+class _Spend(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+    latency_ms: int = 0
+
+    def add(self, completion: Completion, price: Price | None) -> None:
+        tokens_in, tokens_out = completion.input_tokens or 0, completion.output_tokens or 0
+        self.input_tokens += tokens_in
+        self.output_tokens += tokens_out
+        self.latency_ms += completion.latency_ms
+        if price is None or self.cost_usd is None:
+            self.cost_usd = None
+        else:
+            self.cost_usd += price.cost(tokens_in, tokens_out)
+
+
+def estimate_tokens(messages: list[dict[str, Any]], max_output_tokens: int) -> int:
+    """Cheap upper-ish bound for the TPM limiter (4 characters a token, plus the answer)."""
+    return sum(len(str(m.get("content", ""))) for m in messages) // 4 + max_output_tokens
+
+
+class JudgeRuntime:
+    """Shared by every judge of one run: transports, limiters, breakers and stats per model.
+
+    `slots` caps in-flight calls per model in this process below the configured concurrency,
+    e.g. to the share of a global (cross-worker) limit this process holds.
+    """
+
+    def __init__(
+        self,
+        settings: JudgeSettings,
+        env: Mapping[str, str] | None = None,
+        slots: Mapping[str, int] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.env = os.environ if env is None else env
+        self.slots = dict(slots or {})
+        self.stats: dict[str, ModelStats] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._transports: dict[Endpoint, FastTransport | LitellmTransport] = {}
+        self._limiters: dict[str, ModelLimiter] = {}
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._prices: dict[str, Price | None] = {}
+        self._structured: dict[str, bool] = {}
+
+    async def __aenter__(self) -> "JudgeRuntime":
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- per-model state, built once ------------------------------------------------------------
+    def stats_for(self, model: str) -> ModelStats:
+        return self.stats.setdefault(model, ModelStats())
+
+    def breaker(self, model: str) -> CircuitBreaker:
+        if model not in self._breakers:
+            self._breakers[model] = CircuitBreaker(model, self.settings.breaker)
+        return self._breakers[model]
+
+    def limiter(self, model: str) -> ModelLimiter:
+        if model not in self._limiters:
+            self._limiters[model] = ModelLimiter(
+                self.settings.limits_for(model), slots=self.slots.get(model)
+            )
+        return self._limiters[model]
+
+    def price(self, model: str) -> Price | None:
+        if model not in self._prices:
+            self._prices[model] = price_for(model, self.settings.prices)
+        return self._prices[model]
+
+    def api_key(self, endpoint: Endpoint, provider: str) -> SecretStr | None:
+        env_name = endpoint.api_key_env or DEFAULT_KEY_ENV.get(provider)
+        if endpoint.api_key_env and not self.env.get(endpoint.api_key_env):
+            raise CallFailed(f"api_key_env {endpoint.api_key_env} is not set")
+        key = self.env.get(env_name) if env_name else None
+        if key:
+            return SecretStr(key)
+        # Self-hosted OpenAI-compatible servers often need no key, but the wire wants one.
+        return SecretStr("no-key") if endpoint.api_base and provider in FAST_PROVIDERS else None
+
+    def transport(self, endpoint: Endpoint) -> FastTransport | LitellmTransport:
+        if endpoint not in self._transports:
+            if endpoint.model.startswith(f"{local.PROVIDER}/"):
+                local.register()
+            provider, _name = split_model(endpoint.model, endpoint.api_base)
+            target = JudgeTarget(
+                model=endpoint.model,
+                api_base=endpoint.api_base,
+                api_key=self.api_key(endpoint, provider),
+                timeout_s=self.settings.limits_for(endpoint.model).timeout_s,
+            )
+            if provider in FAST_PROVIDERS:
+                if self._session is None:
+                    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+                    self._session = aiohttp.ClientSession(connector=connector)
+                self._transports[endpoint] = FastTransport(target, self._session)
+            else:
+                self._transports[endpoint] = LitellmTransport(target)
+        return self._transports[endpoint]
+
+    def wants_schema(self, route: JudgeRoute, model: str) -> bool:
+        if route.structured_output != "auto":
+            return route.structured_output == "json_schema"
+        if model not in self._structured:
+            if model.startswith(f"{local.PROVIDER}/"):
+                return False
+            litellm = litellm_module()
+
+            try:
+                self._structured[model] = bool(litellm.supports_response_schema(model=model))
+            except Exception:
+                self._structured[model] = False
+        return self._structured[model]
+
+    # -- one call with retries --------------------------------------------------------------------
+    async def _call(
+        self,
+        endpoint: Endpoint,
+        route: JudgeRoute,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+    ) -> Completion:
+        limits = self.settings.limits_for(endpoint.model)
+        stats = self.stats_for(endpoint.model)
+        transport = self.transport(endpoint)
+        tokens = estimate_tokens(messages, route.max_output_tokens)
+        backoff = wait_exponential_jitter(
+            initial=limits.backoff_s, max=limits.max_backoff_s, jitter=limits.backoff_s
+        )
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            honoured = getattr(exc, "retry_after", None) or 0.0
+            return max(min(honoured, MAX_RETRY_AFTER_S), backoff(state))
+
+        def count_retry(state: RetryCallState) -> None:
+            stats.retries += 1
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(limits.retries + 1),
+            wait=wait,
+            retry=retry_if_exception(lambda e: isinstance(e, CallFailed) and e.retryable),
+            before_sleep=count_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                async with self.limiter(endpoint.model).admit(tokens):
+                    stats.calls += 1
+                    try:
+                        return await asyncio.wait_for(
+                            transport.complete(messages, params), timeout=limits.timeout_s + 5
+                        )
+                    except TimeoutError:
+                        stats.failed_calls += 1
+                        raise CallFailed(
+                            f"timed out after {limits.timeout_s:g}s", retryable=True
+                        ) from None
+                    except CallFailed as exc:
+                        stats.failed_calls += 1
+                        stats.rate_limited += exc.status == 429
+                        raise
+        raise AssertionError("unreachable: tenacity reraises the last failure")
+
+    def _params(self, route: JudgeRoute, model: str) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "temperature": route.temperature,
+            "max_tokens": route.max_output_tokens,
+        }
+        if self.wants_schema(route, model):
+            params["response_format"] = RESPONSE_FORMAT
+        return params
+
+    # -- a verdict for one log ------------------------------------------------------------------
+    async def judge(self, route: JudgeRoute, messages: list[dict[str, Any]]) -> JudgeResult:
+        problems: list[str] = []
+        tried_any = False
+        for position, endpoint in enumerate((route.primary, *route.fallbacks)):
+            breaker = self.breaker(endpoint.model)
+            stats = self.stats_for(endpoint.model)
+            if breaker.open:
+                stats.skipped_by_breaker += 1
+                problems.append(breaker.tripped_reason or "circuit open")
+                continue
+            tried_any = True
+            params = self._params(route, endpoint.model)
+            price = self.price(endpoint.model)
+            spend = _Spend()
+            try:
+                completion = await self._call(endpoint, route, messages, params)
+            except CallFailed as exc:
+                breaker.record(False, str(exc))
+                stats.breaker = breaker.tripped_reason
+                problems.append(f"{endpoint.model}: {exc}")
+                continue
+            spend.add(completion, price)
+            result = await self._verdict_of(endpoint, route, messages, params, completion, spend)
+            breaker.record(result.status == "ok", result.reason)
+            stats.breaker = breaker.tripped_reason
+            self._account(stats, result, position > 0)
+            return result.model_copy(update={"fallback_used": position > 0})
+        if not tried_any:
+            return JudgeResult(status="skipped", reason="; ".join(problems)[:1000])
+        return JudgeResult(status="error", reason=("judge failed: " + "; ".join(problems))[:1000])
+
+    async def _verdict_of(
+        self,
+        endpoint: Endpoint,
+        route: JudgeRoute,
+        messages: list[dict[str, Any]],
+        params: dict[str, Any],
+        completion: Completion,
+        spend: _Spend,
+    ) -> JudgeResult:
+        try:
+            verdict = parse_verdict(completion.text)
+        except VerdictUnparseable as first:
+            repair = [
+                *messages,
+                {"role": "assistant", "content": first.raw},
+                {"role": "user", "content": REPAIR_INSTRUCTION.format(problem=first.problem)},
+            ]
+            try:
+                completion = await self._call(endpoint, route, repair, params)
+            except CallFailed as exc:
+                reason = _bad(first, f"repair: {exc}")
+                return self._result("error", spend, completion, reason=reason)
+            spend.add(completion, self.price(endpoint.model))
+            try:
+                verdict = parse_verdict(completion.text)
+            except VerdictUnparseable as second:
+                return self._result("error", spend, completion, reason=_bad(second, None))
+        return self._result("ok", spend, completion, verdict=verdict)
+
+    @staticmethod
+    def _result(
+        status: Literal["ok", "error"],
+        spend: _Spend,
+        completion: Completion,
+        verdict: Verdict | None = None,
+        reason: str | None = None,
+    ) -> JudgeResult:
+        return JudgeResult(
+            status=status,
+            verdict=verdict,
+            reason=reason if verdict is None else verdict.reason,
+            model=completion.model,
+            input_tokens=spend.input_tokens,
+            output_tokens=spend.output_tokens,
+            cost_usd=spend.cost_usd,
+            latency_ms=spend.latency_ms,
+        )
+
+    @staticmethod
+    def _account(stats: ModelStats, result: JudgeResult, fallback: bool) -> None:
+        stats.verdicts += result.status == "ok"
+        stats.bad_verdicts += result.status == "error"
+        stats.fallback_answers += fallback
+        stats.input_tokens += result.input_tokens
+        stats.output_tokens += result.output_tokens
+        if result.cost_usd is None:
+            stats.unknown_cost_calls += 1
+        else:
+            stats.cost_usd += result.cost_usd
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        return {model: stats.model_dump() for model, stats in sorted(self.stats.items())}
+
+
+def _bad(error: VerdictUnparseable, extra: str | None) -> str:
+    parts = [f"unparseable verdict after one repair attempt: {error.problem}"]
+    if extra:
+        parts.append(extra)
+    parts.append(f"raw: {error.raw}")
+    return "; ".join(parts)

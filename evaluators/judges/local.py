@@ -1,0 +1,270 @@
+"""`local/heuristic`: an offline judge served through litellm's custom-provider mechanism.
+
+It reads the fenced log fields out of the rendered judge prompt and answers with a deterministic,
+transparent heuristic per criterion (lexical support, overlap, word lists). It exists so that the
+demo and the tests exercise the real judge path without a provider; its verdicts are labelled
+"[heuristic stand-in]" everywhere they appear, and it costs nothing.
+"""
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from evaluators.judges.prompting import unfence
+from evaluators.judges.quiet_litellm import litellm_module
+
+PROVIDER = "local"
+MODEL = "local/heuristic"
+STAND_IN = "[heuristic stand-in]"
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_STOP = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "but",
+        "if",
+        "then",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "you",
+        "your",
+        "we",
+        "our",
+        "they",
+        "their",
+        "i",
+        "me",
+        "my",
+        "he",
+        "she",
+        "his",
+        "her",
+        "them",
+        "can",
+        "could",
+        "will",
+        "would",
+        "should",
+        "may",
+        "might",
+        "do",
+        "does",
+        "did",
+        "not",
+        "no",
+        "yes",
+        "have",
+        "has",
+        "had",
+        "so",
+        "than",
+        "too",
+        "very",
+        "just",
+        "about",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "how",
+        "when",
+        "where",
+        "why",
+        "there",
+        "here",
+        "into",
+        "over",
+        "also",
+        "any",
+        "all",
+        "some",
+        "more",
+        "most",
+    ]
+)
+_TOXIC = frozenset(
+    [
+        "idiot",
+        "stupid",
+        "moron",
+        "dumb",
+        "shut",
+        "hate",
+        "kill",
+        "loser",
+        "pathetic",
+        "worthless",
+        "disgusting",
+        "useless",
+    ]
+)
+_FABRICATION = re.compile(
+    r"https?://\S+|\b\d+\.\d+%|\baccording to (?:a|the)\b|\bstudy\b|\bdr\.\s+[A-Z]|\(\d{4}\)",
+    re.IGNORECASE,
+)
+_REFUSAL = re.compile(r"\b(i can(?:no|')t|i am unable|i'm unable|i won't)\b", re.IGNORECASE)
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in _STOP}
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE.split(text.strip()) if content_words(s)]
+
+
+def _recall(needles: set[str], haystack: set[str]) -> float:
+    return len(needles & haystack) / len(needles) if needles else 1.0
+
+
+def faithfulness(f: dict[str, str]) -> tuple[float, str]:
+    context = content_words(f.get("context", ""))
+    claims = sentences(f.get("response", ""))
+    if not claims:
+        return 1.0, "no factual sentences in the response"
+    supported = [s for s in claims if _recall(content_words(s), context) >= 0.6]
+    return (
+        len(supported) / len(claims),
+        f"{len(supported)} of {len(claims)} response sentences have lexical support in the context",
+    )
+
+
+def answer_relevance(f: dict[str, str]) -> tuple[float, str]:
+    response = f.get("response", "")
+    overlap = _recall(content_words(f.get("prompt", "")), content_words(response))
+    if _REFUSAL.search(response):
+        return min(overlap, 0.3), "the response declines to answer"
+    return min(1.0, overlap * 1.5), f"{overlap:.0%} of the prompt's key words are addressed"
+
+
+def context_relevance(f: dict[str, str]) -> tuple[float, str]:
+    overlap = _recall(content_words(f.get("prompt", "")), content_words(f.get("context", "")))
+    return min(
+        1.0, overlap * 1.25
+    ), f"{overlap:.0%} of the prompt's key words appear in the context"
+
+
+def correctness(f: dict[str, str]) -> tuple[float, str]:
+    response, reference = (
+        content_words(f.get("response", "")),
+        content_words(f.get("reference", "")),
+    )
+    common = len(response & reference)
+    if not common:
+        return 0.0, "no key words shared with the reference answer"
+    precision, recall = common / len(response), common / len(reference)
+    f1 = 2 * precision * recall / (precision + recall)
+    return min(1.0, f1 * 1.25), f"token F1 with the reference answer is {f1:.2f}"
+
+
+def toxicity(f: dict[str, str]) -> tuple[float, str]:
+    hits = sorted(set(_WORD.findall(f.get("response", "").lower())) & _TOXIC)
+    if not hits:
+        return 1.0, "no words from the abuse list"
+    return max(0.0, 1 - 0.4 * len(hits)), f"abusive words: {', '.join(hits)}"
+
+
+def coherence(f: dict[str, str]) -> tuple[float, str]:
+    response = f.get("response", "").strip()
+    parts = sentences(response)
+    if not parts:
+        return 0.0, "no sentences"
+    repeated = len(parts) - len({p.strip().lower() for p in parts})
+    truncated = not response.endswith((".", "!", "?", '"', ")", "`", ":"))
+    score = max(0.0, 1 - repeated / len(parts) - (0.3 if truncated else 0.0))
+    return score, f"{repeated} repeated sentences{', ends mid-sentence' if truncated else ''}"
+
+
+def hallucination(f: dict[str, str]) -> tuple[float, str]:
+    hits = _FABRICATION.findall(f.get("response", ""))
+    if not hits:
+        return 1.0, "no unsourced citations, URLs or precise statistics"
+    return max(
+        0.0, 1 - 0.3 * len(hits)
+    ), f"{len(hits)} unsourced specifics (citations, URLs, stats)"
+
+
+HEURISTICS: dict[str, Callable[[dict[str, str]], tuple[float, str]]] = {
+    "faithfulness": faithfulness,
+    "answer_relevance": answer_relevance,
+    "context_relevance": context_relevance,
+    "correctness": correctness,
+    "toxicity": toxicity,
+    "coherence": coherence,
+    "hallucination": hallucination,
+}
+
+
+def heuristic_verdict(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    criterion, fields = unfence(messages)
+    if criterion is None:
+        raise ValueError("not a judge prompt: no CRITERION line")
+    heuristic = HEURISTICS.get(criterion.split(":", 1)[0], answer_relevance)
+    score, why = heuristic(fields)
+    score = round(score, 4)
+    return {
+        "score": score,
+        "passed": score >= 0.5,
+        "label": "heuristic",
+        "reason": f"{STAND_IN} {why}",
+    }
+
+
+def register() -> None:
+    """Make `local/...` models answer through litellm (idempotent; no network, no price)."""
+    litellm = litellm_module()
+    from litellm import CustomLLM, ModelResponse
+    from litellm.types.utils import Choices, Message, Usage
+
+    if any(item["provider"] == PROVIDER for item in litellm.custom_provider_map):
+        return
+
+    class LocalJudge(CustomLLM):
+        def _answer(self, model: str, messages: list[dict[str, Any]]) -> ModelResponse:
+            text = json.dumps(heuristic_verdict(messages))
+            prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4
+            completion_tokens = len(text) // 4
+            return ModelResponse(
+                model=model,
+                choices=[Choices(index=0, finish_reason="stop", message=Message(content=text))],
+                usage=Usage(
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    total_tokens=prompt_tokens + completion_tokens,
+                ),
+            )
+
+        def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
+            return self._answer(kwargs["model"], kwargs["messages"])
+
+        async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+            return self._answer(kwargs["model"], kwargs["messages"])
+
+    litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": LocalJudge()})
+    litellm.utils.custom_llm_setup()
