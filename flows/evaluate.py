@@ -8,10 +8,12 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from evaluators.judges.client import JudgeRuntime
 from tasks import pipeline
 from tasks.config import EvalJob
 from tasks.db import scores_engine
 from tasks.errors import TransientError
+from tasks.judging import ensure_limits, judge_slots
 from tasks.persist import PageCounts
 from tasks.runs import RunKind, RunPlan, RunSummary, deployment_lock, finish_run, start_run
 from tasks.source import Cursor
@@ -31,11 +33,18 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     retry_jitter_factor=0.5,
     retry_condition_fn=is_transient,
 )
-async def evaluate_page(job: EvalJob, plan: RunPlan, after: Cursor | None) -> pipeline.PageOutcome:
+async def evaluate_page(
+    job: EvalJob,
+    plan: RunPlan,
+    after: Cursor | None,
+    judges: JudgeRuntime | None = None,
+    slots: dict[str, int] | None = None,
+) -> pipeline.PageOutcome:
     evaluators = pipeline.build_evaluators(job)
-    return await pipeline.process_page(
-        job, scores_engine(), plan.run_id, after, plan.start, plan.until, evaluators
-    )
+    async with judge_slots(slots or {}):
+        return await pipeline.process_page(
+            job, scores_engine(), plan.run_id, after, plan.start, plan.until, evaluators, judges
+        )
 
 
 def run_window_end(job: EvalJob, until: datetime | None) -> datetime:
@@ -45,11 +54,13 @@ def run_window_end(job: EvalJob, until: datetime | None) -> datetime:
     return min(until, ceiling) if until is not None else ceiling
 
 
-async def run_pages(job: EvalJob, plan: RunPlan) -> PageCounts:
+async def run_pages(
+    job: EvalJob, plan: RunPlan, judges: JudgeRuntime | None, slots: dict[str, int]
+) -> PageCounts:
     logger = get_run_logger()
     counts, cursor = PageCounts(), plan.cursor
     while True:
-        outcome = await evaluate_page(job, plan, cursor)
+        outcome = await evaluate_page(job, plan, cursor, judges, slots)
         counts = counts + outcome.counts
         logger.info(
             "page done: pulled=%d quarantined=%d scores=%d (run total pulled=%d)",
@@ -87,9 +98,32 @@ async def evaluate_recent(
             plan.cursor.ts if plan.cursor else plan.start,
             plan.until,
         )
+        models = pipeline.judge_models(pipeline.build_evaluators(job))
+        judges = JudgeRuntime(job.judge_settings()) if models else None
         try:
-            await run_pages(job, plan)
+            if judges is not None:
+                judges.slots = await ensure_limits(models, job.judge_settings())
+            await run_pages(job, plan, judges, judges.slots if judges else {})
         except BaseException as exc:
-            finish_run(engine, plan.run_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
+            finish_run(
+                engine,
+                plan.run_id,
+                "failed",
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+                details=run_details(job, judges),
+            )
             raise
-        return finish_run(engine, plan.run_id, "completed")
+        finally:
+            if judges is not None:
+                await judges.close()
+        return finish_run(engine, plan.run_id, "completed", details=run_details(job, judges))
+
+
+def run_details(job: EvalJob, judges: JudgeRuntime | None) -> dict[str, Any]:
+    """What the run record keeps beyond counts: the sampling rule and each judge model's health."""
+    if judges is None:
+        return {}
+    return {
+        "sampling": job.sampling.model_dump(),
+        "judges": judges.report(),
+    }

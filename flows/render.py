@@ -1,7 +1,10 @@
 """Terminal rendering of run summaries and evaluator lists (rich)."""
 
+from typing import Any
+
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from tasks.runs import RunSummary
 
@@ -28,17 +31,69 @@ def summary_renderable(summary: RunSummary) -> Group:
         f"{summary.errors:,}",
     )
     per_evaluator = Table(title="evaluators")
-    for column in ("evaluator", "version", "scored", "pass rate", "failed", "skipped", "errors"):
+    columns = ("evaluator", "version", "scored", "pass rate", "mean", "failed", "skipped", "errors")
+    for column in (*columns, "cost"):
         per_evaluator.add_column(column, justify="left" if column == "evaluator" else "right")
     for result in summary.evaluators:
         per_evaluator.add_row(
-            result.evaluator,
+            result.evaluator + ("*" if _stand_in(result.judge_models) else ""),
             result.evaluator_version,
             f"{result.ok:,}",
             _pct(result.pass_rate),
+            "-" if result.mean_score is None else f"{result.mean_score:.3f}",
             f"{result.ok - result.passed:,}",
             f"{result.skipped:,}",
             f"{result.errors:,}",
+            _cost(result.cost_usd, result.unknown_cost) if result.judge_models else "free",
         )
-    parts: list[Table] = [counts, per_evaluator] if summary.evaluators else [counts]
+    parts: list[Table | Text] = [counts, per_evaluator] if summary.evaluators else [counts]
+    judges = summary.details.get("judges") or {}
+    if judges:
+        parts.append(judge_health(judges))
+    if any(model.startswith("local/") for model in judges):
+        parts.append(Text(STAND_IN_NOTE, style="yellow"))
     return Group(*parts)
+
+
+STAND_IN_NOTE = (
+    "* judged by local/heuristic: a heuristic stand-in for an LLM judge (lexical overlap and "
+    "word lists), not a model. Point the judges at a real provider for real verdicts (README)."
+)
+
+
+def _stand_in(models: str | None) -> bool:
+    return bool(models) and any(m.startswith("local/") for m in (models or "").split(", "))
+
+
+def _cost(cost: float, unknown: int) -> str:
+    text = f"${cost:,.4f}"
+    return f"{text} + {unknown:,} unknown" if unknown else text
+
+
+def judge_health(judges: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title="judge models")
+    for column in (
+        "model",
+        "calls",
+        "failed",
+        "retries",
+        "429s",
+        "bad verdicts",
+        "fallback",
+        "cost",
+    ):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    table.add_column("breaker", justify="left")
+    for model, stats in judges.items():
+        table.add_row(
+            model,
+            f"{stats['calls']:,}",
+            f"{stats['failed_calls']:,}",
+            f"{stats['retries']:,}",
+            f"{stats['rate_limited']:,}",
+            f"{stats['bad_verdicts']:,}",
+            f"{stats['fallback_answers']:,}",
+            _cost(stats["cost_usd"], stats["unknown_cost_calls"]),
+            stats["breaker"] or "closed",
+        )
+    return table

@@ -16,6 +16,11 @@ from pydantic import (
     model_validator,
 )
 
+from evaluators.base import Cost, Evaluator
+from evaluators.judges.breaker import BreakerPolicy
+from evaluators.judges.client import JudgeSettings
+from evaluators.judges.limits import ModelLimits
+from evaluators.judges.pricing import Price
 from evaluators.records import canonical_fields
 from evaluators.registry import InvalidEvaluatorParams, UnknownEvaluator, build_evaluator
 from tasks.errors import ConfigError
@@ -140,19 +145,84 @@ class SourceConfig(BaseModel):
         return schema or None, name
 
 
+#: Judge settings a job may give beside `params`, as DESIGN's job config lists them.
+JUDGE_SHORTCUTS = ("model", "fallbacks", "api_base", "api_key_env")
+
+
 class EvaluatorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="A registered evaluator (see `assay evaluators`).")
     params: dict[str, Any] = Field(default_factory=dict, description="The evaluator's params.")
+    model: str | None = Field(
+        default=None, description="Judge model (LLM judges only), e.g. openai/gpt-4o-mini."
+    )
+    fallbacks: list[str | dict[str, Any]] | None = Field(
+        default=None, description="Judge models tried in order when the primary keeps failing."
+    )
+    api_base: str | None = Field(default=None, description="Judge endpoint base URL.")
+    api_key_env: str | None = Field(default=None, description="Env var with the judge API key.")
+
+    def effective_params(self) -> dict[str, Any]:
+        shortcuts = {k: getattr(self, k) for k in JUDGE_SHORTCUTS if getattr(self, k) is not None}
+        return {**self.params, **shortcuts}
+
+    def build(self) -> Evaluator:
+        return build_evaluator(self.name, self.effective_params())
 
     @model_validator(mode="after")
     def _builds(self) -> "EvaluatorConfig":
         try:
-            build_evaluator(self.name, self.params)
+            evaluator = self.build()
         except (UnknownEvaluator, InvalidEvaluatorParams) as exc:
             raise ValueError(str(exc)) from None
+        given = [k for k in JUDGE_SHORTCUTS if getattr(self, k) is not None]
+        if given and evaluator.cost is not Cost.PAID:
+            raise ValueError(
+                f"{', '.join(given)} only apply to LLM judges; {self.name!r} is a free evaluator"
+            )
         return self
+
+
+class SamplingConfig(BaseModel):
+    """Which logs paid evaluators judge. Free evaluators always see every log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Share of logs each paid evaluator judges."
+    )
+    seed: str = Field(
+        default="assay",
+        min_length=1,
+        max_length=100,
+        description="Hash seed: the same seed picks the same logs on reruns and backfills.",
+    )
+
+
+class BudgetConfig(BaseModel):
+    """Spend policy for paid evaluators."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prices: dict[str, Price] = Field(
+        default_factory=dict,
+        description="Judge model -> price per million tokens, overriding litellm's price map.",
+    )
+
+
+class JudgePolicy(BaseModel):
+    """How judges are called: limits per model, the circuit breaker."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    default: ModelLimits = Field(
+        default_factory=ModelLimits, description="Limits for judge models not listed in `models`."
+    )
+    models: dict[str, ModelLimits] = Field(
+        default_factory=dict, description="Judge model string -> its limits."
+    )
+    breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
 
 
 def default_evaluators() -> list[EvaluatorConfig]:
@@ -168,6 +238,9 @@ class EvalJob(BaseModel):
     deployment: str = Field(description="Stable name; keys watermarks, scores and alerts.")
     source: SourceConfig = Field(default_factory=SourceConfig)
     evaluators: list[EvaluatorConfig] = Field(default_factory=default_evaluators, min_length=1)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    limits: JudgePolicy = Field(default_factory=JudgePolicy)
 
     @field_validator("deployment")
     @classmethod
@@ -179,11 +252,19 @@ class EvalJob(BaseModel):
     @field_validator("evaluators")
     @classmethod
     def _unique_names(cls, value: list[EvaluatorConfig]) -> list[EvaluatorConfig]:
-        names = [e.name for e in value]
+        names = [e.build().score_name for e in value]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"evaluators listed twice: {', '.join(duplicates)}")
         return value
+
+    def judge_settings(self) -> JudgeSettings:
+        return JudgeSettings(
+            limits=self.limits.models,
+            default_limits=self.limits.default,
+            breaker=self.limits.breaker,
+            prices=self.budget.prices,
+        )
 
 
 def describe_validation_error(exc: ValidationError) -> str:

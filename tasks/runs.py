@@ -40,6 +40,9 @@ class EvaluatorResult(BaseModel):
     errors: int
     skipped: int
     mean_score: float | None
+    cost_usd: float = 0.0
+    unknown_cost: int = 0
+    judge_models: str | None = None
 
     @property
     def pass_rate(self) -> float | None:
@@ -62,6 +65,7 @@ class RunSummary(BaseModel):
     errors: int
     skipped: int
     error: str | None
+    details: dict[str, Any] = {}
     evaluators: list[EvaluatorResult] = []
 
 

@@ -1,5 +1,6 @@
 """Run evaluators over records. An evaluator that raises yields an `error` row; the run goes on."""
 
+import asyncio
 from datetime import datetime
 
 from pydantic import BaseModel
@@ -22,7 +23,7 @@ class ScoreRow(BaseModel):
     passed: bool | None
     label: str | None
     reason: str | None
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0  # None: a judge whose price is unknown
     tokens: int | None = None
     latency_ms: int | None = None
     weight: float = 1.0
@@ -46,18 +47,25 @@ async def evaluate_safely(evaluator: Evaluator, record: LogRecord, ctx: EvalCont
         return Score.error(f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS])
 
 
-def score_row(record: LogRecord, evaluator: Evaluator, score: Score, ctx: EvalContext) -> ScoreRow:
+def score_row(
+    record: LogRecord, evaluator: Evaluator, score: Score, ctx: EvalContext, weight: float = 1.0
+) -> ScoreRow:
     return ScoreRow(
         deployment=ctx.deployment,
         log_id=record.id,
-        evaluator=evaluator.name,
-        evaluator_version=evaluator.version,
+        evaluator=evaluator.score_name,
+        evaluator_version=evaluator.evaluator_version,
         log_ts=record.ts,
+        judge_model=score.judge_model,
         status=score.status,
         score=score.score,
         passed=score.passed,
         label=score.label,
         reason=score.reason[:MAX_REASON_CHARS] if score.reason else None,
+        cost_usd=score.cost_usd,
+        tokens=score.tokens,
+        latency_ms=score.latency_ms,
+        weight=weight,
         run_id=ctx.run_id,
         **record.segment(),
     )
@@ -73,3 +81,21 @@ async def score_records(
             score = await evaluate_safely(evaluator, record, ctx)
             rows.append(score_row(record, evaluator, score, ctx))
     return rows
+
+
+async def judge_records(
+    work: list[tuple[LogRecord, Evaluator, float]], ctx: EvalContext, max_pending: int = 512
+) -> list[ScoreRow]:
+    """Paid evaluators, concurrently: (record, judge, inclusion weight) triples, order kept.
+
+    The judge runtime's limiters decide how many calls are in flight; `max_pending` only bounds
+    how many prompts are rendered and waiting at once.
+    """
+    gate = asyncio.Semaphore(max_pending)
+
+    async def one(record: LogRecord, evaluator: Evaluator, weight: float) -> ScoreRow:
+        async with gate:
+            score = await evaluate_safely(evaluator, record, ctx)
+        return score_row(record, evaluator, score, ctx, weight)
+
+    return list(await asyncio.gather(*(one(*item) for item in work)))

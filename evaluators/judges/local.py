@@ -263,7 +263,7 @@ def register() -> None:
         def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
             return self._answer(kwargs["model"], kwargs["messages"])
 
-        async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
+        async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:
             return self._answer(kwargs["model"], kwargs["messages"])
 
     litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": LocalJudge()})

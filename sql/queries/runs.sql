@@ -23,7 +23,7 @@ SET status = :status, finished_at = now(), error = :error,
     details = details || CAST(:details AS jsonb)
 WHERE run_id = :run_id
 RETURNING run_id, deployment, kind, status, window_start, window_end, started_at, finished_at,
-          pulled, normalized, quarantined, scored, errors, skipped, error
+          pulled, normalized, quarantined, scored, errors, skipped, error, details
 
 -- name: evaluator_results
 SELECT evaluator,
@@ -33,7 +33,10 @@ SELECT evaluator,
        count(*) FILTER (WHERE status = 'ok' AND passed) AS passed,
        count(*) FILTER (WHERE status = 'error') AS errors,
        count(*) FILTER (WHERE status = 'skipped') AS skipped,
-       avg(score) FILTER (WHERE status = 'ok') AS mean_score
+       avg(score) FILTER (WHERE status = 'ok') AS mean_score,
+       coalesce(sum(cost_usd), 0) AS cost_usd,
+       count(*) FILTER (WHERE cost_usd IS NULL) AS unknown_cost,
+       string_agg(DISTINCT judge_model, ', ') AS judge_models
 FROM assay.scores
 WHERE run_id = :run_id
 GROUP BY evaluator, evaluator_version

@@ -1,0 +1,71 @@
+"""Cross-worker bounds for judge calls: one Prefect global concurrency limit per judge model.
+
+Each run leases its in-flight slots per page rather than per call (a lease is two API calls; a
+call is milliseconds), so the sum of slots held by every worker and run never passes the limit.
+"""
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx
+from prefect import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.asyncio import concurrency
+from prefect.exceptions import ObjectNotFound
+
+from evaluators.judges.client import JudgeSettings
+from tasks.errors import ConfigError
+
+LIMIT_PREFIX = "assay-judge-"
+
+
+def limit_name(model: str) -> str:
+    """The global concurrency limit of a judge model (URL-safe: model strings contain '/')."""
+    return LIMIT_PREFIX + re.sub(r"[^A-Za-z0-9_.-]", "-", model)
+
+
+async def ensure_limits(models: list[str], settings: JudgeSettings) -> dict[str, int]:
+    """Create missing limits; return the slots this process may hold per model.
+
+    An existing limit is left as the operator set it (the UI may have tuned it); the slots are
+    the smaller of the model's local concurrency and that limit.
+    """
+    slots: dict[str, int] = {}
+    async with get_client() as client:
+        for model in models:
+            limits = settings.limits_for(model)
+            name = limit_name(model)
+            try:
+                existing = await client.read_global_concurrency_limit_by_name(name)
+            except ObjectNotFound:
+                wanted = limits.global_concurrency or limits.concurrency
+                try:
+                    await client.create_global_concurrency_limit(
+                        GlobalConcurrencyLimitCreate(name=name, limit=wanted)
+                    )
+                except httpx.HTTPStatusError as exc:  # another run created it first
+                    if exc.response.status_code != 409:
+                        raise
+                existing = await client.read_global_concurrency_limit_by_name(name)
+            if existing.limit < 1:
+                raise ConfigError(
+                    f"global concurrency limit {name!r} is {existing.limit}: no judge call could "
+                    "ever run; raise it in the Prefect UI (Concurrency) or delete it"
+                )
+            slots[model] = min(limits.concurrency, existing.limit)
+    return slots
+
+
+@asynccontextmanager
+async def judge_slots(slots: dict[str, int]) -> AsyncIterator[None]:
+    """Hold this process's slots of every judge model's global limit (strict: never unlimited).
+
+    Limits are taken in sorted order so that two runs needing the same models cannot deadlock.
+    """
+    async with AsyncExitStack() as stack:
+        for model in sorted(slots):
+            await stack.enter_async_context(
+                concurrency(limit_name(model), occupy=slots[model], strict=True)
+            )
+        yield
