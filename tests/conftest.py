@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from evaluators import offline  # noqa: F401
 from tests import pg
+from tests.fakes.llm import FakeLLM
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +98,20 @@ def utc(*args: int) -> datetime:
 
 
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+@pytest.fixture(scope="session")
+def fake_llm_server() -> Iterator[FakeLLM]:
+    from tests.fakes.llm import FakeLLM
+
+    with FakeLLM() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_llm(fake_llm_server: FakeLLM) -> FakeLLM:
+    """The fake OpenAI-compatible server, with this test's script and records only."""
+    fake_llm_server.reset()
+    fake_llm_server.latency = 0.0
+    fake_llm_server.rpm = None
+    return fake_llm_server

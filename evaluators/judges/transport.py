@@ -223,6 +223,8 @@ def failure_of(exc: Exception) -> CallFailed:
     ):
         retryable = False
     message = str(getattr(exc, "message", None) or exc)[:300]
+    if "Missing credentials" in message:  # litellm reports a missing key as a 500
+        retryable = False
     return CallFailed(
         f"{type(exc).__name__}: {message}",
         status=status if isinstance(status, int) else None,
@@ -234,18 +236,22 @@ def failure_of(exc: Exception) -> CallFailed:
 def completion_of(response: Any, requested_model: str, latency_ms: int) -> Completion:
     choice = response.choices[0]
     usage = getattr(response, "usage", None)
-    answered = getattr(response, "model", None)
-    # Record the model string the user configured (provider prefix included) unless the
-    # provider reports a different model answered (e.g. a dated snapshot).
-    model = requested_model
-    if answered and requested_model.split("/", 1)[-1] != answered:
-        model = (
-            f"{requested_model.split('/', 1)[0]}/{answered}" if "/" in requested_model else answered
-        )
     return Completion(
         text=choice.message.content,
-        model=model,
+        model=answering_model(requested_model, getattr(response, "model", None)),
         input_tokens=getattr(usage, "prompt_tokens", None),
         output_tokens=getattr(usage, "completion_tokens", None),
         latency_ms=latency_ms,
     )
+
+
+def answering_model(requested: str, answered: str | None) -> str:
+    """The configured model string, unless the provider says another model answered (e.g. a
+    dated snapshot behind an alias); then that model, under the configured provider prefix."""
+    prefix, slash, name = requested.partition("/") if "/" in requested else ("", "", requested)
+    if not answered:
+        return requested
+    bare = answered.removeprefix(f"{prefix}/") if prefix else answered
+    if bare == name:
+        return requested
+    return f"{prefix}{slash}{bare}"

@@ -10,7 +10,6 @@ import asyncio
 import json
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,7 +62,7 @@ class FakeLLM:
         self.peak_in_flight = 0
         self.rate_limited = 0
         self._counts: dict[str, int] = {}
-        self._recent: deque[float] = deque()
+        self._hanging: set[asyncio.Task[object]] = set()
         self._bucket = 0.0
         self._bucket_at = 0.0
         self._loop = asyncio.new_event_loop()
@@ -81,6 +80,7 @@ class FakeLLM:
         self._counts.clear()
         self.peak_in_flight = self.in_flight
         self.rate_limited = 0
+        self._bucket, self._bucket_at = 0.0, 0.0
 
     @property
     def api_base(self) -> str:
@@ -105,7 +105,13 @@ class FakeLLM:
         asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
         return self
 
+    async def _release_hangs(self) -> None:
+        for handler in list(self._hanging):
+            handler.cancel()
+        await asyncio.sleep(0.05)
+
     def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._release_hangs(), self._loop).result(10)
         if self._runner is not None:
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -121,7 +127,7 @@ class FakeLLM:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
@@ -163,7 +169,13 @@ class FakeLLM:
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
             if reply.hang:
-                await asyncio.sleep(3600)
+                handler = asyncio.current_task()
+                assert handler is not None
+                self._hanging.add(handler)
+                try:
+                    await asyncio.sleep(3600)
+                finally:
+                    self._hanging.discard(handler)
             await asyncio.sleep(reply.delay or self.latency)
         finally:
             self.in_flight -= 1
