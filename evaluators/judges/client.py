@@ -130,6 +130,10 @@ class _Spend(BaseModel):
             self.cost_usd += price.cost(tokens_in, tokens_out)
 
 
+class BreakerOpen(Exception):
+    """The model's breaker tripped: the call is not made (the row will be `skipped`)."""
+
+
 def estimate_tokens(messages: list[dict[str, Any]], max_output_tokens: int) -> int:
     """Cheap upper-ish bound for the TPM limiter (4 characters a token, plus the answer)."""
     return sum(len(str(m.get("content", ""))) for m in messages) // 4 + max_output_tokens
@@ -269,6 +273,11 @@ class JudgeRuntime:
         async for attempt in retrying:
             with attempt:
                 async with self.limiter(endpoint.model).admit(tokens):
+                    # Checked again after waiting for a slot: the breaker may have tripped
+                    # while this call queued behind others.
+                    breaker = self.breaker(endpoint.model)
+                    if breaker.open:
+                        raise BreakerOpen(breaker.tripped_reason or "circuit open")
                     stats.calls += 1
                     try:
                         return await asyncio.wait_for(
@@ -305,17 +314,22 @@ class JudgeRuntime:
                 stats.skipped_by_breaker += 1
                 problems.append(breaker.tripped_reason or "circuit open")
                 continue
-            tried_any = True
             params = self._params(route, endpoint.model)
             price = self.price(endpoint.model)
             spend = _Spend()
             try:
                 completion = await self._call(endpoint, route, messages, params)
+            except BreakerOpen as exc:
+                stats.skipped_by_breaker += 1
+                problems.append(str(exc))
+                continue
             except CallFailed as exc:
+                tried_any = True
                 breaker.record(False, str(exc))
                 stats.breaker = breaker.tripped_reason
                 problems.append(f"{endpoint.model}: {exc}")
                 continue
+            tried_any = True
             spend.add(completion, price)
             result = await self._verdict_of(endpoint, route, messages, params, completion, spend)
             breaker.record(result.status == "ok", result.reason)
@@ -345,7 +359,7 @@ class JudgeRuntime:
             ]
             try:
                 completion = await self._call(endpoint, route, repair, params)
-            except CallFailed as exc:
+            except (CallFailed, BreakerOpen) as exc:
                 reason = _bad(first, f"repair: {exc}")
                 return self._result("error", spend, completion, reason=reason)
             spend.add(completion, self.price(endpoint.model))
