@@ -38,6 +38,7 @@ lint: $(STAMP)
 
 bench: $(STAMP) prefect-home
 	$(PY) bench/pipeline.py
+	$(PY) bench/judges.py
 
 clean:
 	rm -rf $(VENV) .assay .pytest_cache .mypy_cache .ruff_cache

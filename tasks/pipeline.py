@@ -50,7 +50,7 @@ def judge_models(evaluators: list[Evaluator]) -> list[str]:
     models: set[str] = set()
     for evaluator in evaluators:
         if isinstance(evaluator, JudgeEvaluator):
-            route = evaluator.route()
+            route = evaluator.route
             models.update(endpoint.model for endpoint in (route.primary, *route.fallbacks))
     return sorted(models)
 

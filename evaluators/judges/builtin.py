@@ -5,6 +5,7 @@ for a verdict, and turns the result into a score (or an error/skipped row, never
 import hashlib
 import json
 import re
+from functools import cached_property
 from typing import ClassVar
 
 from pydantic import ConfigDict, Field, field_validator
@@ -66,7 +67,7 @@ class JudgeEvaluator(Evaluator):
     def template(self) -> str:
         return load_template(self.template_name)
 
-    @property
+    @cached_property
     def evaluator_version(self) -> str:
         """Class version plus a digest of everything that can change a verdict."""
         material = json.dumps(
@@ -81,6 +82,7 @@ class JudgeEvaluator(Evaluator):
         )
         return f"{self.version}-{hashlib.blake2b(material.encode(), digest_size=4).hexdigest()}"
 
+    @cached_property
     def route(self) -> JudgeRoute:
         return JudgeRoute(
             primary=Endpoint(
@@ -104,7 +106,7 @@ class JudgeEvaluator(Evaluator):
             messages = self.messages(record)
         except KeyError as missing:
             return Score.skipped(f"the log has no {missing.args[0]} for this judge")
-        return self.score_of(await ctx.judges.judge(self.route(), messages))
+        return self.score_of(await ctx.judges.judge(self.route, messages))
 
     def score_of(self, result: JudgeResult) -> Score:
         spent = {

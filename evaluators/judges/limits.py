@@ -2,8 +2,10 @@
 
 The rate limiters are aiolimiter's leaky buckets. A bucket as deep as a whole minute would let a
 full minute's requests out at once and then keep going, i.e. up to twice the limit inside one
-sliding minute; so the bucket holds one second's worth, and its rate is trimmed by that second so
-that burst plus steady flow never pass the limit in any 60-second window.
+sliding minute. So the bucket holds a quarter second's worth, and its rate is trimmed by that
+quarter second so that burst plus steady flow never pass the limit in any 60-second window. The
+small burst also leaves headroom under providers that meter per second: network jitter that
+bunches a few requests together must not turn into 429s.
 """
 
 import asyncio
@@ -13,7 +15,8 @@ from contextlib import asynccontextmanager
 from aiolimiter import AsyncLimiter
 from pydantic import BaseModel, ConfigDict, Field
 
-BURST_SECONDS = 1.0
+BURST_SECONDS = 0.25
+TOKEN_BURST_SECONDS = 5.0
 
 
 class ModelLimits(BaseModel):
@@ -22,7 +25,7 @@ class ModelLimits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     concurrency: int = Field(default=8, ge=1, le=1000, description="Max requests in flight.")
-    rpm: int | None = Field(default=None, ge=1, description="Requests per minute (None: no cap).")
+    rpm: int | None = Field(default=None, ge=2, description="Requests per minute (None: no cap).")
     tpm: int | None = Field(default=None, ge=100, description="Tokens per minute (None: no cap).")
     timeout_s: float = Field(default=60.0, gt=0, le=600, description="Per-call timeout.")
     retries: int = Field(default=3, ge=0, le=10, description="Retries on 429/5xx/timeouts.")
@@ -36,9 +39,12 @@ class ModelLimits(BaseModel):
     )
 
 
-def per_second_bucket(per_minute: int) -> AsyncLimiter:
-    steady_per_minute = per_minute / (1 + BURST_SECONDS / 60)
-    return AsyncLimiter(max_rate=steady_per_minute * BURST_SECONDS / 60, time_period=BURST_SECONDS)
+def minute_bucket(per_minute: int, burst_seconds: float) -> AsyncLimiter:
+    """A bucket holding `burst_seconds` worth (at least one unit) that refills at the rest of
+    the minute's allowance, so burst plus refill never exceed `per_minute` in any minute."""
+    burst = max(1.0, per_minute * burst_seconds / 60)
+    steady_per_minute = max(per_minute - burst, 1.0)
+    return AsyncLimiter(max_rate=burst, time_period=burst * 60 / steady_per_minute)
 
 
 class ModelLimiter:
@@ -47,8 +53,10 @@ class ModelLimiter:
     def __init__(self, limits: ModelLimits, slots: int | None = None) -> None:
         self.limits = limits
         self._in_flight = asyncio.Semaphore(slots or limits.concurrency)
-        self._requests = per_second_bucket(limits.rpm) if limits.rpm else None
-        self._tokens = per_second_bucket(limits.tpm) if limits.tpm else None
+        self._requests = minute_bucket(limits.rpm, BURST_SECONDS) if limits.rpm else None
+        # Token buckets hold more (calls are hundreds of tokens each); a call larger than the
+        # bucket is counted as a full bucket.
+        self._tokens = minute_bucket(limits.tpm, TOKEN_BURST_SECONDS) if limits.tpm else None
 
     @asynccontextmanager
     async def admit(self, tokens: int) -> AsyncIterator[None]:

@@ -75,6 +75,9 @@ class FakeLLM:
         self.scripts[model] = script
 
     def reset(self) -> None:
+        """Forget scripts and records; requests left hanging by a test are cut off."""
+        if self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._release_hangs(), self._loop).result(10)
         self.scripts.clear()
         self.requests.clear()
         self._counts.clear()
@@ -127,6 +130,7 @@ class FakeLLM:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
+        app.router.add_get("/_stats", self._stats)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -134,6 +138,17 @@ class FakeLLM:
         server = site._server
         assert server is not None and server.sockets
         self.port = server.sockets[0].getsockname()[1]
+
+    async def _stats(self, _request: web.Request) -> web.StreamResponse:
+        """What the server saw, for benchmarks that run it in another process."""
+        return web.json_response(
+            {
+                "requests": len(self.requests),
+                "peak_in_flight": self.peak_in_flight,
+                "rate_limited": self.rate_limited,
+                "arrivals": [seen.at for seen in self.requests],
+            }
+        )
 
     # -- the endpoint -----------------------------------------------------------------------
     def _over_rate(self, now: float) -> bool:
@@ -210,3 +225,22 @@ class FakeLLM:
             },
             headers=reply.headers,
         )
+
+
+def main() -> None:
+    """`python -m tests.fakes.llm --latency 0.2 --rpm 3000`: serve until stdin closes."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--rpm", type=int, default=None)
+    args = parser.parse_args()
+    server = FakeLLM(latency=args.latency, rpm=args.rpm).start()
+    print(server.port, flush=True)
+    sys.stdin.read()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()
