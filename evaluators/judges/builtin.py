@@ -211,8 +211,10 @@ _RUBRIC_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 
 @registered
 class Rubric(JudgeEvaluator):
-    """LLM judge with your own rubric: a template using {prompt} {response} {context} {reference}
-    {metadata.KEY}, and a pass threshold."""
+    """LLM judge with your own rubric template and pass threshold (scores named rubric:<id>).
+
+    The template uses {prompt}, {response}, {context}, {reference} and {metadata.KEY}.
+    """
 
     name = "rubric"
     version = "1"
