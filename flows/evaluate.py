@@ -5,14 +5,16 @@ from typing import Any
 
 import sqlalchemy as sa
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from evaluators.judges.client import JudgeRuntime
 from tasks import pipeline
 from tasks.config import EvalJob
+from tasks.contract import ContractSummary
 from tasks.db import scores_engine
-from tasks.errors import TransientError
+from tasks.errors import DataContractBroken, TransientError
 from tasks.judging import ensure_limits, judge_slots
 from tasks.persist import PageCounts
 from tasks.runs import RunKind, RunPlan, RunSummary, deployment_lock, finish_run, start_run
@@ -39,11 +41,20 @@ async def evaluate_page(
     after: Cursor | None,
     judges: JudgeRuntime | None = None,
     slots: dict[str, int] | None = None,
+    so_far: PageCounts | None = None,
 ) -> pipeline.PageOutcome:
     evaluators = pipeline.build_evaluators(job)
     async with judge_slots(slots or {}):
         return await pipeline.process_page(
-            job, scores_engine(), plan.run_id, after, plan.start, plan.until, evaluators, judges
+            job,
+            scores_engine(),
+            plan.run_id,
+            after,
+            plan.start,
+            plan.until,
+            evaluators,
+            judges,
+            so_far,
         )
 
 
@@ -54,23 +65,44 @@ def run_window_end(job: EvalJob, until: datetime | None) -> datetime:
     return min(until, ceiling) if until is not None else ceiling
 
 
+class RunTally:
+    """What a run has done so far, kept outside the page loop so a failure can still report."""
+
+    def __init__(self) -> None:
+        self.counts = PageCounts()
+        self.contract = ContractSummary()
+
+    def add(self, counts: PageCounts, contract: ContractSummary) -> None:
+        self.counts = self.counts + counts
+        self.contract = self.contract + contract
+
+
 async def run_pages(
-    job: EvalJob, plan: RunPlan, judges: JudgeRuntime | None, slots: dict[str, int]
-) -> PageCounts:
+    job: EvalJob,
+    plan: RunPlan,
+    judges: JudgeRuntime | None,
+    slots: dict[str, int],
+    tally: RunTally,
+) -> None:
     logger = get_run_logger()
-    counts, cursor = PageCounts(), plan.cursor
+    cursor = plan.cursor
     while True:
-        outcome = await evaluate_page(job, plan, cursor, judges, slots)
-        counts = counts + outcome.counts
+        try:
+            outcome = await evaluate_page(job, plan, cursor, judges, slots, tally.counts)
+        except DataContractBroken as broken:
+            if isinstance(broken.summary, ContractSummary):
+                tally.add(PageCounts(), broken.summary)
+            raise
+        tally.add(outcome.counts, outcome.contract)
         logger.info(
             "page done: pulled=%d quarantined=%d scores=%d (run total pulled=%d)",
             outcome.counts.pulled,
             outcome.counts.quarantined,
             outcome.counts.scored,
-            counts.pulled,
+            tally.counts.pulled,
         )
         if outcome.last is None or not outcome.full:
-            return counts
+            return
         cursor = outcome.last
 
 
@@ -100,30 +132,61 @@ async def evaluate_recent(
         )
         models = pipeline.judge_models(pipeline.build_evaluators(job))
         judges = JudgeRuntime(job.judge_settings()) if models else None
+        tally = RunTally()
         try:
+            future = pipeline.quarantine_future_logs(job, engine, plan.run_id, datetime.now(UTC))
+            if future.quarantined:
+                logger.warning("%d logs stamped in the future were quarantined", future.quarantined)
             if judges is not None:
                 judges.slots = await ensure_limits(models, job.judge_settings())
-            await run_pages(job, plan, judges, judges.slots if judges else {})
+            await run_pages(job, plan, judges, judges.slots if judges else {}, tally)
+            if tally.counts.pulled == 0 and job.quality.expect_traffic:
+                tally.contract.batch_failures.append(
+                    "no logs in the window although quality.expect_traffic is set"
+                )
         except BaseException as exc:
             finish_run(
                 engine,
                 plan.run_id,
                 "failed",
                 error=f"{type(exc).__name__}: {exc}"[:2000],
-                details=run_details(job, judges),
+                details=run_details(job, judges, tally),
             )
             raise
         finally:
             if judges is not None:
                 await judges.close()
-        return finish_run(engine, plan.run_id, "completed", details=run_details(job, judges))
+        details = run_details(job, judges, tally)
+        summary = finish_run(engine, plan.run_id, "completed", details=details)
+        await publish_contract_artifact(summary.deployment, tally.contract)
+        return summary
 
 
-def run_details(job: EvalJob, judges: JudgeRuntime | None) -> dict[str, Any]:
-    """What the run record keeps beyond counts: the sampling rule and each judge model's health."""
-    if judges is None:
-        return {}
-    return {
-        "sampling": job.sampling.model_dump(),
-        "judges": judges.report(),
-    }
+def run_details(job: EvalJob, judges: JudgeRuntime | None, tally: RunTally) -> dict[str, Any]:
+    """What the run record keeps beyond counts: the contract's findings, the sampling rule and
+    each judge model's health."""
+    details: dict[str, Any] = {"contract": tally.contract.model_dump()}
+    if judges is not None:
+        details["sampling"] = job.sampling.model_dump()
+        details["judges"] = judges.report()
+    return details
+
+
+async def publish_contract_artifact(deployment: str, contract: ContractSummary) -> None:
+    """The contract's findings in the Prefect UI, beside the run."""
+    rows = [
+        {"expectation": label, "unexpected_rows": n} for label, n in contract.unexpected.items()
+    ]
+    rows += [
+        {"expectation": failure, "unexpected_rows": "batch"} for failure in contract.batch_failures
+    ]
+    description = (
+        f"Data contract for {deployment}: {contract.batches} batches, {contract.rows:,} logs, "
+        f"{contract.invalid_rows:,} invalid; {contract.expectations_evaluated:,} expectation "
+        f"checks, {contract.expectations_failed:,} failed."
+    )
+    await acreate_table_artifact(
+        table=rows or [{"expectation": "all passed", "unexpected_rows": 0}],
+        key=f"{deployment.replace('_', '-')}-data-contract",
+        description=description,
+    )

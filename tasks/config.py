@@ -230,6 +230,66 @@ def default_evaluators() -> list[EvaluatorConfig]:
     return [EvaluatorConfig(name=name) for name in names]
 
 
+class ExpectationSpec(BaseModel):
+    """One extra Great Expectations expectation: its type and kwargs, as GX names them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(
+        description="A GX expectation type, e.g. expect_column_values_to_be_in_set.",
+        pattern=r"^expect_[a-z0-9_]+$",
+    )
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
+    description: str | None = Field(default=None, description="Shown as the quarantine reason.")
+
+
+class QualityConfig(BaseModel):
+    """The data contract every batch of logs is checked against before it is evaluated."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_invalid_fraction: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description="Fail the run (nothing judged, watermark kept) when a batch has more "
+        "invalid rows than this.",
+    )
+    min_batch_rows: int = Field(
+        default=20,
+        ge=1,
+        description="Batches smaller than this are judged by the run's cumulative fraction.",
+    )
+    future_skew: Duration = Field(
+        default=timedelta(minutes=5), description="How far in the future a timestamp may be."
+    )
+    max_text_chars: int = Field(
+        default=1_000_000, ge=1, description="Longest prompt or response accepted."
+    )
+    max_tokens: int = Field(default=2_000_000, ge=1, description="Largest token count accepted.")
+    max_latency_ms: int = Field(default=3_600_000, ge=1, description="Largest latency accepted.")
+    max_cost_usd: float = Field(default=100.0, gt=0, description="Largest logged cost accepted.")
+    allowed_models: list[str] | None = Field(
+        default=None, description="When set, logs from any other model are invalid."
+    )
+    expect_traffic: bool = Field(
+        default=False, description="Report a run that finds no logs at all as a batch failure."
+    )
+    expectations: list[ExpectationSpec] = Field(
+        default_factory=list, description="Extra GX expectations for this deployment."
+    )
+
+    @field_validator("expectations")
+    @classmethod
+    def _known_to_gx(cls, value: list[ExpectationSpec]) -> list[ExpectationSpec]:
+        if value:
+            from tasks.contract import build_expectation
+
+            for spec in value:
+                build_expectation(spec.type, spec.kwargs, spec.description)
+        return value
+
+
 class EvalJob(BaseModel):
     """Everything one deployment needs: source, evaluators and (in later sections) policy."""
 
@@ -241,6 +301,7 @@ class EvalJob(BaseModel):
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     limits: JudgePolicy = Field(default_factory=JudgePolicy)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
 
     @field_validator("deployment")
     @classmethod

@@ -32,4 +32,8 @@ class BudgetExhausted(AssayError):
 
 
 class DataContractBroken(AssayError):
-    pass
+    """Too many logs of a batch broke the contract. `summary` is the contract's findings."""
+
+    def __init__(self, message: str, summary: object = None) -> None:
+        super().__init__(message)
+        self.summary = summary

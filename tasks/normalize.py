@@ -7,7 +7,7 @@ Each `from_*` function takes the row as read and returns the canonical fields it
 import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -18,10 +18,14 @@ _CANONICAL = frozenset(canonical_fields())
 
 
 class Reject(BaseModel):
+    """A row that will not be evaluated, with why: quarantined, never dropped."""
+
     log_id: str
     log_ts: datetime | None
     reasons: list[str]
     raw: dict[str, Any]
+    stage: Literal["normalize", "validate"] = "normalize"
+    expectations: list[str] = []
 
 
 class PayloadError(ValueError):
@@ -186,7 +190,7 @@ FORMATS: dict[str, Callable[[Row], dict[str, Any]]] = {
 }
 
 
-def _raw_for_quarantine(row: Row, limit: int = 2000) -> dict[str, Any]:
+def raw_for_quarantine(row: Row, limit: int = 2000) -> dict[str, Any]:
     from evaluators.heuristics.pii import mask_pii
 
     raw = {}
@@ -196,6 +200,18 @@ def _raw_for_quarantine(row: Row, limit: int = 2000) -> dict[str, Any]:
             text = json.dumps(text, default=str)
         raw[key] = mask_pii(text[:limit]) if isinstance(text, str) else text
     return raw
+
+
+def record_fields(fields: dict[str, Any], row: Row) -> dict[str, Any]:
+    """Fields plus the row's own id and timestamp (naive warehouse times are UTC)."""
+    fields = {
+        **fields,
+        "id": None if row.get("id") is None else str(row["id"]),
+        "ts": row.get("ts"),
+    }
+    if isinstance(fields["ts"], datetime) and fields["ts"].tzinfo is None:
+        fields["ts"] = fields["ts"].replace(tzinfo=UTC)
+    return fields
 
 
 def _reasons(exc: Exception) -> list[str]:
@@ -214,11 +230,7 @@ def normalize_rows(rows: Iterable[Row], fmt: str) -> tuple[list[LogRecord], list
     rejects: list[Reject] = []
     for row in rows:
         try:
-            fields = to_fields(row)
-            fields["id"] = str(row["id"])
-            if isinstance(row.get("ts"), datetime) and row["ts"].tzinfo is None:
-                fields["ts"] = row["ts"].replace(tzinfo=UTC)  # naive warehouse times are UTC
-            records.append(LogRecord.model_validate(fields))
+            records.append(LogRecord.model_validate(record_fields(to_fields(row), row)))
         except (PayloadError, ValidationError, TypeError, ValueError) as exc:
             ts = row.get("ts")
             rejects.append(
@@ -226,7 +238,7 @@ def normalize_rows(rows: Iterable[Row], fmt: str) -> tuple[list[LogRecord], list
                     log_id=str(row.get("id")),
                     log_ts=ts if isinstance(ts, datetime) else None,
                     reasons=_reasons(exc),
-                    raw=_raw_for_quarantine(row),
+                    raw=raw_for_quarantine(row),
                 )
             )
     return records, rejects

@@ -73,8 +73,9 @@ def quarantine_rows(
             "log_id": r.log_id,
             "log_ts": r.log_ts,
             "run_id": run_id,
-            "stage": "normalize",
+            "stage": r.stage,
             "reasons": json.dumps(r.reasons),
+            "expectations": r.expectations,
             "raw": json.dumps(r.raw, default=str),
         }
         for r in rejects
@@ -98,12 +99,19 @@ def write_page(
     cursor: Cursor | None,
     pulled: int,
     move: bool = True,
+    admitted: list[str] | None = None,
 ) -> PageCounts:
-    """One transaction: scores, quarantine, counters and (if `move`) the watermark."""
+    """One transaction: scores, quarantine, re-admission of logs that now pass, counters and
+    (if `move` and a cursor is given) the watermark."""
     statuses = Counter(row.status for row in rows)
     with engine.begin() as conn:
         inserted = copy_scores(conn, rows)
         quarantine_rows(conn, deployment, run_id, rejects)
+        if admitted:
+            conn.execute(
+                sa.text(query("persist", "readmit_quarantined")),
+                {"deployment": deployment, "log_ids": admitted},
+            )
         counts = PageCounts(
             pulled=pulled,
             normalized=pulled - len(rejects),

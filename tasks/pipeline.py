@@ -1,7 +1,7 @@
 """One page of the hourly pipeline: pull, normalize, evaluate, write. Pure of Prefect."""
 
 import os
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from pydantic import BaseModel, SecretStr
@@ -11,19 +11,22 @@ from evaluators.judges.builtin import JudgeEvaluator
 from evaluators.judges.client import JudgeRuntime
 from evaluators.records import LogRecord
 from tasks.config import EvalJob, SamplingConfig, SourceConfig
+from tasks.contract import Admission, ContractSummary, admit, future_start
 from tasks.db import engine_for, warehouse_url
-from tasks.errors import ConfigError
-from tasks.normalize import normalize_rows
+from tasks.errors import ConfigError, DataContractBroken
 from tasks.persist import PageCounts, write_page
 from tasks.sampling import inclusion_weight, sampled
 from tasks.score import judge_records, score_records
 from tasks.source import Cursor, fetch_page
+
+FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 class PageOutcome(BaseModel):
     counts: PageCounts
     last: Cursor | None
     full: bool  # a full page means there may be more
+    contract: ContractSummary = ContractSummary()
 
 
 def source_engine(source: SourceConfig) -> sa.Engine:
@@ -76,18 +79,73 @@ async def process_page(
     until: datetime,
     evaluators: list[Evaluator],
     judges: JudgeRuntime | None = None,
+    so_far: PageCounts | None = None,
 ) -> PageOutcome:
-    """Free evaluators on every record, then paid ones on the sample, then one transaction."""
+    """Contract, then free evaluators on every valid log, then paid ones on the sample, then
+    one transaction. A batch that breaks the contract is quarantined and stops the run."""
     with source_engine(job.source).connect() as conn:
         rows = fetch_page(conn, job.source, after, start, until)
     if not rows:
         return PageOutcome(counts=PageCounts(), last=None, full=False)
-    records, rejects = normalize_rows(rows, job.source.format)
+    admission = admit(rows, job.source.format, job.quality)
+    last = Cursor(ts=rows[-1]["ts"], log_id=rows[-1]["id"])
+    if problem := contract_breach(job, admission, len(rows), so_far or PageCounts()):
+        write_page(scores_db, job.deployment, run_id, [], admission.rejects, None, len(rows))
+        raise DataContractBroken(problem, admission.summary)
+    records = admission.records
     ctx = EvalContext(deployment=job.deployment, run_id=run_id, judges=judges)
     free, paid = split_by_cost(evaluators)
     scores = await score_records(records, free, ctx)
     if paid:
         scores += await judge_records(sample_work(records, paid, job.sampling), ctx)
-    last = Cursor(ts=rows[-1]["ts"], log_id=rows[-1]["id"])
-    counts = write_page(scores_db, job.deployment, run_id, scores, rejects, last, len(rows))
-    return PageOutcome(counts=counts, last=last, full=len(rows) == job.source.page_size)
+    counts = write_page(
+        scores_db,
+        job.deployment,
+        run_id,
+        scores,
+        admission.rejects,
+        last,
+        len(rows),
+        admitted=[r.id for r in records],
+    )
+    return PageOutcome(
+        counts=counts,
+        last=last,
+        full=len(rows) == job.source.page_size,
+        contract=admission.summary,
+    )
+
+
+def contract_breach(
+    job: EvalJob, admission: Admission, pulled: int, so_far: PageCounts
+) -> str | None:
+    """Why this batch stops the run, or None. Small batches are judged with the run so far."""
+    invalid, total = len(admission.rejects), pulled
+    if pulled < job.quality.min_batch_rows:
+        invalid, total = invalid + so_far.quarantined, total + so_far.pulled
+        if total < job.quality.min_batch_rows:
+            return None
+    if invalid / total <= job.quality.max_invalid_fraction:
+        return None
+    top = ", ".join(f"{label} x{n}" for label, n in list(admission.summary.unexpected.items())[:5])
+    sample = ", ".join(r.log_id for r in admission.rejects[:5])
+    return (
+        f"data contract broken for {job.deployment}: {invalid} of {total} logs "
+        f"({invalid / total:.0%}) failed, above max_invalid_fraction "
+        f"{job.quality.max_invalid_fraction:g}. Failed: {top or 'see quarantine'}. "
+        f"Sample ids: {sample}. Nothing was evaluated and the watermark did not move; fix the "
+        f"source, then rerun (see `assay quarantine {job.deployment}`)."
+    )
+
+
+def quarantine_future_logs(
+    job: EvalJob, scores_db: sa.Engine, run_id: str, now: datetime
+) -> PageCounts:
+    """Logs stamped beyond now + skew never enter a window until their time comes; catch them
+    now, so a clock or timezone bug in logging is seen the hour it ships."""
+    with source_engine(job.source).connect() as conn:
+        rows = fetch_page(conn, job.source, None, future_start(job.quality, now), FAR_FUTURE)
+    if not rows:
+        return PageCounts()
+    admission = admit(rows, job.source.format, job.quality, now=now)
+    return write_page(scores_db, job.deployment, run_id, [], admission.rejects, None, len(rows))

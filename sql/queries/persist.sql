@@ -7,9 +7,19 @@ INSERT INTO assay.scores SELECT * FROM assay_scores_staging
 ON CONFLICT (deployment, log_id, evaluator, evaluator_version) DO NOTHING
 
 -- name: insert_quarantine
-INSERT INTO assay.quarantine (deployment, log_id, log_ts, run_id, stage, reasons, raw)
-VALUES (:deployment, :log_id, :log_ts, :run_id, :stage, CAST(:reasons AS jsonb), CAST(:raw AS jsonb))
-ON CONFLICT (deployment, log_id) DO NOTHING
+-- A log quarantined again (a rerun, or still broken) keeps its latest run and reasons.
+INSERT INTO assay.quarantine
+    (deployment, log_id, log_ts, run_id, stage, reasons, expectations, raw)
+VALUES (:deployment, :log_id, :log_ts, :run_id, :stage, CAST(:reasons AS jsonb),
+        :expectations, CAST(:raw AS jsonb))
+ON CONFLICT (deployment, log_id) DO UPDATE
+SET log_ts = EXCLUDED.log_ts, run_id = EXCLUDED.run_id, stage = EXCLUDED.stage,
+    reasons = EXCLUDED.reasons, expectations = EXCLUDED.expectations, raw = EXCLUDED.raw,
+    created_at = now()
+
+-- name: readmit_quarantined
+-- Logs that pass the contract now (the source was fixed) leave quarantine as they are scored.
+DELETE FROM assay.quarantine WHERE deployment = :deployment AND log_id = ANY(:log_ids)
 
 -- name: upsert_watermark
 INSERT INTO assay.watermarks (deployment, ts, log_id, run_id, updated_at)
