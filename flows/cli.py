@@ -116,6 +116,75 @@ def run(
 
 
 @app.command()
+def quarantine(
+    deployment: Annotated[
+        str | None, typer.Argument(help="Deployment name (all deployments when omitted).")
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only rows from this run.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Rows to list.")] = 50,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay",
+            help="Re-read the quarantined logs from the fixed source, re-check them, and score "
+            "the ones that now pass (once).",
+        ),
+    ] = False,
+    config: Annotated[Path | None, typer.Option(help="Job config YAML (for --replay).")] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format.")
+    ] = OutputFormat.table,
+) -> None:
+    """List quarantined logs and why, or replay them after the source is fixed."""
+    from tasks.db import scores_engine
+    from tasks.quarantine import list_quarantine
+
+    if run_id is not None:
+        _guarded(lambda: _check_uuid(run_id))
+    if replay:
+        if deployment is None:
+            err_console.print("[bold red]usage error:[/] --replay needs a DEPLOYMENT")
+            raise typer.Exit(2)
+        _replay(deployment, run_id, config, output)
+        return
+    rows = _guarded(lambda: list_quarantine(scores_engine(), deployment, run_id, limit))
+    if output is OutputFormat.json:
+        print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+        return
+    from flows.render import quarantine_table
+
+    console.print(quarantine_table(rows))
+
+
+def _check_uuid(value: str) -> None:
+    import uuid
+
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise ConfigError(f"--run {value!r} is not a run id (a UUID from eval_runs)") from None
+
+
+def _replay(deployment: str, run_id: str | None, config: Path | None, output: OutputFormat) -> None:
+    from flows.replay import replay_quarantine
+
+    job = _guarded(lambda: _load(deployment, config))
+    with console.status(f"replaying quarantined logs of {deployment} …", spinner="dots"):
+        summary = _guarded(lambda: asyncio.run(replay_quarantine(job, run_id)))
+    result = summary.details.get("replay", {})
+    if output is OutputFormat.json:
+        print(json.dumps(result, indent=2))
+        return
+    console.print(
+        f"replayed {result.get('requested', 0):,} quarantined logs of {deployment}: "
+        f"{result.get('readmitted', 0):,} now pass and were scored "
+        f"({result.get('scores_written', 0):,} scores), "
+        f"{result.get('still_invalid', 0):,} still invalid, "
+        f"{result.get('missing_from_source', 0):,} no longer in the source"
+    )
+
+
+@app.command()
 def evaluators(
     output: Annotated[
         OutputFormat, typer.Option("--format", help="Output format.")

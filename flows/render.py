@@ -6,6 +6,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from tasks.quarantine import QuarantinedLog
 from tasks.runs import RunSummary
 
 
@@ -47,6 +48,8 @@ def summary_renderable(summary: RunSummary) -> Group:
             _cost(result.cost_usd, result.unknown_cost) if result.judge_models else "free",
         )
     parts: list[Table | Text] = [counts, per_evaluator] if summary.evaluators else [counts]
+    if line := contract_line(summary.details.get("contract") or {}):
+        parts.append(line)
     judges = summary.details.get("judges") or {}
     if judges:
         parts.append(judge_health(judges))
@@ -97,3 +100,35 @@ def judge_health(judges: dict[str, dict[str, Any]]) -> Table:
             stats["breaker"] or "closed",
         )
     return table
+
+
+def quarantine_table(rows: list[QuarantinedLog]) -> Table:
+    table = Table(title=f"quarantined logs ({len(rows)} shown, newest first)")
+    for column in ("deployment", "log id", "log time", "stage", "why"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        why = "; ".join(row.reasons)
+        table.add_row(
+            row.deployment,
+            row.log_id,
+            f"{row.log_ts:%Y-%m-%d %H:%M}" if row.log_ts else "-",
+            row.stage,
+            why if len(why) <= 300 else why[:300] + "…",
+        )
+    return table
+
+
+def contract_line(contract: dict[str, Any]) -> Text | None:
+    """One line on the data contract for the run summary, or None when nothing was checked."""
+    if not contract or not contract.get("batches"):
+        return None
+    failed = contract.get("unexpected") or {}
+    text = (
+        f"data contract: {contract['rows']:,} logs in {contract['batches']} batches, "
+        f"{contract['invalid_rows']:,} quarantined"
+    )
+    if failed:
+        text += " · " + ", ".join(f"{label} x{n:,}" for label, n in list(failed.items())[:4])
+    for failure in contract.get("batch_failures") or []:
+        text += f" · batch: {failure}"
+    return Text(text, style="yellow" if failed or contract.get("batch_failures") else "green")

@@ -64,8 +64,19 @@ def _passthrough(row: Row, skip: Iterable[str]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k in _CANONICAL and k not in skipped and v is not None}
 
 
+def _utf8(value: Any) -> Any:
+    """Text stored as bytes (bytea) is accepted when it is valid UTF-8; otherwise the bytes stay
+    as they are and the contract reports them as not text."""
+    if isinstance(value, bytes | memoryview):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return bytes(value)
+    return value
+
+
 def from_canonical(row: Row) -> dict[str, Any]:
-    fields = {k: v for k, v in row.items() if v is not None}
+    fields = {k: _utf8(v) for k, v in row.items() if v is not None}
     for slot in ("context", "metadata"):
         if isinstance(fields.get(slot), str):
             fields[slot] = _json(fields[slot], slot)

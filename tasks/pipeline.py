@@ -2,6 +2,7 @@
 
 import os
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, SecretStr
@@ -81,15 +82,35 @@ async def process_page(
     judges: JudgeRuntime | None = None,
     so_far: PageCounts | None = None,
 ) -> PageOutcome:
-    """Contract, then free evaluators on every valid log, then paid ones on the sample, then
-    one transaction. A batch that breaks the contract is quarantined and stops the run."""
+    """The next keyset page of the window, through `process_rows`; the watermark follows it."""
     with source_engine(job.source).connect() as conn:
         rows = fetch_page(conn, job.source, after, start, until)
     if not rows:
         return PageOutcome(counts=PageCounts(), last=None, full=False)
-    admission = admit(rows, job.source.format, job.quality)
     last = Cursor(ts=rows[-1]["ts"], log_id=rows[-1]["id"])
-    if problem := contract_breach(job, admission, len(rows), so_far or PageCounts()):
+    outcome = await process_rows(
+        job, scores_db, run_id, rows, evaluators, judges, so_far or PageCounts(), cursor=last
+    )
+    return outcome.model_copy(update={"full": len(rows) == job.source.page_size})
+
+
+async def process_rows(
+    job: EvalJob,
+    scores_db: sa.Engine,
+    run_id: str,
+    rows: list[dict[str, Any]],
+    evaluators: list[Evaluator],
+    judges: JudgeRuntime | None,
+    so_far: PageCounts,
+    cursor: Cursor | None,
+    enforce_contract: bool = True,
+) -> PageOutcome:
+    """Contract, then free evaluators on every valid log, then paid ones on the sample, then
+    one transaction (moving the watermark to `cursor` if given). A batch that breaks the
+    contract is quarantined and stops the run before anything is evaluated."""
+    admission = admit(rows, job.source.format, job.quality)
+    problem = contract_breach(job, admission, len(rows), so_far) if enforce_contract else None
+    if problem:
         write_page(scores_db, job.deployment, run_id, [], admission.rejects, None, len(rows))
         raise DataContractBroken(problem, admission.summary)
     records = admission.records
@@ -104,16 +125,13 @@ async def process_page(
         run_id,
         scores,
         admission.rejects,
-        last,
+        cursor,
         len(rows),
-        admitted=[r.id for r in records],
+        # A duplicate id's repeat is quarantined while its first occurrence is scored: the
+        # quarantine row documents the duplicate and must stay.
+        admitted=sorted({r.id for r in records} - {r.log_id for r in admission.rejects}),
     )
-    return PageOutcome(
-        counts=counts,
-        last=last,
-        full=len(rows) == job.source.page_size,
-        contract=admission.summary,
-    )
+    return PageOutcome(counts=counts, last=cursor, full=False, contract=admission.summary)
 
 
 def contract_breach(

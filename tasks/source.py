@@ -32,12 +32,24 @@ def _relation(source: SourceConfig, columns: set[str]) -> sa.FromClause:
     return sa.text(source.query).columns(*column_objects).subquery("assay_source")
 
 
-def page_statement(source: SourceConfig, first_page: bool) -> sa.Select[Any]:
-    """The page query. Binds: `start` (first page) or `after_ts`/`after_id`, `until`, `limit`."""
+def _mapped_select(
+    source: SourceConfig,
+) -> tuple[sa.Select[Any], sa.ColumnElement[Any], sa.ColumnElement[Any]]:
+    """SELECT of every mapped slot (labelled by slot), with the id and ts columns."""
     mapping = source.column_mapping()
     relation = _relation(source, set(mapping.values()) | set(source.filters))
-    id_col, ts_col = relation.c[mapping["id"]], relation.c[mapping["ts"]]
     stmt = sa.select(*(relation.c[column].label(slot) for slot, column in mapping.items()))
+    for column, value in source.filters.items():
+        if isinstance(value, list):
+            stmt = stmt.where(relation.c[column].in_(value))
+        else:
+            stmt = stmt.where(relation.c[column] == value)
+    return stmt, relation.c[mapping["id"]], relation.c[mapping["ts"]]
+
+
+def page_statement(source: SourceConfig, first_page: bool) -> sa.Select[Any]:
+    """The page query. Binds: `start` (first page) or `after_ts`/`after_id`, `until`, `limit`."""
+    stmt, id_col, ts_col = _mapped_select(source)
     if first_page:
         stmt = stmt.where(ts_col >= sa.bindparam("start"))
     else:
@@ -46,11 +58,6 @@ def page_statement(source: SourceConfig, first_page: bool) -> sa.Select[Any]:
             > sa.tuple_(sa.bindparam("after_ts"), sa.bindparam("after_id"))
         )
     stmt = stmt.where(ts_col <= sa.bindparam("until"))
-    for column, value in source.filters.items():
-        if isinstance(value, list):
-            stmt = stmt.where(relation.c[column].in_(value))
-        else:
-            stmt = stmt.where(relation.c[column] == value)
     return stmt.order_by(ts_col, id_col).limit(sa.bindparam("limit"))
 
 
@@ -82,3 +89,15 @@ def fetch_page(
         # Keep the driver's message (it names the missing column or table), drop the SQL echo.
         detail = str(exc).strip().splitlines()[0]
         raise SourceError(f"reading the source failed: {detail}") from None
+
+
+def rows_by_id(
+    conn: sa.Connection, source: SourceConfig, log_ids: list[str]
+) -> list[dict[str, Any]]:
+    """Source rows with these ids (in `(ts, id)` order), e.g. to replay quarantined logs."""
+    stmt, id_col, ts_col = _mapped_select(source)
+    stmt = stmt.where(sa.cast(id_col, sa.Text).in_(log_ids)).order_by(ts_col, id_col)
+    try:
+        return [dict(row._mapping) for row in conn.execute(stmt)]
+    except sa.exc.DBAPIError as exc:
+        raise SourceError(f"cannot read the source: {str(exc.orig).strip()}") from None
