@@ -39,6 +39,7 @@ lint: $(STAMP)
 bench: $(STAMP) prefect-home
 	$(PY) bench/pipeline.py
 	$(PY) bench/judges.py
+	$(PY) bench/contract.py
 
 clean:
 	rm -rf $(VENV) .assay .pytest_cache .mypy_cache .ruff_cache

@@ -248,4 +248,11 @@ def demo(
         job = _guarded(lambda d=deployment: _load(d, None))  # type: ignore[misc]
         summary = _guarded(lambda j=job: _run_flow(j, None, "manual"))  # type: ignore[misc]
         console.print(summary_renderable(summary))
-    console.print("Scores are in assay.scores; quarantined rows and reasons in assay.quarantine.")
+    from flows.render import quarantine_table
+    from tasks.quarantine import list_quarantine
+
+    console.print(quarantine_table(_guarded(lambda: list_quarantine(engine, limit=8))))
+    console.print(
+        "Scores are in assay.scores; quarantined logs and reasons in assay.quarantine "
+        "(`assay quarantine DEPLOYMENT`, and `--replay` once the source is fixed)."
+    )

@@ -103,19 +103,30 @@ def judge_health(judges: dict[str, dict[str, Any]]) -> Table:
 
 
 def quarantine_table(rows: list[QuarantinedLog]) -> Table:
-    table = Table(title=f"quarantined logs ({len(rows)} shown, newest first)")
-    for column in ("deployment", "log id", "log time", "stage", "why"):
-        table.add_column(column, overflow="fold")
+    table = Table(title=f"quarantined logs ({len(rows)} shown, newest first)", expand=True)
+    table.add_column("log", ratio=2, overflow="fold")
+    table.add_column("logged", ratio=1)
+    table.add_column("why", ratio=4)
     for row in rows:
-        why = "; ".join(row.reasons)
+        why = "; ".join(_short_reason(reason) for reason in row.reasons)
+        if row.stage != "validate":
+            why = f"[{row.stage}] {why}"
         table.add_row(
-            row.deployment,
-            row.log_id,
-            f"{row.log_ts:%Y-%m-%d %H:%M}" if row.log_ts else "-",
-            row.stage,
-            why if len(why) <= 300 else why[:300] + "…",
+            f"{row.deployment} {row.log_id}",
+            f"{row.log_ts:%m-%d %H:%M}" if row.log_ts else "-",
+            why if len(why) <= 200 else why[:200] + "…",
         )
     return table
+
+
+def _short_reason(reason: str) -> str:
+    """`expect_column_values_to_not_be_null(prompt): every log …` -> `not_be_null(prompt)`."""
+    if not reason.startswith("expect_"):
+        return reason
+    label = reason.split(":", 1)[0]
+    for prefix in ("expect_column_values_to_", "expect_column_value_", "expect_"):
+        label = label.removeprefix(prefix)
+    return label
 
 
 def contract_line(contract: dict[str, Any]) -> Text | None:

@@ -35,8 +35,11 @@ if TYPE_CHECKING:
 MAX_VALUE_CHARS = 120
 NUMERIC_FIELDS = ("input_tokens", "output_tokens", "latency_ms", "cost_usd")
 NUMBER_SUFFIX = "__number"  # a numeric copy of a field, so range checks see strings as missing
-TEXT_SUFFIX = "__text"  # a text-only copy, so length checks see bytes as missing (not a crash)
-DERIVED_SUFFIXES = (NUMBER_SUFFIX, TEXT_SUFFIX)
+LENGTH_SUFFIX = "__length"  # a text's length in characters (None when it is not text)
+DERIVED_SUFFIXES = (NUMBER_SUFFIX, LENGTH_SUFFIX)
+#: Large text fields enter the frame as their type name and length, not their content: GX then
+#: never copies or scans kilobytes per row, and reasons never echo a prompt's text.
+TEXT_FIELDS = ("prompt", "response")
 PAYLOAD_PREFIX = "payload_"
 #: Expectations where the first occurrence of a value is fine and only repeats are not.
 REPEATS_ONLY = frozenset({"expect_column_values_to_be_unique"})
@@ -117,6 +120,8 @@ def _suite(expectations: list["Expectation"]) -> "ExpectationSuite":
     )
     name = "assay-" + hashlib.blake2b(key.encode(), digest_size=8).hexdigest()
     if name not in _SUITES:
+        if len(_SUITES) > 64:
+            _SUITES.clear()
         context, _ = _gx()
         copies = [e.copy(deep=True) for e in expectations]  # a suite takes ownership
         _SUITES[name] = context.suites.add(gx.ExpectationSuite(name=name, expectations=copies))
@@ -146,24 +151,27 @@ def default_expectations(quality: QualityConfig, fmt: str, now: datetime) -> lis
             description=f"timestamp not in the future (beyond {quality.future_skew})",
         ),
         E.ExpectColumnValuesToNotBeNull(column="prompt", description="every log has a prompt"),
-        E.ExpectColumnValuesToBeInTypeList(
-            column="prompt", type_list=["str"], description="prompt is text (UTF-8)"
+        E.ExpectColumnValuesToBeInSet(
+            column="prompt", value_set=["str"], description="prompt is text (UTF-8)"
         ),
-        E.ExpectColumnValueLengthsToBeBetween(
-            column="prompt" + TEXT_SUFFIX, **text_bounds, description="prompt within the size limit"
+        E.ExpectColumnValuesToBeBetween(
+            column="prompt" + LENGTH_SUFFIX,
+            **text_bounds,
+            description="prompt within the size limit (characters)",
         ),
         E.ExpectColumnValuesToNotBeNull(
             column="response", **not_error, description="a successful call has a response"
         ),
-        E.ExpectColumnValuesToBeInTypeList(
-            column="response", type_list=["str"], description="response is text (UTF-8)"
+        E.ExpectColumnValuesToBeInSet(
+            column="response", value_set=["str"], description="response is text (UTF-8)"
         ),
-        E.ExpectColumnValueLengthsToBeBetween(
-            column="response" + TEXT_SUFFIX,
+        E.ExpectColumnValuesToBeBetween(
+            column="response" + LENGTH_SUFFIX,
             min_value=1,
             **text_bounds,
             **not_error,
-            description="a successful call's response is non-empty and within the size limit",
+            description="a successful call's response is non-empty and within the size limit "
+            "(characters)",
         ),
         E.ExpectColumnValuesToBeInSet(
             column="status", value_set=["ok", "error"], description="status is ok or error"
@@ -212,6 +220,21 @@ def default_expectations(quality: QualityConfig, fmt: str, now: datetime) -> lis
     return expectations
 
 
+_EXPECTATIONS: dict[str, list["Expectation"]] = {}
+
+
+def suite_for(quality: QualityConfig, fmt: str, now: datetime) -> list["Expectation"]:
+    """The suite for this config, built once per minute: `now` (the future bound) is rounded up
+    to the minute, so consecutive batches reuse the same GX suite instead of rebuilding it."""
+    minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    key = f"{quality.model_dump_json()}|{fmt}|{minute.isoformat()}"
+    if key not in _EXPECTATIONS:
+        if len(_EXPECTATIONS) > 64:
+            _EXPECTATIONS.clear()
+        _EXPECTATIONS[key] = default_expectations(quality, fmt, minute)
+    return _EXPECTATIONS[key]
+
+
 def _expectations_module() -> Any:
     _gx()
     import great_expectations.expectations as E
@@ -220,8 +243,13 @@ def _expectations_module() -> Any:
 
 
 # -- the frame -------------------------------------------------------------------------------------
+#: Bulky fields no default expectation reads; they enter the frame only when an extra
+#: expectation names them (GX pickles the whole frame to identify each batch).
+BULKY_FIELDS = frozenset({"context", "metadata"})
+
+
 def contract_frame(
-    rows: list[dict[str, Any]], fmt: str
+    rows: list[dict[str, Any]], fmt: str, wanted: frozenset[str] = frozenset()
 ) -> tuple["pd.DataFrame", list[dict[str, Any]], dict[int, str]]:
     """Canonical candidate fields per row (types as the warehouse gave them), as a frame.
 
@@ -244,13 +272,19 @@ def contract_frame(
     columns: dict[str, Any] = {
         field: pd.Series([f.get(field) for f in fields_per_row], dtype=object)
         for field in canonical_fields()
+        if field not in BULKY_FIELDS or field in wanted
     }
     for field in NUMERIC_FIELDS:
         numbers = [v if type(v) in (int, float) else None for v in columns[field]]
         columns[field + NUMBER_SUFFIX] = pd.Series(numbers, dtype="float64")
-    for field in ("prompt", "response"):
-        texts = [v if isinstance(v, str) else None for v in columns[field]]
-        columns[field + TEXT_SUFFIX] = pd.Series(texts, dtype=object)
+    for field in TEXT_FIELDS:
+        values = columns[field]
+        columns[field + LENGTH_SUFFIX] = pd.Series(
+            [len(v) if isinstance(v, str) else None for v in values], dtype="float64"
+        )
+        columns[field] = pd.Series(
+            [None if v is None else type(v).__name__ for v in values], dtype=object
+        )
     columns["ts"] = pd.to_datetime(columns["ts"], utc=True, errors="coerce")
     frame = pd.DataFrame(columns)
     for slot in PAYLOAD_SLOTS[fmt]:
@@ -291,7 +325,12 @@ def _field(column: str) -> str:
 
 def _label(config: Any) -> str:
     column = config.kwargs.get("column")
-    return f"{config.type}({_field(column)})" if column else config.type
+    if not column:
+        return str(config.type)
+    kind = config.type
+    if column.endswith(LENGTH_SUFFIX):  # a range on a text's length is a length check
+        kind = "expect_column_value_lengths_to_be_between"
+    return f"{kind}({_field(column)})"
 
 
 # -- checking a batch ------------------------------------------------------------------------------
@@ -327,9 +366,13 @@ def check_batch(
         positions = [int(p) for p in positions]
         if config.type in REPEATS_ONLY:
             positions = _repeats(frame, config.kwargs["column"], positions)
-        column = _field(config.kwargs.get("column") or "")
+        column = config.kwargs.get("column") or ""
         for position in positions:
             value = frame.at[position, column] if column in frame.columns else None
+            if column.endswith(LENGTH_SUFFIX) and value is not None:
+                value = f"{int(value):,} characters"
+            elif column.endswith(NUMBER_SUFFIX):
+                value = frame.at[position, _field(column)]
             reasons.setdefault(position, []).append(
                 f"{label}: {config.description or 'unexpected value'}; got {_shown(value)}"
             )
@@ -379,8 +422,9 @@ def admit(
     if not rows:
         return Admission(records=[], rejects=[], summary=ContractSummary())
     now = now or datetime.now(UTC)
-    frame, fields_per_row, payload_errors = contract_frame(rows, fmt)
-    reasons, labels, summary = check_batch(frame, default_expectations(quality, fmt, now))
+    wanted = frozenset(str(spec.kwargs.get("column")) for spec in quality.expectations)
+    frame, fields_per_row, payload_errors = contract_frame(rows, fmt, wanted)
+    reasons, labels, summary = check_batch(frame, suite_for(quality, fmt, now))
     records: list[LogRecord] = []
     rejects: list[Reject] = []
     for position, (row, fields) in enumerate(zip(rows, fields_per_row, strict=True)):
