@@ -16,8 +16,10 @@ from tasks.contract import ContractSummary
 from tasks.db import scores_engine
 from tasks.errors import DataContractBroken, TransientError
 from tasks.judging import ensure_limits, judge_slots
+from tasks.notify import deliver_pending, notify_contract_broken, notify_on_finish
 from tasks.persist import PageCounts
 from tasks.runs import RunKind, RunPlan, RunSummary, deployment_lock, finish_run, start_run
+from tasks.settings import get_settings
 from tasks.source import Cursor
 
 
@@ -145,21 +147,58 @@ async def evaluate_recent(
                     "no logs in the window although quality.expect_traffic is set"
                 )
         except BaseException as exc:
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            hook = (
+                notify_contract_broken(job, get_settings(), str(exc), flow_run_link())
+                if isinstance(exc, DataContractBroken)
+                else None
+            )
             finish_run(
                 engine,
                 plan.run_id,
                 "failed",
-                error=f"{type(exc).__name__}: {exc}"[:2000],
+                error=error,
                 details=run_details(job, judges, tally),
+                then=hook,
             )
+            deliver(engine)
             raise
         finally:
             if judges is not None:
                 await judges.close()
         details = run_details(job, judges, tally)
-        summary = finish_run(engine, plan.run_id, "completed", details=details)
+        hook = notify_on_finish(job, get_settings(), datetime.now(UTC), flow_run_link())
+        summary = finish_run(engine, plan.run_id, "completed", details=details, then=hook)
         await publish_contract_artifact(summary.deployment, tally.contract)
+        deliver(engine)
         return summary
+
+
+def flow_run_link() -> str | None:
+    """The flow run in the Prefect UI, when a UI URL is known (PREFECT_UI_URL)."""
+    from prefect.settings import PREFECT_UI_URL
+
+    base = PREFECT_UI_URL.value()
+    return f"{base.rstrip('/')}/runs/flow-run/{flow_run.id}" if base and flow_run.id else None
+
+
+def deliver(engine: sa.Engine) -> None:
+    """Send what the outbox holds; a Slack problem is logged and never fails the run."""
+    logger = get_run_logger()
+    try:
+        report = deliver_pending(engine, get_settings())
+    except Exception as exc:
+        logger.warning("slack delivery skipped: %s", type(exc).__name__)
+        return
+    if report.error:
+        logger.warning(
+            "slack: %d sent, %d pending (%s); the next run retries",
+            report.sent,
+            report.pending,
+            report.error,
+        )
+    elif report.sent:
+        logger.info("slack: %d messages sent", report.sent)
 
 
 def run_details(job: EvalJob, judges: JudgeRuntime | None, tally: RunTally) -> dict[str, Any]:

@@ -290,6 +290,55 @@ class QualityConfig(BaseModel):
         return value
 
 
+Metric = Literal["pass_rate", "mean", "error_rate", "p5", "p10", "p25", "p50", "p75", "p90", "p95"]
+SegmentBy = Literal["model", "provider", "prompt_slug", "topic", "customer_id", "environment"]
+
+
+class ThresholdRule(BaseModel):
+    """Alert when `metric op value` holds for an evaluator (per segment with `by`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    evaluator: str = Field(description="Evaluator (score) name, e.g. faithfulness or rubric:tone.")
+    metric: Metric = Field(default="pass_rate", description="What is compared.")
+    op: Literal["<", "<=", ">", ">="] = Field(
+        default="<", description="Alert when metric op value."
+    )
+    value: float = Field(description="The threshold.")
+    by: SegmentBy | None = Field(default=None, description="Check each segment separately.")
+    min_samples: int | None = Field(default=None, ge=1, description="Default: alerts.min_samples.")
+    confidence: float | None = Field(
+        default=None, gt=0.5, lt=1, description="Default: alerts.confidence."
+    )
+    mode: Literal["ci", "raw"] = Field(
+        default="ci",
+        description="ci: breach only when the whole confidence interval is past the threshold; "
+        "raw: compare the point estimate.",
+    )
+
+
+class AlertsConfig(BaseModel):
+    """Slack alerts and run summaries for this deployment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    channel: str | None = Field(
+        default=None, description="Slack channel (default ASSAY_SLACK_CHANNEL)."
+    )
+    summary: Literal["always", "on_breach", "never"] = Field(
+        default="always", description="When to post the run summary."
+    )
+    cooldown: Duration = Field(
+        default=timedelta(hours=6), description="Remind about an open breach at most this often."
+    )
+    min_samples: int = Field(default=30, ge=1, description="Fewer scores: no verdict.")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Confidence of intervals.")
+    max_judge_error_rate: float = Field(
+        default=0.1, ge=0, le=1, description="Above this, say the judge could not measure."
+    )
+    rules: list[ThresholdRule] = Field(default_factory=list)
+
+
 class EvalJob(BaseModel):
     """Everything one deployment needs: source, evaluators and (in later sections) policy."""
 
@@ -302,6 +351,7 @@ class EvalJob(BaseModel):
     budget: BudgetConfig = Field(default_factory=BudgetConfig)
     limits: JudgePolicy = Field(default_factory=JudgePolicy)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @field_validator("deployment")
     @classmethod
@@ -318,6 +368,17 @@ class EvalJob(BaseModel):
         if duplicates:
             raise ValueError(f"evaluators listed twice: {', '.join(duplicates)}")
         return value
+
+    @model_validator(mode="after")
+    def _rules_name_evaluators(self) -> "EvalJob":
+        names = {e.build().score_name for e in self.evaluators}
+        for rule in self.alerts.rules:
+            if rule.evaluator not in names:
+                raise ValueError(
+                    f"alerts.rules: evaluator {rule.evaluator!r} is not in this job's "
+                    f"evaluators ({', '.join(sorted(names))})"
+                )
+        return self
 
     def judge_settings(self) -> JudgeSettings:
         return JudgeSettings(

@@ -2,7 +2,7 @@
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -67,6 +67,8 @@ class RunSummary(BaseModel):
     error: str | None
     details: dict[str, Any] = {}
     evaluators: list[EvaluatorResult] = []
+    # What the run had to say (Slack messages as plain text), whether or not Slack is set up.
+    notifications: list[dict[str, str]] = []
 
 
 @contextmanager
@@ -123,7 +125,10 @@ def finish_run(
     status: Literal["completed", "failed"],
     error: str | None = None,
     details: dict[str, Any] | None = None,
+    then: Callable[[sa.Connection, "RunSummary"], None] | None = None,
 ) -> RunSummary:
+    """Close the run record; `then` runs in the same transaction (alert state, the outbox), so
+    the run's outcome and what it has to say are committed together or not at all."""
     with engine.begin() as conn:
         row = conn.execute(
             sa.text(query("runs", "finish_run")),
@@ -136,6 +141,9 @@ def finish_run(
         ).one()
         results = conn.execute(sa.text(query("runs", "evaluator_results")), {"run_id": run_id})
         evaluators = [EvaluatorResult.model_validate(r._asdict()) for r in results]
-    fields = row._asdict()
-    fields["run_id"] = str(fields["run_id"])
-    return RunSummary(**fields, evaluators=evaluators)
+        fields = row._asdict()
+        fields["run_id"] = str(fields["run_id"])
+        summary = RunSummary(**fields, evaluators=evaluators)
+        if then is not None:
+            then(conn, summary)
+    return summary

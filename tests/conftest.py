@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from evaluators import offline  # noqa: F401
 from tests import pg
 from tests.fakes.llm import FakeLLM
+from tests.fakes.slack import FakeSlack
 
 
 @pytest.fixture(scope="session")
@@ -115,3 +116,28 @@ def fake_llm(fake_llm_server: FakeLLM) -> FakeLLM:
     fake_llm_server.latency = 0.0
     fake_llm_server.rpm = None
     return fake_llm_server
+
+
+@pytest.fixture(scope="session")
+def fake_slack_server() -> Iterator[FakeSlack]:
+    from tests.fakes.slack import FakeSlack
+
+    server = FakeSlack().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake_slack(
+    fake_slack_server: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeSlack]:
+    """The fake Slack API, with Assay's bot-token settings pointing at it."""
+    from tasks.settings import get_settings
+
+    fake_slack_server.reset()
+    monkeypatch.setenv("ASSAY_SLACK_BOT_TOKEN", "xoxb-test-token-never-posted")
+    monkeypatch.setenv("ASSAY_SLACK_CHANNEL", "#llm-quality")
+    monkeypatch.setenv("ASSAY_SLACK_BASE_URL", fake_slack_server.api_base)
+    get_settings.cache_clear()
+    yield fake_slack_server
+    get_settings.cache_clear()
