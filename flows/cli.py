@@ -74,6 +74,22 @@ def _load(deployment: str, config: Path | None) -> Any:
     return job
 
 
+def _print_unsent(summary: Any) -> None:
+    """Without Slack configured, show what would have been posted (the plain-text fallback)."""
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from tasks.notify import slack_configured
+    from tasks.settings import get_settings
+
+    if slack_configured(get_settings()) or not summary.notifications:
+        return
+    text = "\n\n".join(n["text"] for n in summary.notifications)
+    console.print(
+        Panel(Text(text), title="Slack is not configured; this run would have posted", expand=False)
+    )
+
+
 @app.command()
 def migrate() -> None:
     """Apply database migrations and views (idempotent; safe to run concurrently)."""
@@ -113,6 +129,7 @@ def run(
         print(summary.model_dump_json(indent=2))
     else:
         console.print(summary_renderable(summary))
+        _print_unsent(summary)
 
 
 @app.command()
@@ -248,6 +265,7 @@ def demo(
         job = _guarded(lambda d=deployment: _load(d, None))  # type: ignore[misc]
         summary = _guarded(lambda j=job: _run_flow(j, None, "manual"))  # type: ignore[misc]
         console.print(summary_renderable(summary))
+        _print_unsent(summary)
     from flows.render import quarantine_table
     from tasks.quarantine import list_quarantine
 

@@ -148,15 +148,19 @@ def judge(rule: ThresholdRule, m: Measurement, alerts: AlertsConfig) -> Verdict:
     return Verdict(measurement=m, rule=rule, state="breach" if breached else "healthy")
 
 
+def segment_sql(rule: ThresholdRule) -> str:
+    """The SQL expression of a rule's segment; `by` is one of a fixed set of column names (a
+    Literal validated at load), never free text."""
+    return f"coalesce({rule.by}, '(none)')" if rule.by else "''"
+
+
 # -- reading a run's scores ------------------------------------------------------------------------
 def verdicts(conn: sa.Connection, run_id: str, alerts: AlertsConfig) -> list[Verdict]:
     found = []
     for rule in alerts.rules:
         confidence = rule.confidence or alerts.confidence
-        # `by` is one of a fixed set of column names (a Literal), never free text.
-        segment_sql = f"coalesce({rule.by}, '(none)')" if rule.by else "''"
         rows = conn.execute(
-            sa.text(query("alerts", "run_scores").replace("{segment}", segment_sql)),
+            sa.text(query("alerts", "run_scores").replace("{segment}", segment_sql(rule))),
             {"run_id": run_id, "evaluator": rule.evaluator},
         ).all()
         by_segment: dict[str, list[Any]] = {}

@@ -14,7 +14,15 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from tasks.alerting import Measurement, Transition, open_alerts, transition, verdicts
+from tasks.alerting import (
+    Measurement,
+    Transition,
+    Verdict,
+    open_alerts,
+    segment_sql,
+    transition,
+    verdicts,
+)
 from tasks.config import EvalJob
 from tasks.runs import RunSummary
 from tasks.settings import AssaySettings
@@ -77,15 +85,18 @@ def compose(
         confidence = change.verdict.rule.confidence or alerts.confidence
         examples: list[Example] = []
         if change.kind != "recovery" and examples_for is not None:
-            examples = examples_for(conn, summary.run_id, change.verdict.measurement.evaluator)
+            examples = examples_for(conn, summary.run_id, change.verdict)
         messages.append(transition_message(job.deployment, change, confidence, examples, link))
     health = judge_health(summary, alerts.max_judge_error_rate)
     if health:
         messages.append(health_message(job.deployment, health, link))
+    still_open = open_alerts(conn, job.deployment)
     breaches = [
         describe(_measurement(row), alerts.confidence) + f" since {row.opened_at:%Y-%m-%d %H:%M}"
-        for row in open_alerts(conn, job.deployment)
+        for row in still_open
     ]
+    breached = [Verdict(measurement=_measurement(row), rule=row.rule, state="breach")
+                for row in still_open]  # fmt: skip
     wants_summary = alerts.summary == "always" or (alerts.summary == "on_breach" and breaches)
     if wants_summary:
         previous = {
@@ -107,8 +118,15 @@ def compose(
             )
             for r in summary.evaluators
         ]
+        examples = [
+            example
+            for verdict in breached
+            for example in (examples_for(conn, summary.run_id, verdict) if examples_for else [])
+        ]
         messages.append(
-            summary_message(job.deployment, summary.model_dump(), lines, breaches, health, link)
+            summary_message(
+                job.deployment, summary.model_dump(), lines, breaches, health, link, examples
+            )
         )
     return messages
 
@@ -243,14 +261,18 @@ def deliver_pending(engine: sa.Engine, settings: AssaySettings, limit: int = 200
 def failing_examples(job: EvalJob) -> Any:
     """A function giving up to 3 failing logs of an evaluator in a run, with their text."""
 
-    def examples(conn: sa.Connection, run_id: str, evaluator: str) -> list[Example]:
+    def examples(conn: sa.Connection, run_id: str, verdict: Verdict) -> list[Example]:
         from tasks.normalize import normalize_rows
         from tasks.pipeline import source_engine
         from tasks.source import rows_by_id
 
+        evaluator = verdict.measurement.evaluator
+        segment = verdict.measurement.segment.partition("=")[2]
         failing = conn.execute(
-            sa.text(query("alerts", "failing_examples")),
-            {"run_id": run_id, "evaluator": evaluator},
+            sa.text(
+                query("alerts", "failing_examples").replace("{segment}", segment_sql(verdict.rule))
+            ),
+            {"run_id": run_id, "evaluator": evaluator, "segment": segment},
         ).all()
         if not failing:
             return []

@@ -112,7 +112,8 @@ def describe(m: Measurement, confidence: float) -> str:
 def _examples_blocks(examples: list[Example]) -> list[dict[str, Any]]:
     return [
         _section(
-            f"`{clean(e.log_id, 80)}` score {e.score if e.score is not None else 'n/a'}\n"
+            f"*{clean(e.evaluator, 80)}* `{clean(e.log_id, 80)}` "
+            f"score {e.score if e.score is not None else 'n/a'}\n"
             f">*prompt* {clean(e.prompt)}\n>*response* {clean(e.response)}\n"
             f">*why* {clean(e.reason)}"
         )
@@ -202,6 +203,7 @@ def summary_message(
     open_breaches: list[str],
     health: list[str],
     link: str | None,
+    examples: list[Example] | None = None,
 ) -> SlackMessage:
     window = f"{run['window_start']:%Y-%m-%d %H:%M} → {run['window_end']:%Y-%m-%d %H:%M} UTC"
     counts = (
@@ -229,6 +231,9 @@ def summary_message(
     ]
     if open_breaches:
         blocks.append(_section("*Open breaches*\n" + "\n".join(f"• {b}" for b in open_breaches)))
+    if examples:
+        blocks.append(_section("*Failing examples* (up to 3 per breached evaluator)"))
+        blocks += _examples_blocks(examples)
     if health:
         blocks.append(_section("*Could not measure*\n" + "\n".join(f"• {h}" for h in health)))
     if link:

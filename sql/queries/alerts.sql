@@ -62,6 +62,7 @@ GROUP BY s.evaluator
 SELECT log_id, score, reason
 FROM assay.scores
 WHERE run_id = CAST(:run_id AS uuid) AND evaluator = :evaluator AND status = 'ok' AND NOT passed
+  AND {segment} = :segment
 ORDER BY score NULLS LAST, log_id
 LIMIT 3
 
