@@ -202,6 +202,20 @@ def _replay(deployment: str, run_id: str | None, config: Path | None, output: Ou
 
 
 @app.command()
+def digest(
+    deployment: Annotated[str, typer.Argument(help="Deployment name.")],
+    hours: Annotated[int, typer.Option(min=1, max=24 * 31, help="Period to summarise.")] = 24,
+    config: Annotated[Path | None, typer.Option(help="Job config YAML file.")] = None,
+) -> None:
+    """Post (or, without Slack, print) one summary of the deployment's last day."""
+    from flows.digest import digest as digest_flow
+
+    job = _guarded(lambda: _load(deployment, config))
+    text = _guarded(lambda: asyncio.run(digest_flow(job, hours)))
+    console.print(text or f"no runs of {deployment} in the last {hours} h", markup=False)
+
+
+@app.command()
 def evaluators(
     output: Annotated[
         OutputFormat, typer.Option("--format", help="Output format.")

@@ -325,8 +325,10 @@ class AlertsConfig(BaseModel):
     channel: str | None = Field(
         default=None, description="Slack channel (default ASSAY_SLACK_CHANNEL)."
     )
-    summary: Literal["always", "on_breach", "never"] = Field(
-        default="always", description="When to post the run summary."
+    summary: Literal["always", "on_breach", "digest", "never"] = Field(
+        default="always",
+        description="When to post a run summary: after every run, only with open breaches, "
+        "once a day from the `digest` flow, or never. Breaches are posted regardless.",
     )
     cooldown: Duration = Field(
         default=timedelta(hours=6), description="Remind about an open breach at most this often."

@@ -8,7 +8,7 @@ does nothing, and a row lock per message means two senders never post the same o
 
 import json
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -97,6 +97,7 @@ def compose(
     ]
     breached = [Verdict(measurement=_measurement(row), rule=row.rule, state="breach")
                 for row in still_open]  # fmt: skip
+    # "digest": the `digest` flow posts one summary a day instead of one per run.
     wants_summary = alerts.summary == "always" or (alerts.summary == "on_breach" and breaches)
     if wants_summary:
         previous = {
@@ -155,15 +156,18 @@ def slack_configured(settings: AssaySettings) -> bool:
 def queue(
     conn: sa.Connection,
     deployment: str,
-    run_id: str,
+    run_id: str | None,
     channel: str | None,
     messages: list[SlackMessage],
+    key: str | None = None,
 ) -> None:
+    """Add messages to the outbox; ids derive from `key` (default the run id), so queueing the
+    same messages again is a no-op."""
     for position, message in enumerate(messages):
         conn.execute(
             sa.text(query("alerts", "insert_outbox")),
             {
-                "id": f"{run_id}:{position}:{message.kind}",
+                "id": f"{key or run_id}:{position}:{message.kind}",
                 "deployment": deployment,
                 "kind": message.kind,
                 "channel": channel,
@@ -323,3 +327,41 @@ def notify_contract_broken(
             queue(conn, job.deployment, summary.run_id, slack_channel(job, settings), [message])
 
     return hook
+
+
+def digest_message(
+    conn: sa.Connection, job: EvalJob, now: datetime, period: timedelta
+) -> SlackMessage | None:
+    """One summary of the last `period` for a deployment (the daily digest), or None if idle."""
+    since = now - period
+    runs = conn.execute(
+        sa.text(query("alerts", "digest_runs")), {"deployment": job.deployment, "since": since}
+    ).one()
+    if not runs.runs:
+        return None
+    params = {"deployment": job.deployment, "since": since, "until": now}
+    before = {"deployment": job.deployment, "since": since - period, "until": since}
+    previous = {
+        row.evaluator: row.passed / row.ok if row.ok else None
+        for row in conn.execute(sa.text(query("alerts", "digest_results")), before)
+    }
+    lines = [
+        EvaluatorLine(
+            evaluator=row.evaluator,
+            ok=row.ok,
+            pass_rate=row.passed / row.ok if row.ok else None,
+            previous=previous.get(row.evaluator),
+            errors=row.errors,
+            skipped=row.skipped,
+            cost_usd=row.cost_usd,
+        )
+        for row in conn.execute(sa.text(query("alerts", "digest_results")), params)
+    ]
+    breaches = [
+        describe(_measurement(row), job.alerts.confidence)
+        + f" since {row.opened_at:%Y-%m-%d %H:%M}"
+        for row in open_alerts(conn, job.deployment)
+    ]
+    run = {**runs._asdict(), "window_start": runs.window_start or since}
+    title = f"Assay daily digest: {job.deployment} ({runs.runs} runs)"
+    return summary_message(job.deployment, run, lines, breaches, [], None, title=title)

@@ -204,7 +204,9 @@ def summary_message(
     health: list[str],
     link: str | None,
     examples: list[Example] | None = None,
+    title: str | None = None,
 ) -> SlackMessage:
+    title = title or f"Assay run summary: {deployment}"
     window = f"{run['window_start']:%Y-%m-%d %H:%M} → {run['window_end']:%Y-%m-%d %H:%M} UTC"
     counts = (
         f"*Window* {window}\n*Logs* {run['pulled']:,} pulled · {run['quarantined']:,} "
@@ -224,7 +226,7 @@ def summary_message(
         )
         rows.append(f"• *{line.evaluator}* pass {_pct(line.pass_rate)}{delta} · n={line.ok}{extra}")
     blocks = [
-        _header(f"Assay run summary: {deployment}"),
+        _header(title),
         _section(counts),
         _section("*Evaluators*\n" + ("\n".join(rows) or "no scores in this window")),
         _section(f"*Judge spend* ${spend:,.4f}"),
@@ -240,7 +242,7 @@ def summary_message(
         blocks.append(_context(f"<{link}|Prefect flow run>"))
     text = _fallback(
         [
-            f"Assay run summary: {deployment}",
+            title,
             f"Window {window}; logs {run['pulled']:,} pulled, {run['quarantined']:,} "
             f"quarantined, {run['scored']:,} new scores; judge spend ${spend:,.4f}",
             *(r.replace("*", "") for r in rows),

@@ -86,3 +86,22 @@ WHERE id = :id
 
 -- name: mark_failed
 UPDATE assay.outbox SET attempts = attempts + 1, last_error = :error WHERE id = :id
+
+-- name: digest_runs
+SELECT count(*) AS runs, min(window_start) AS window_start, max(window_end) AS window_end,
+       coalesce(sum(pulled), 0) AS pulled, coalesce(sum(quarantined), 0) AS quarantined,
+       coalesce(sum(scored), 0) AS scored
+FROM assay.eval_runs
+WHERE deployment = :deployment AND started_at >= :since
+
+-- name: digest_results
+SELECT evaluator,
+       count(*) FILTER (WHERE status = 'ok') AS ok,
+       count(*) FILTER (WHERE status = 'ok' AND passed) AS passed,
+       count(*) FILTER (WHERE status = 'error') AS errors,
+       count(*) FILTER (WHERE status = 'skipped') AS skipped,
+       coalesce(sum(cost_usd), 0) AS cost_usd
+FROM assay.scores
+WHERE deployment = :deployment AND created_at >= :since AND created_at < :until
+GROUP BY evaluator
+ORDER BY evaluator

@@ -232,3 +232,19 @@ def test_block_kit_limits_hold_with_huge_inputs() -> None:
         text = block.get("text", {}).get("text", "")
         assert len(text) <= 3000
     assert len(message.text) <= 3000
+
+
+async def test_digest_mode_posts_one_daily_summary_instead_of_one_per_run(
+    engine: sa.Engine, fake_slack: FakeSlack
+) -> None:
+    from flows.digest import digest
+
+    daily = job(summary="digest")
+    for hour in (0, 1, 2):
+        await evaluate_recent(daily, until=traffic(engine, hour, 50, refusals=0))
+    assert fake_slack.posted == []  # healthy runs, and summaries wait for the digest
+    text = await digest(daily)
+    assert text is not None and text.startswith("Assay daily digest: bot (3 runs)")
+    [posted] = fake_slack.posted
+    assert "refusal pass 100.0%" in posted.payload["text"]
+    assert "150 pulled" in posted.payload["text"].replace(",", "")

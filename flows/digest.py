@@ -1,0 +1,39 @@
+"""`digest`: one Slack summary of a deployment's last day (for `alerts.summary: digest`)."""
+
+from datetime import UTC, datetime, timedelta
+
+from prefect import flow, get_run_logger
+
+from tasks.config import EvalJob
+from tasks.db import scores_engine
+from tasks.notify import (
+    deliver_pending,
+    digest_message,
+    queue,
+    slack_channel,
+    slack_configured,
+)
+from tasks.settings import get_settings
+
+
+@flow(name="digest", log_prints=False)
+async def digest(job: EvalJob, hours: int = 24) -> str | None:
+    """Queue and send the digest; returns its plain text (None when nothing ran)."""
+    logger = get_run_logger()
+    engine = scores_engine()
+    settings = get_settings()
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        message = digest_message(conn, job, now, timedelta(hours=hours))
+        if message is not None and slack_configured(settings):
+            key = f"digest-{job.deployment}-{now:%Y%m%d%H}"
+            queue(conn, job.deployment, None, slack_channel(job, settings), [message], key=key)
+    if message is None:
+        logger.info("no runs of %s in the last %d h: no digest", job.deployment, hours)
+        return None
+    try:
+        report = deliver_pending(engine, settings)
+        logger.info("digest queued; slack sent %d, pending %d", report.sent, report.pending)
+    except Exception as exc:  # delivery is retried by the next run or digest
+        logger.warning("slack delivery skipped: %s", type(exc).__name__)
+    return message.text
