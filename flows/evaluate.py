@@ -10,11 +10,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from evaluators.judges.client import JudgeRuntime
+from evaluators.judges.pricing import price_for
 from tasks import pipeline
+from tasks.budget import Ledger, LedgerGate
 from tasks.config import EvalJob
 from tasks.contract import ContractSummary
 from tasks.db import scores_engine
-from tasks.errors import DataContractBroken, TransientError
+from tasks.errors import ConfigError, DataContractBroken, TransientError
 from tasks.judging import ensure_limits, judge_slots
 from tasks.notify import deliver_pending, notify_contract_broken, notify_on_finish
 from tasks.persist import PageCounts
@@ -73,10 +75,27 @@ class RunTally:
     def __init__(self) -> None:
         self.counts = PageCounts()
         self.contract = ContractSummary()
+        self.strata: dict[str, dict[str, dict[str, int]]] = {}
+        self.unscored: dict[str, dict[str, int]] = {}
+        self.copied = 0
 
     def add(self, counts: PageCounts, contract: ContractSummary) -> None:
         self.counts = self.counts + counts
         self.contract = self.contract + contract
+
+    def add_sampling(self, outcome: pipeline.PageOutcome) -> None:
+        for evaluator, strata in outcome.strata.items():
+            for stratum, count in strata.items():
+                total = self.strata.setdefault(evaluator, {}).setdefault(
+                    stratum, {"population": 0, "sampled": 0, "priority": 0}
+                )
+                for key, value in count.model_dump().items():
+                    total[key] += value
+        for evaluator, strata_left in outcome.unscored.items():
+            left = self.unscored.setdefault(evaluator, {})
+            for stratum, n in strata_left.items():
+                left[stratum] = left.get(stratum, 0) + n
+        self.copied += outcome.copied
 
 
 async def run_pages(
@@ -96,6 +115,7 @@ async def run_pages(
                 tally.add(PageCounts(), broken.summary)
             raise
         tally.add(outcome.counts, outcome.contract)
+        tally.add_sampling(outcome)
         logger.info(
             "page done: pulled=%d quarantined=%d scores=%d (run total pulled=%d)",
             outcome.counts.pulled,
@@ -133,9 +153,19 @@ async def evaluate_recent(
             plan.until,
         )
         models = pipeline.judge_models(pipeline.build_evaluators(job))
-        judges = JudgeRuntime(job.judge_settings()) if models else None
+        ledger = (
+            Ledger(engine, job.deployment, plan.run_id, job.budget)
+            if models and job.budget.capped
+            else None
+        )
+        judges = (
+            JudgeRuntime(job.judge_settings(), gate=LedgerGate(ledger) if ledger else None)
+            if models
+            else None
+        )
         tally = RunTally()
         try:
+            require_prices(job, models)
             future = pipeline.quarantine_future_logs(job, engine, plan.run_id, datetime.now(UTC))
             if future.quarantined:
                 logger.warning("%d logs stamped in the future were quarantined", future.quarantined)
@@ -158,7 +188,7 @@ async def evaluate_recent(
                 plan.run_id,
                 "failed",
                 error=error,
-                details=run_details(job, judges, tally),
+                details=run_details(job, judges, tally, ledger),
                 then=hook,
             )
             deliver(engine)
@@ -166,7 +196,7 @@ async def evaluate_recent(
         finally:
             if judges is not None:
                 await judges.close()
-        details = run_details(job, judges, tally)
+        details = run_details(job, judges, tally, ledger)
         hook = notify_on_finish(job, get_settings(), datetime.now(UTC), flow_run_link())
         summary = finish_run(engine, plan.run_id, "completed", details=details, then=hook)
         await publish_contract_artifact(summary.deployment, tally.contract)
@@ -201,14 +231,33 @@ def deliver(engine: sa.Engine) -> None:
         logger.info("slack: %d messages sent", report.sent)
 
 
-def run_details(job: EvalJob, judges: JudgeRuntime | None, tally: RunTally) -> dict[str, Any]:
-    """What the run record keeps beyond counts: the contract's findings, the sampling rule and
-    each judge model's health."""
+def run_details(
+    job: EvalJob, judges: JudgeRuntime | None, tally: RunTally, ledger: Ledger | None = None
+) -> dict[str, Any]:
+    """What the run record keeps beyond counts: the contract's findings, the sample (per
+    evaluator and stratum), what the budget left unscored, spend, and judge health."""
     details: dict[str, Any] = {"contract": tally.contract.model_dump()}
     if judges is not None:
-        details["sampling"] = job.sampling.model_dump()
+        details["sampling"] = {
+            "rule": job.sampling.model_dump(),
+            "strata": tally.strata,
+            "unscored": tally.unscored,
+            "duplicates_copied": tally.copied,
+        }
         details["judges"] = judges.report()
+    if ledger is not None:
+        details["spend"] = ledger.report().model_dump()
     return details
+
+
+def require_prices(job: EvalJob, models: list[str]) -> None:
+    """Unknown cost never counts as zero: a judge model must have a price to be paid for."""
+    unpriced = [m for m in models if price_for(m, job.budget.prices) is None]
+    if unpriced:
+        raise ConfigError(
+            f"no known price for judge model(s) {', '.join(unpriced)}: litellm's price map "
+            "does not list them; set budget.prices (USD per million input and output tokens)"
+        )
 
 
 async def publish_contract_artifact(deployment: str, contract: ContractSummary) -> None:

@@ -184,6 +184,13 @@ class EvaluatorConfig(BaseModel):
         return self
 
 
+Metric = Literal["pass_rate", "mean", "error_rate", "p5", "p10", "p25", "p50", "p75", "p90", "p95"]
+SegmentBy = Literal["model", "provider", "prompt_slug", "topic", "customer_id", "environment"]
+Priority = Literal["flagged", "negative_feedback", "provider_error"]
+#: Free evaluators whose failure makes a log "flagged" for priority judging.
+FLAGGING_EVALUATORS = ("pii", "secrets", "prompt_injection", "refusal", "json_valid")
+
+
 class SamplingConfig(BaseModel):
     """Which logs paid evaluators judge. Free evaluators always see every log."""
 
@@ -198,17 +205,54 @@ class SamplingConfig(BaseModel):
         max_length=100,
         description="Hash seed: the same seed picks the same logs on reruns and backfills.",
     )
+    stratify_by: list[SegmentBy] = Field(
+        default_factory=list,
+        description="Segment columns whose every combination gets at least min_per_stratum.",
+    )
+    min_per_stratum: int = Field(
+        default=0, ge=0, le=10_000, description="Minimum judged logs per stratum and batch."
+    )
+    priority: list[Priority] = Field(
+        default_factory=list,
+        description="Judge these first, beyond the random sample: logs failing a free check "
+        "(flagged), with negative feedback, or with a provider error.",
+    )
+    dedupe: bool = Field(
+        default=True,
+        description="Judge identical (prompt, response, context) once per evaluator version.",
+    )
 
 
 class BudgetConfig(BaseModel):
-    """Spend policy for paid evaluators."""
+    """Spend policy for paid evaluators: hard caps, enforced with a ledger in Postgres."""
 
     model_config = ConfigDict(extra="forbid")
 
+    max_usd_per_run: float | None = Field(default=None, ge=0, description="Cap per run.")
+    max_usd_per_day: float | None = Field(
+        default=None, ge=0, description="Cap per deployment and UTC day, shared by all runs."
+    )
+    max_calls_per_run: int | None = Field(default=None, ge=0, description="Judge calls per run.")
+    expected_output_tokens: int = Field(
+        default=150, ge=1, description="Output tokens a verdict usually takes (estimates)."
+    )
+    token_margin: float = Field(
+        default=0.1,
+        ge=0,
+        le=2,
+        description="Extra share of counted input tokens reserved (tokenizers differ).",
+    )
     prices: dict[str, Price] = Field(
         default_factory=dict,
         description="Judge model -> price per million tokens, overriding litellm's price map.",
     )
+
+    @property
+    def capped(self) -> bool:
+        return any(
+            cap is not None
+            for cap in (self.max_usd_per_run, self.max_usd_per_day, self.max_calls_per_run)
+        )
 
 
 class JudgePolicy(BaseModel):
@@ -288,10 +332,6 @@ class QualityConfig(BaseModel):
             for spec in value:
                 build_expectation(spec.type, spec.kwargs, spec.description)
         return value
-
-
-Metric = Literal["pass_rate", "mean", "error_rate", "p5", "p10", "p25", "p50", "p75", "p90", "p95"]
-SegmentBy = Literal["model", "provider", "prompt_slug", "topic", "customer_id", "environment"]
 
 
 class ThresholdRule(BaseModel):
@@ -388,6 +428,7 @@ class EvalJob(BaseModel):
             default_limits=self.limits.default,
             breaker=self.limits.breaker,
             prices=self.budget.prices,
+            token_margin=self.budget.token_margin,
         )
 
 

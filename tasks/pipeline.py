@@ -10,14 +10,14 @@ from pydantic import BaseModel, SecretStr
 from evaluators.base import Cost, EvalContext, Evaluator
 from evaluators.judges.builtin import JudgeEvaluator
 from evaluators.judges.client import JudgeRuntime
-from evaluators.records import LogRecord
-from tasks.config import EvalJob, SamplingConfig, SourceConfig
+from tasks.config import FLAGGING_EVALUATORS, EvalJob, SourceConfig
 from tasks.contract import Admission, ContractSummary, admit, future_start
 from tasks.db import engine_for, warehouse_url
+from tasks.dedupe import KnownVerdict, known_verdicts
 from tasks.errors import ConfigError, DataContractBroken
 from tasks.persist import PageCounts, write_page
-from tasks.sampling import inclusion_weight, sampled
-from tasks.score import judge_records, score_records
+from tasks.sampling import PagePlan, StratumCount, content_hash, plan_page
+from tasks.score import ScoreRow, judge_plan, score_records
 from tasks.source import Cursor, fetch_page
 
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
@@ -28,6 +28,9 @@ class PageOutcome(BaseModel):
     last: Cursor | None
     full: bool  # a full page means there may be more
     contract: ContractSummary = ContractSummary()
+    strata: dict[str, dict[str, StratumCount]] = {}  # evaluator -> stratum -> counts
+    unscored: dict[str, dict[str, int]] = {}  # evaluator -> stratum -> left by the budget
+    copied: int = 0  # duplicate verdicts reused
 
 
 def source_engine(source: SourceConfig) -> sa.Engine:
@@ -59,16 +62,27 @@ def judge_models(evaluators: list[Evaluator]) -> list[str]:
     return sorted(models)
 
 
-def sample_work(
-    records: list[LogRecord], paid: list[Evaluator], sampling: SamplingConfig
-) -> list[tuple[LogRecord, Evaluator, float]]:
-    weight = inclusion_weight(sampling.rate)
-    return [
-        (record, evaluator, weight)
-        for evaluator in paid
-        for record in records
-        if sampled(sampling.seed, evaluator.score_name, record.id, sampling.rate)
-    ]
+def flagged_ids(scores: list[ScoreRow]) -> set[str]:
+    """Logs a flagging free evaluator failed (priority candidates for the judges)."""
+    return {
+        row.log_id
+        for row in scores
+        if row.evaluator in FLAGGING_EVALUATORS and row.status == "ok" and row.passed is False
+    }
+
+
+def known_for(
+    scores_db: sa.Engine, deployment: str, plan: PagePlan, paid: list[Evaluator]
+) -> dict[tuple[str, str], KnownVerdict]:
+    """Verdicts already stored for the planned content, per evaluator version."""
+    known: dict[tuple[str, str], KnownVerdict] = {}
+    for evaluator in paid:
+        hashes = sorted({content_hash(i.record) for i in plan.items if i.evaluator is evaluator})
+        found = known_verdicts(
+            scores_db, deployment, evaluator.score_name, evaluator.evaluator_version, hashes
+        )
+        known.update({(evaluator.score_name, h): v for h, v in found.items()})
+    return known
 
 
 async def process_page(
@@ -117,8 +131,15 @@ async def process_rows(
     ctx = EvalContext(deployment=job.deployment, run_id=run_id, judges=judges)
     free, paid = split_by_cost(evaluators)
     scores = await score_records(records, free, ctx)
+    strata: dict[str, dict[str, StratumCount]] = {}
+    unscored: dict[str, dict[str, int]] = {}
+    copied = 0
     if paid:
-        scores += await judge_records(sample_work(records, paid, job.sampling), ctx)
+        plan = plan_page(records, paid, job.sampling, flagged_ids(scores))
+        known = known_for(scores_db, job.deployment, plan, paid) if job.sampling.dedupe else {}
+        judged = await judge_plan(plan.items, ctx, known, job.sampling.dedupe)
+        scores += judged.rows
+        strata, unscored, copied = plan.strata, judged.unscored, judged.copied
     counts = write_page(
         scores_db,
         job.deployment,
@@ -131,7 +152,15 @@ async def process_rows(
         # quarantine row documents the duplicate and must stay.
         admitted=sorted({r.id for r in records} - {r.log_id for r in admission.rejects}),
     )
-    return PageOutcome(counts=counts, last=cursor, full=False, contract=admission.summary)
+    return PageOutcome(
+        counts=counts,
+        last=cursor,
+        full=False,
+        contract=admission.summary,
+        strata=strata,
+        unscored=unscored,
+        copied=copied,
+    )
 
 
 def contract_breach(

@@ -5,6 +5,13 @@ and backfills agree, and a higher rate keeps every log a lower rate kept (nested
 """
 
 import hashlib
+from typing import NamedTuple
+
+from pydantic import BaseModel
+
+from evaluators.base import Evaluator
+from evaluators.records import LogRecord
+from tasks.config import SamplingConfig
 
 _SCALE = float(2**64)
 
@@ -22,3 +29,102 @@ def sampled(seed: str, evaluator: str, log_id: str, rate: float) -> bool:
 def inclusion_weight(rate: float) -> float:
     """How many logs of the population each sampled score stands for (Horvitz-Thompson)."""
     return 1.0 / rate if rate > 0 else 0.0
+
+
+class WorkItem(NamedTuple):
+    record: LogRecord
+    evaluator: Evaluator
+    weight: float  # how many logs of the population this score stands for (0: priority only)
+    priority: bool
+    stratum: str
+
+
+class StratumCount(BaseModel):
+    population: int = 0
+    sampled: int = 0
+    priority: int = 0
+
+
+class PagePlan(BaseModel):
+    """Who each paid evaluator judges on one page, and the counts the run record reports."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    items: list[WorkItem]
+    strata: dict[str, dict[str, StratumCount]]  # evaluator -> stratum -> counts
+
+
+def stratum_of(record: LogRecord, by: list[str]) -> str:
+    return "|".join(f"{field}={getattr(record, field)}" for field in by) if by else "all"
+
+
+def priority_reasons(record: LogRecord, flagged: set[str], wanted: list[str]) -> list[str]:
+    reasons = []
+    if "flagged" in wanted and record.id in flagged:
+        reasons.append("flagged")
+    if "negative_feedback" in wanted and record.feedback == "negative":
+        reasons.append("negative_feedback")
+    if "provider_error" in wanted and record.status == "error":
+        reasons.append("provider_error")
+    return reasons
+
+
+def plan_page(
+    records: list[LogRecord],
+    paid: list[Evaluator],
+    sampling: SamplingConfig,
+    flagged: set[str] | None = None,
+) -> PagePlan:
+    """Deterministic, stratified sample per paid evaluator, plus priority logs, priority first.
+
+    Within each stratum the logs with the lowest inclusion points are taken: the rate's share
+    and at least `min_per_stratum`, so raising either only ever adds logs. Weights: 1/rate for a
+    plain sample; N_h/n_h (stratum population over its sample) once strata are topped up.
+    Priority logs outside the random sample get weight 0: they are judged, but excluded from
+    population estimates, which stay unbiased.
+    """
+    flagged = flagged or set()
+    stratified = bool(sampling.stratify_by) or sampling.min_per_stratum > 0
+    strata: dict[str, list[LogRecord]] = {}
+    for record in records:
+        strata.setdefault(stratum_of(record, list(sampling.stratify_by)), []).append(record)
+    priority_items: list[WorkItem] = []
+    sample_items: list[WorkItem] = []
+    counts: dict[str, dict[str, StratumCount]] = {}
+    for evaluator in paid:
+        name = evaluator.score_name
+        per_stratum = counts.setdefault(name, {})
+        for stratum, members in sorted(strata.items()):
+            ranked = sorted(members, key=lambda r: inclusion_point(sampling.seed, name, r.id))
+            chosen = [r for r in ranked if sampled(sampling.seed, name, r.id, sampling.rate)]
+            wanted = min(sampling.min_per_stratum, len(members))
+            if len(chosen) < wanted:
+                chosen = ranked[:wanted]
+            weight = (
+                len(members) / len(chosen)
+                if stratified and chosen
+                else inclusion_weight(sampling.rate)
+            )
+            chosen_ids = {r.id for r in chosen}
+            count = per_stratum.setdefault(stratum, StratumCount())
+            count.population += len(members)
+            count.sampled += len(chosen)
+            for record in members:
+                if record.id in chosen_ids:
+                    item = WorkItem(record, evaluator, weight, False, stratum)
+                    is_priority = bool(priority_reasons(record, flagged, list(sampling.priority)))
+                    (priority_items if is_priority else sample_items).append(
+                        item._replace(priority=is_priority)
+                    )
+                elif priority_reasons(record, flagged, list(sampling.priority)):
+                    count.priority += 1
+                    priority_items.append(WorkItem(record, evaluator, 0.0, True, stratum))
+    return PagePlan(items=priority_items + sample_items, strata=counts)
+
+
+def content_hash(record: LogRecord) -> str:
+    """Identity of what a judge sees: identical (prompt, response, context) share it."""
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (record.prompt, record.response or "", *record.context):
+        digest.update(part.encode("utf-8", "replace") + b"\0")
+    return digest.hexdigest()

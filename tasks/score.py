@@ -5,8 +5,11 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from evaluators.base import EvalContext, Evaluator, Score
+from evaluators.base import EvalContext, Evaluator, Score, ScoreStatus
+from evaluators.judges.builtin import UNSCORED_BUDGET
 from evaluators.records import LogRecord
+from tasks.dedupe import KnownVerdict
+from tasks.sampling import WorkItem, content_hash
 
 
 class ScoreRow(BaseModel):
@@ -34,6 +37,7 @@ class ScoreRow(BaseModel):
     topic: str | None
     customer_id: str | None
     environment: str | None
+    content_hash: str | None = None
 
 
 SCORE_COLUMNS: tuple[str, ...] = tuple(ScoreRow.model_fields)
@@ -99,3 +103,71 @@ async def judge_records(
         return score_row(record, evaluator, score, ctx, weight)
 
     return list(await asyncio.gather(*(one(*item) for item in work)))
+
+
+class JudgedPage(BaseModel):
+    rows: list[ScoreRow]
+    unscored: dict[str, dict[str, int]]  # evaluator -> stratum -> not judged (budget)
+    copied: int  # duplicates that reused a verdict
+
+
+async def judge_plan(
+    items: list[WorkItem],
+    ctx: EvalContext,
+    known: dict[tuple[str, str], KnownVerdict],
+    dedupe: bool = True,
+) -> JudgedPage:
+    """Judge planned items (priority first); duplicates copy their first occurrence's verdict or
+    one already stored; what the budget refused is counted, not written."""
+    first: dict[tuple[str, str], int] = {}
+    calls: list[int] = []
+    keys = []
+    for position, item in enumerate(items):
+        key = (item.evaluator.score_name, content_hash(item.record))
+        keys.append(key)
+        if dedupe and (key in known or key in first):
+            continue
+        first.setdefault(key, position)
+        calls.append(position)
+    judged = await judge_records(
+        [(items[p].record, items[p].evaluator, items[p].weight) for p in calls], ctx
+    )
+    by_position = dict(zip(calls, judged, strict=True))
+    rows: list[ScoreRow] = []
+    unscored: dict[str, dict[str, int]] = {}
+    copied = 0
+    for position, item in enumerate(items):
+        key = keys[position]
+        if position in by_position:
+            row = by_position[position]
+        elif key in known:
+            row = _copy(item, known[key], ctx)
+        else:
+            source = by_position[first[key]]
+            row = _copy(item, KnownVerdict(log_id=source.log_id, score=source.score,
+                                           passed=source.passed, label=source.label,
+                                           reason=source.reason, judge_model=source.judge_model),
+                        ctx, status=source.status)  # type: ignore[arg-type]  # fmt: skip
+        if row.label == UNSCORED_BUDGET:
+            per = unscored.setdefault(item.evaluator.score_name, {})
+            per[item.stratum] = per.get(item.stratum, 0) + 1
+            continue
+        copied += position not in by_position
+        rows.append(row.model_copy(update={"content_hash": key[1]}))
+    return JudgedPage(rows=rows, unscored=unscored, copied=copied)
+
+
+def _copy(
+    item: WorkItem, verdict: KnownVerdict, ctx: EvalContext, status: ScoreStatus = "ok"
+) -> ScoreRow:
+    """A duplicate's row: the source's verdict, no cost, and a reason naming the source."""
+    score = Score(
+        status=status,
+        score=verdict.score,
+        passed=verdict.passed,
+        label=verdict.label,
+        reason=f"duplicate of log {verdict.log_id}: {verdict.reason or ''}"[:MAX_REASON_CHARS],
+        judge_model=verdict.judge_model,
+        cost_usd=0.0,
+    )
+    return score_row(item.record, item.evaluator, score, ctx, item.weight)

@@ -30,6 +30,8 @@ from evaluators.records import LogRecord
 from evaluators.registry import registered
 
 DEFAULT_JUDGE = "local/heuristic"
+#: Label of a score the budget did not allow: not written, counted as the unscored remainder.
+UNSCORED_BUDGET = "unscored:budget"
 
 
 class JudgeEvaluator(Evaluator):
@@ -115,6 +117,8 @@ class JudgeEvaluator(Evaluator):
             "tokens": (result.input_tokens + result.output_tokens) or None,
             "latency_ms": result.latency_ms,
         }
+        if result.budget_refused:
+            return Score(status="skipped", label=UNSCORED_BUDGET, reason=result.reason)
         if result.status != "ok" or result.verdict is None:
             reason = result.reason or "judge gave no verdict"
             if result.status == "skipped":

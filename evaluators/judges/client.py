@@ -3,10 +3,11 @@ breaker, one repair attempt for a malformed verdict, and cost capture. One insta
 """
 
 import asyncio
+import math
 import os
 import random
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import aiohttp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
@@ -79,9 +80,25 @@ class JudgeSettings(BaseModel):
     default_limits: ModelLimits = ModelLimits()
     breaker: BreakerPolicy = BreakerPolicy()
     prices: dict[str, Price] = Field(default_factory=dict)
+    token_margin: float = 0.1
 
     def limits_for(self, model: str) -> ModelLimits:
         return self.limits.get(model, self.default_limits)
+
+
+class SpendGate(Protocol):
+    """A budget that a call must reserve its worst-case cost from before it is sent.
+
+    `reserve` returns a reservation (or None: refused); `settle` replaces it with the actual cost.
+    """
+
+    async def reserve(self, model: str, amount_usd: float) -> Any: ...
+
+    async def settle(self, reservation: Any, actual_usd: float) -> None: ...
+
+
+class BudgetRefused(Exception):
+    """The budget cannot cover one more call: the item stays unjudged (and is counted)."""
 
 
 class JudgeResult(BaseModel):
@@ -94,6 +111,7 @@ class JudgeResult(BaseModel):
     cost_usd: float | None = 0.0
     latency_ms: int | None = None
     fallback_used: bool = False
+    budget_refused: bool = False
 
 
 class ModelStats(BaseModel):
@@ -109,6 +127,7 @@ class ModelStats(BaseModel):
     output_tokens: int = 0
     cost_usd: float = 0.0
     unknown_cost_calls: int = 0
+    budget_refusals: int = 0
     breaker: str | None = None
 
 
@@ -141,6 +160,15 @@ def retry_delay(attempt: int, limits: ModelLimits, retry_after: float | None) ->
     return max(min(retry_after or 0.0, MAX_RETRY_AFTER_S), backoff)
 
 
+def count_tokens(model: str, messages: list[dict[str, Any]]) -> int:
+    """Input tokens as litellm counts them for this model (its tokenizer, else cl100k)."""
+    litellm = litellm_module()
+    try:
+        return int(litellm.token_counter(model=model, messages=messages))
+    except Exception:  # an exotic model string: fall back to a generous character estimate
+        return sum(len(str(m.get("content", ""))) for m in messages) // 3 + 8
+
+
 def estimate_tokens(messages: list[dict[str, Any]], max_output_tokens: int) -> int:
     """Cheap upper-ish bound for the TPM limiter (4 characters a token, plus the answer)."""
     return sum(len(str(m.get("content", ""))) for m in messages) // 4 + max_output_tokens
@@ -158,8 +186,10 @@ class JudgeRuntime:
         settings: JudgeSettings,
         env: Mapping[str, str] | None = None,
         slots: Mapping[str, int] | None = None,
+        gate: SpendGate | None = None,
     ) -> None:
         self.settings = settings
+        self.gate = gate
         self.env = os.environ if env is None else env
         self.slots = dict(slots or {})
         self.stats: dict[str, ModelStats] = {}
@@ -270,6 +300,15 @@ class JudgeRuntime:
                 await asyncio.sleep(retry_delay(attempt, limits, exc.retry_after))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def worst_case_usd(self, model: str, messages: list[dict[str, Any]], max_tokens: int) -> float:
+        """What one call can cost at most: counted input tokens (plus a margin for tokenizer
+        differences) and the whole output budget, at the model's price."""
+        price = self.price(model)
+        if price is None:
+            raise BudgetRefused(f"no known price for {model}: set budget.prices for it")
+        counted = count_tokens(model, messages)
+        return price.cost(math.ceil(counted * (1 + self.settings.token_margin)), max_tokens)
+
     async def _attempt(
         self,
         endpoint: Endpoint,
@@ -286,17 +325,39 @@ class JudgeRuntime:
             breaker = self.breaker(endpoint.model)
             if breaker.open:
                 raise BreakerOpen(breaker.tripped_reason or "circuit open")
+            reserved, reservation = 0.0, None
+            if self.gate is not None:
+                reserved = self.worst_case_usd(endpoint.model, messages, params["max_tokens"])
+                reservation = await self.gate.reserve(endpoint.model, reserved)
+                if reservation is None:
+                    stats.budget_refusals += 1
+                    raise BudgetRefused(
+                        f"budget exhausted: it cannot cover one more {endpoint.model} call "
+                        f"(worst case ${reserved:.6f})"
+                    )
             stats.calls += 1
+            actual = 0.0
             try:
                 async with asyncio.timeout(timeout_s + 5):  # backstop for the transport's own
-                    return await transport.complete(messages, params)
+                    completion = await transport.complete(messages, params)
+                price = self.price(endpoint.model)
+                actual = (
+                    price.cost(completion.input_tokens or 0, completion.output_tokens or 0)
+                    if price is not None and completion.input_tokens is not None
+                    else reserved  # usage missing: charge the worst case, never zero
+                )
+                return completion
             except TimeoutError:
                 stats.failed_calls += 1
+                actual = reserved  # a timed-out call may still have been billed
                 raise CallFailed(f"timed out after {timeout_s:g}s", retryable=True) from None
             except CallFailed as exc:
                 stats.failed_calls += 1
                 stats.rate_limited += exc.status == 429
                 raise
+            finally:
+                if self.gate is not None:
+                    await self.gate.settle(reservation, actual)
 
     def _params(self, route: JudgeRoute, model: str) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -327,6 +388,8 @@ class JudgeRuntime:
                 stats.skipped_by_breaker += 1
                 problems.append(str(exc))
                 continue
+            except BudgetRefused as exc:  # the budget is shared: no fallback can help
+                return JudgeResult(status="skipped", reason=str(exc), budget_refused=True)
             except CallFailed as exc:
                 tried_any = True
                 breaker.record(False, str(exc))
@@ -363,7 +426,7 @@ class JudgeRuntime:
             ]
             try:
                 completion = await self._call(endpoint, route, repair, params)
-            except (CallFailed, BreakerOpen) as exc:
+            except (CallFailed, BreakerOpen, BudgetRefused) as exc:
                 reason = _bad(first, f"repair: {exc}")
                 return self._result("error", spend, completion, reason=reason)
             spend.add(completion, self.price(endpoint.model))

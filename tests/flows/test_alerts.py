@@ -131,6 +131,8 @@ async def test_a_judge_outage_is_reported_as_could_not_measure_not_a_breach(
             ],
             "limits": {"default": {"retries": 0, "concurrency": 1},
                        "breaker": {"window": 5, "error_rate": 0.5}},
+            "budget": {"prices": {"openai/judge": {"input_usd_per_mtok": 1,
+                                                   "output_usd_per_mtok": 2}}},
             "alerts": {"rules": [{"evaluator": "answer_relevance", "value": 0.9}]},
         }
     )  # fmt: skip

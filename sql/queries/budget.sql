@@ -1,0 +1,55 @@
+-- name: ensure_day
+INSERT INTO assay.spend (deployment, day) VALUES (:deployment, :day)
+ON CONFLICT (deployment, day) DO NOTHING
+
+-- name: ensure_run
+INSERT INTO assay.run_spend (run_id, deployment) VALUES (CAST(:run_id AS uuid), :deployment)
+ON CONFLICT (run_id) DO NOTHING
+
+-- name: lock_day
+SELECT spent_usd, reserved_usd, calls FROM assay.spend
+WHERE deployment = :deployment AND day = :day
+FOR UPDATE
+
+-- name: lock_run
+SELECT spent_usd, reserved_usd, calls FROM assay.run_spend
+WHERE run_id = CAST(:run_id AS uuid)
+FOR UPDATE
+
+-- name: reserve_day
+UPDATE assay.spend SET reserved_usd = reserved_usd + :amount, calls = calls + 1
+WHERE deployment = :deployment AND day = :day
+
+-- name: reserve_run
+UPDATE assay.run_spend SET reserved_usd = reserved_usd + :amount, calls = calls + 1
+WHERE run_id = CAST(:run_id AS uuid)
+
+-- name: refuse_run
+UPDATE assay.run_spend SET refused = refused + 1 WHERE run_id = CAST(:run_id AS uuid)
+
+-- name: settle_day
+UPDATE assay.spend
+SET reserved_usd = greatest(reserved_usd - :reserved, 0), spent_usd = spent_usd + :actual
+WHERE deployment = :deployment AND day = :day
+
+-- name: settle_run
+UPDATE assay.run_spend
+SET reserved_usd = greatest(reserved_usd - :reserved, 0), spent_usd = spent_usd + :actual
+WHERE run_id = CAST(:run_id AS uuid)
+
+-- name: run_spend
+SELECT spent_usd, reserved_usd, calls, refused FROM assay.run_spend
+WHERE run_id = CAST(:run_id AS uuid)
+
+-- name: day_spend
+SELECT spent_usd, reserved_usd, calls FROM assay.spend
+WHERE deployment = :deployment AND day = :day
+
+-- name: known_verdicts
+SELECT DISTINCT ON (evaluator, content_hash)
+       evaluator, content_hash, log_id, score, passed, label, reason, judge_model
+FROM assay.scores
+WHERE deployment = :deployment AND evaluator = :evaluator
+  AND evaluator_version = :evaluator_version AND status = 'ok'
+  AND content_hash = ANY(:hashes)
+ORDER BY evaluator, content_hash, created_at

@@ -1,0 +1,129 @@
+"""The spend ledger: hard caps per run and per deployment-day, shared by concurrent runs.
+
+A judge call reserves its worst-case cost (counted input tokens plus a margin, and the whole
+output budget, at the model's price) before it is sent; the actual cost from the response then
+replaces the reservation. Caps are checked under row locks (the day row, then the run row, in
+that order everywhere, so concurrent runs cannot deadlock), so the sum of actual spend never
+exceeds a cap as long as actual cost stays within the worst case the call reserved.
+"""
+
+import asyncio
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from tasks.config import BudgetConfig
+from tasks.sql import query
+
+EPSILON = 1e-12
+
+
+class Reservation(BaseModel):
+    day: date
+    amount_usd: float
+
+
+class SpendReport(BaseModel):
+    run_spent_usd: float = 0.0
+    run_reserved_usd: float = 0.0
+    run_calls: int = 0
+    run_refused: int = 0
+    day_spent_usd: float = 0.0
+    max_usd_per_run: float | None = None
+    max_usd_per_day: float | None = None
+    max_calls_per_run: int | None = None
+
+
+class Ledger:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        deployment: str,
+        run_id: str,
+        budget: BudgetConfig,
+        clock: Any = None,
+    ) -> None:
+        self.engine = engine
+        self.deployment = deployment
+        self.run_id = run_id
+        self.budget = budget
+        self.clock = clock or (lambda: datetime.now(UTC))
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(query("budget", "ensure_run")),
+                {"run_id": run_id, "deployment": deployment},
+            )
+
+    def _keys(self, day: date) -> dict[str, Any]:
+        return {"deployment": self.deployment, "day": day, "run_id": self.run_id}
+
+    def reserve(self, amount_usd: float) -> Reservation | None:
+        """Reserve `amount_usd` if every cap can still cover it; None when refused."""
+        day = self.clock().date()
+        keys = self._keys(day)
+        with self.engine.begin() as conn:
+            conn.execute(sa.text(query("budget", "ensure_day")), keys)
+            today = conn.execute(sa.text(query("budget", "lock_day")), keys).one()
+            run = conn.execute(sa.text(query("budget", "lock_run")), keys).one()
+            b = self.budget
+            refused = (
+                (b.max_calls_per_run is not None and run.calls + 1 > b.max_calls_per_run)
+                or (
+                    b.max_usd_per_run is not None
+                    and run.spent_usd + run.reserved_usd + amount_usd > b.max_usd_per_run + EPSILON
+                )
+                or (
+                    b.max_usd_per_day is not None
+                    and today.spent_usd + today.reserved_usd + amount_usd
+                    > b.max_usd_per_day + EPSILON
+                )
+            )
+            if refused:
+                conn.execute(sa.text(query("budget", "refuse_run")), keys)
+                return None
+            params = {**keys, "amount": amount_usd}
+            conn.execute(sa.text(query("budget", "reserve_day")), params)
+            conn.execute(sa.text(query("budget", "reserve_run")), params)
+        return Reservation(day=day, amount_usd=amount_usd)
+
+    def settle(self, reservation: Reservation, actual_usd: float) -> None:
+        params = {
+            **self._keys(reservation.day),
+            "reserved": reservation.amount_usd,
+            "actual": actual_usd,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(sa.text(query("budget", "settle_day")), params)
+            conn.execute(sa.text(query("budget", "settle_run")), params)
+
+    def report(self) -> SpendReport:
+        keys = self._keys(self.clock().date())
+        with self.engine.connect() as conn:
+            run = conn.execute(sa.text(query("budget", "run_spend")), keys).one_or_none()
+            day = conn.execute(sa.text(query("budget", "day_spend")), keys).one_or_none()
+        return SpendReport(
+            run_spent_usd=run.spent_usd if run else 0.0,
+            run_reserved_usd=run.reserved_usd if run else 0.0,
+            run_calls=run.calls if run else 0,
+            run_refused=run.refused if run else 0,
+            day_spent_usd=day.spent_usd if day else 0.0,
+            max_usd_per_run=self.budget.max_usd_per_run,
+            max_usd_per_day=self.budget.max_usd_per_day,
+            max_calls_per_run=self.budget.max_calls_per_run,
+        )
+
+
+class LedgerGate:
+    """The judge runtime's `SpendGate` over a ledger (database calls off the event loop)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    async def reserve(self, model: str, amount_usd: float) -> Reservation | None:
+        return await asyncio.to_thread(self.ledger.reserve, amount_usd)
+
+    async def settle(self, reservation: Reservation | None, actual_usd: float) -> None:
+        if reservation is not None:
+            await asyncio.to_thread(self.ledger.settle, reservation, actual_usd)
