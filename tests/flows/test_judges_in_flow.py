@@ -24,13 +24,17 @@ BASE = (datetime.now(UTC) - timedelta(days=1)).replace(microsecond=0)
 UNTIL = BASE + timedelta(hours=2)
 
 
-def judged_job(fake: FakeLLM, deployment: str = "rag-app", **overrides: Any) -> EvalJob:
+def judged_job(
+    fake: FakeLLM, deployment: str = "rag-app", evaluators_extra: bool = False, **overrides: Any
+) -> EvalJob:
+    extra = [{"name": "refusal"}] if evaluators_extra else []
     return parse_job(
         {
             "deployment": deployment,
             "source": {"initial_lookback": "2d", "page_size": 25, "filters": {"topic": deployment}},
             "evaluators": [
                 {"name": "pii"},
+                *extra,
                 {"name": "faithfulness", "model": "openai/judge", "api_base": fake.api_base},
             ],
             "limits": {"default": {"retries": 1, "backoff_s": 0.05, "concurrency": 4}},
@@ -156,3 +160,59 @@ async def test_the_offline_judge_runs_in_the_flow_without_any_server(engine: sa.
     assert all(r.reason.startswith("[heuristic stand-in]") for r in rows)
     assert all(r.judge_model == "local/heuristic" and r.cost_usd == 0 for r in rows)
     assert "local/heuristic" in summary.details["judges"]
+
+
+async def test_budget_caps_the_run_priority_goes_first_and_the_rest_is_counted(
+    engine: sa.Engine, fake_llm: FakeLLM
+) -> None:
+    fake_llm.script("judge", always(Reply(content=verdict(0.9, True, "grounded"))))
+    logs = rag_logs(40)
+    for i, row in enumerate(logs):
+        row["prompt"] = f"question {i}"  # distinct content: no dedupe
+    logs[30]["response"] = "I cannot help with that."  # flagged by the refusal check
+    logs[35]["feedback"] = "negative"
+    insert_logs(engine, logs)
+    job = judged_job(
+        fake_llm,
+        evaluators_extra=True,
+        sampling={"rate": 1.0, "priority": ["flagged", "negative_feedback"]},
+        # priority applies within a batch: one page holds the whole window here
+        source={"initial_lookback": "2d", "page_size": 100, "filters": {"topic": "rag-app"}},
+    )
+    capped = job.model_copy(
+        update={"budget": job.budget.model_copy(update={"max_calls_per_run": 5})}
+    )
+    summary = await evaluate_recent(capped, until=UNTIL)
+    sampling = summary.details["sampling"]
+    judged = judge_rows(engine)
+    assert len(fake_llm.requests) == 5 and len(judged) == 5
+    assert {"rag-app-030", "rag-app-035"} <= {r.log_id for r in judged}  # priority first
+    eligible = sum(
+        c["sampled"] + c["priority"] for c in sampling["strata"]["faithfulness"].values()
+    )
+    unscored = sum(sampling["unscored"]["faithfulness"].values())
+    assert eligible == 40 and unscored == eligible - len(judged)
+    assert summary.details["spend"]["run_calls"] == 5
+
+
+async def test_a_judge_without_a_price_is_refused(engine: sa.Engine, fake_llm: FakeLLM) -> None:
+    from tasks.errors import ConfigError
+
+    insert_logs(engine, rag_logs(3))
+    job = judged_job(fake_llm, budget={})
+    with pytest.raises(ConfigError, match="no known price for judge model"):
+        await evaluate_recent(job, until=UNTIL)
+    assert fake_llm.requests == []
+
+
+async def test_identical_logs_are_judged_once(engine: sa.Engine, fake_llm: FakeLLM) -> None:
+    logs = rag_logs(30)
+    for row in logs:
+        row["prompt"] = "How long do refunds take?"  # same prompt, response, context
+    insert_logs(engine, logs)
+    summary = await evaluate_recent(judged_job(fake_llm), until=UNTIL)
+    rows = judge_rows(engine)
+    assert len(rows) == 30 and len(fake_llm.requests) == 1
+    assert sum(r.reason.startswith("duplicate of log") for r in rows) == 29
+    assert sum(r.cost_usd for r in rows) == max(r.cost_usd for r in rows)  # copies cost nothing
+    assert summary.details["sampling"]["duplicates_copied"] == 29
