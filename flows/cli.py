@@ -202,6 +202,50 @@ def _replay(deployment: str, run_id: str | None, config: Path | None, output: Ou
 
 
 @app.command()
+def estimate(
+    deployment: Annotated[str, typer.Argument(help="Deployment name.")],
+    start: Annotated[
+        str | None, typer.Option(help="Window start (ISO 8601); default: the watermark.")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option(help="Window end (ISO 8601); default: now minus the lag.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option(help="Job config YAML file.")] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format.")
+    ] = OutputFormat.table,
+) -> None:
+    """Logs in a window, the judge sample per evaluator and stratum, and its projected cost
+    against the budgets. No judge is called."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows.render import estimate_renderable
+    from tasks.db import scores_engine
+    from tasks.estimate import estimate as project
+    from tasks.runs import planned_window
+
+    job = _guarded(lambda: _load(deployment, config))
+    engine = _guarded(scores_engine)
+    window_start, window_end = _guarded(
+        lambda: planned_window(engine, job, _parse_ts(start), _parse_ts(end))
+    )
+    with Progress(
+        TextColumn("reading logs"), BarColumn(), TextColumn("{task.completed:,} logs"),
+        TimeElapsedColumn(), console=err_console, transient=True,
+    ) as progress:  # fmt: skip
+        bar = progress.add_task("read", total=None)
+        result = _guarded(
+            lambda: asyncio.run(
+                project(job, engine, window_start, window_end, lambda n: progress.advance(bar, n))
+            )
+        )
+    if output is OutputFormat.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        console.print(estimate_renderable(result))
+
+
+@app.command()
 def digest(
     deployment: Annotated[str, typer.Argument(help="Deployment name.")],
     hours: Annotated[int, typer.Option(min=1, max=24 * 31, help="Period to summarise.")] = 24,

@@ -6,6 +6,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from tasks.estimate import Estimate
 from tasks.quarantine import QuarantinedLog
 from tasks.runs import RunSummary
 
@@ -143,3 +144,56 @@ def contract_line(contract: dict[str, Any]) -> Text | None:
     for failure in contract.get("batch_failures") or []:
         text += f" · batch: {failure}"
     return Text(text, style="yellow" if failed or contract.get("batch_failures") else "green")
+
+
+def estimate_renderable(e: Estimate) -> Group:
+    head = Table(
+        title=f"{e.deployment}: estimate for {e.start:%Y-%m-%d %H:%M} → {e.end:%Y-%m-%d %H:%M} UTC"
+    )
+    for column in ("logs", "quarantined", "projected", "run cap", "day cap", "spent today"):
+        head.add_column(column, justify="right")
+    head.add_row(
+        f"{e.logs:,}",
+        f"{e.quarantined:,}",
+        "unknown" if e.projected_usd is None else f"${e.projected_usd:,.4f}",
+        "-" if e.max_usd_per_run is None else f"${e.max_usd_per_run:g}",
+        "-" if e.max_usd_per_day is None else f"${e.max_usd_per_day:g}",
+        f"${e.spent_today_usd:,.4f}",
+    )
+    judges = Table(title="paid evaluators")
+    for column in (
+        "evaluator",
+        "model",
+        "eligible",
+        "priority",
+        "calls",
+        "tokens in",
+        "$/call",
+        "$",
+    ):
+        judges.add_column(column, justify="left" if column in ("evaluator", "model") else "right")
+    for x in e.evaluators:
+        judges.add_row(
+            x.evaluator,
+            x.model,
+            f"{x.eligible:,}",
+            f"{x.priority:,}",
+            f"{x.to_judge:,}",
+            "-" if x.mean_input_tokens is None else f"{x.mean_input_tokens:,.0f}",
+            "-" if x.usd_per_call is None else f"{x.usd_per_call:.6f}",
+            "unknown" if x.projected_usd is None else f"{x.projected_usd:,.4f}",
+        )
+    strata = Table(title="sample per stratum")
+    for column in ("evaluator", "stratum", "population", "sampled", "priority"):
+        strata.add_column(column, justify="left" if column in ("evaluator", "stratum") else "right")
+    for x in e.evaluators:
+        for stratum, c in list(x.strata.items())[:30]:
+            strata.add_row(
+                x.evaluator,
+                stratum,
+                f"{c['population']:,}",
+                f"{c['sampled']:,}",
+                f"{c['priority']:,}",
+            )
+    style = "green" if e.verdict == "fits the budget" else "yellow"
+    return Group(head, judges, strata, Text(e.verdict, style=style))

@@ -147,3 +147,21 @@ def finish_run(
         if then is not None:
             then(conn, summary)
     return summary
+
+
+def planned_window(
+    engine: sa.Engine, job: Any, start: datetime | None, end: datetime | None
+) -> tuple[datetime, datetime]:
+    """The window the next run would read, unless `start`/`end` are given."""
+    from datetime import UTC
+
+    end = end or datetime.now(UTC) - job.source.lag
+    if start is None:
+        with engine.connect() as conn:
+            mark = conn.execute(
+                sa.text(query("runs", "get_watermark")), {"deployment": job.deployment}
+            ).one_or_none()
+        start = mark.ts if mark else end - job.source.initial_lookback
+    if start >= end:
+        raise AssayError(f"the window is empty: start {start} is not before end {end}")
+    return start, end

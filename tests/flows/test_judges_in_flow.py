@@ -216,3 +216,42 @@ async def test_identical_logs_are_judged_once(engine: sa.Engine, fake_llm: FakeL
     assert sum(r.reason.startswith("duplicate of log") for r in rows) == 29
     assert sum(r.cost_usd for r in rows) == max(r.cost_usd for r in rows)  # copies cost nothing
     assert summary.details["sampling"]["duplicates_copied"] == 29
+
+
+def test_estimate_projects_sample_and_cost_without_calling_a_judge(
+    engine: sa.Engine, fake_llm: FakeLLM, tmp_path: Any
+) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    logs = rag_logs(80)
+    for i, row in enumerate(logs):
+        row["prompt"] = f"question {i}"
+        row["model"] = "small-model" if i < 8 else "big-model"
+    insert_logs(engine, logs)
+    job = judged_job(
+        fake_llm,
+        sampling={"rate": 0.1, "stratify_by": ["model"], "min_per_stratum": 5},
+        budget={
+            "max_usd_per_run": 0.0001,
+            "prices": {"openai/judge": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 2}},
+        },
+        source={"initial_lookback": "2d", "page_size": 500, "filters": {"topic": "rag-app"}},
+    )
+    path = tmp_path / "rag-app.yaml"
+    path.write_text(yaml.safe_dump(job.model_dump(mode="json")))
+    args = ["estimate", "rag-app", "--config", str(path), "--format", "json",
+            "--start", (BASE - timedelta(hours=1)).isoformat(), "--end", UNTIL.isoformat()]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["logs"] == 80 and fake_llm.requests == []
+    [faith] = report["evaluators"]
+    strata = faith["strata"]
+    assert strata["model=small-model"]["population"] == 8
+    assert strata["model=small-model"]["sampled"] >= 5  # the small model is covered
+    assert faith["eligible"] == sum(c["sampled"] for c in strata.values())
+    assert faith["projected_usd"] > 0.0001
+    assert report["verdict"].startswith("over budget")
