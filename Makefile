@@ -40,6 +40,7 @@ bench: $(STAMP) prefect-home
 	$(PY) bench/pipeline.py
 	$(PY) bench/judges.py
 	$(PY) bench/contract.py
+	$(PY) bench/sampling.py
 
 clean:
 	rm -rf $(VENV) .assay .pytest_cache .mypy_cache .ruff_cache

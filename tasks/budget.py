@@ -2,9 +2,10 @@
 
 A judge call reserves its worst-case cost (counted input tokens plus a margin, and the whole
 output budget, at the model's price) before it is sent; the actual cost from the response then
-replaces the reservation. Caps are checked under row locks (the day row, then the run row, in
-that order everywhere, so concurrent runs cannot deadlock), so the sum of actual spend never
-exceeds a cap as long as actual cost stays within the worst case the call reserved.
+replaces the reservation. Each reservation is a conditional UPDATE of the run row, then of the day
+row (see `sql/queries/budget.sql`): Postgres re-checks the caps on the locked rows, so
+concurrent runs never both pass a cap, and the sum of actual spend never exceeds a cap as long
+as actual cost stays within the worst case the call reserved.
 """
 
 import asyncio
@@ -16,8 +17,6 @@ from pydantic import BaseModel
 
 from tasks.config import BudgetConfig
 from tasks.sql import query
-
-EPSILON = 1e-12
 
 
 class Reservation(BaseModel):
@@ -50,6 +49,7 @@ class Ledger:
         self.run_id = run_id
         self.budget = budget
         self.clock = clock or (lambda: datetime.now(UTC))
+        self._ensured_day: date | None = None
         with engine.begin() as conn:
             conn.execute(
                 sa.text(query("budget", "ensure_run")),
@@ -63,29 +63,31 @@ class Ledger:
         """Reserve `amount_usd` if every cap can still cover it; None when refused."""
         day = self.clock().date()
         keys = self._keys(day)
-        with self.engine.begin() as conn:
-            conn.execute(sa.text(query("budget", "ensure_day")), keys)
-            today = conn.execute(sa.text(query("budget", "lock_day")), keys).one()
-            run = conn.execute(sa.text(query("budget", "lock_run")), keys).one()
-            b = self.budget
-            refused = (
-                (b.max_calls_per_run is not None and run.calls + 1 > b.max_calls_per_run)
-                or (
-                    b.max_usd_per_run is not None
-                    and run.spent_usd + run.reserved_usd + amount_usd > b.max_usd_per_run + EPSILON
-                )
-                or (
-                    b.max_usd_per_day is not None
-                    and today.spent_usd + today.reserved_usd + amount_usd
-                    > b.max_usd_per_day + EPSILON
-                )
+        b = self.budget
+        params = {
+            **keys,
+            "amount": amount_usd,
+            "max_calls": b.max_calls_per_run,
+            "max_run": b.max_usd_per_run,
+            "max_day": b.max_usd_per_day,
+        }
+        with self.engine.connect() as conn:
+            if day != self._ensured_day:
+                conn.execute(sa.text(query("budget", "ensure_day")), keys)
+                conn.commit()
+                self._ensured_day = day
+            taken = (
+                conn.execute(sa.text(query("budget", "reserve_run_capped")), params).first()
+                is not None
+                and conn.execute(sa.text(query("budget", "reserve_day_capped")), params).first()
+                is not None
             )
-            if refused:
+            if not taken:
+                conn.rollback()  # the run row may have been taken; the day refused
                 conn.execute(sa.text(query("budget", "refuse_run")), keys)
+                conn.commit()
                 return None
-            params = {**keys, "amount": amount_usd}
-            conn.execute(sa.text(query("budget", "reserve_day")), params)
-            conn.execute(sa.text(query("budget", "reserve_run")), params)
+            conn.commit()
         return Reservation(day=day, amount_usd=amount_usd)
 
     def settle(self, reservation: Reservation, actual_usd: float) -> None:
@@ -94,9 +96,9 @@ class Ledger:
             "reserved": reservation.amount_usd,
             "actual": actual_usd,
         }
-        with self.engine.begin() as conn:
-            conn.execute(sa.text(query("budget", "settle_day")), params)
+        with self.engine.begin() as conn:  # run row, then day row: the order reserve uses
             conn.execute(sa.text(query("budget", "settle_run")), params)
+            conn.execute(sa.text(query("budget", "settle_day")), params)
 
     def report(self) -> SpendReport:
         keys = self._keys(self.clock().date())

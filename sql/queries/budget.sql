@@ -53,3 +53,22 @@ WHERE deployment = :deployment AND evaluator = :evaluator
   AND evaluator_version = :evaluator_version AND status = 'ok'
   AND content_hash = ANY(:hashes)
 ORDER BY evaluator, content_hash, created_at
+
+-- name: reserve_run_capped
+-- Caps are checked by the UPDATE itself: Postgres re-checks the WHERE on the locked row, so
+-- concurrent reservations can never both pass a cap. Always the run row first, then the day.
+UPDATE assay.run_spend
+SET reserved_usd = reserved_usd + :amount, calls = calls + 1
+WHERE run_id = CAST(:run_id AS uuid)
+  AND (CAST(:max_calls AS bigint) IS NULL OR calls + 1 <= CAST(:max_calls AS bigint))
+  AND (CAST(:max_run AS double precision) IS NULL
+       OR spent_usd + reserved_usd + :amount <= CAST(:max_run AS double precision) + 1e-12)
+RETURNING run_id
+
+-- name: reserve_day_capped
+UPDATE assay.spend
+SET reserved_usd = reserved_usd + :amount, calls = calls + 1
+WHERE deployment = :deployment AND day = :day
+  AND (CAST(:max_day AS double precision) IS NULL
+       OR spent_usd + reserved_usd + :amount <= CAST(:max_day AS double precision) + 1e-12)
+RETURNING day
