@@ -1,10 +1,11 @@
 """Sampling and ledger benchmark. Prints JSON.
 
-    (a) planning the sample over BENCH_LOGS (default 1,000,000) canonical records with 3 strata
-        keys (model, prompt_slug, customer_id), 3 paid evaluators, rate 5%, min 2 per stratum,
-        priority on flags and feedback, in pages of 5,000 as the flow does: time and peak RSS
-    (b) ledger overhead per judged call: reserve + settle against real Postgres, sequential and
-        with 50 concurrent callers (target < 2 ms per call)
+(a) planning the sample over BENCH_LOGS (default 1,000,000) canonical records with 3 strata
+    keys (model, prompt_slug, customer_id), 3 paid evaluators, rate 5%, min 2 per stratum,
+    priority on flags and feedback, in pages of 5,000 as the flow does: time and peak RSS
+(b) ledger overhead per judged call against real Postgres: reserve + settle one by one, and
+    through the judge runtime's gate (settlements batched) with 50 concurrent callers
+    (target < 2 ms per call)
 """
 
 import asyncio
@@ -90,12 +91,13 @@ async def ledger_benchmark(url: str) -> dict[str, object]:
 
     start = time.perf_counter()
     await asyncio.gather(*(call() for _ in range(LEDGER_CALLS)))
+    await gate.flush()
     concurrent = (time.perf_counter() - start) / LEDGER_CALLS
     engine.dispose()
     return {
         "calls": LEDGER_CALLS,
-        "sequential_ms_per_call": round(sequential * 1000, 3),
-        "concurrent_50_wall_ms_per_call": round(concurrent * 1000, 3),
+        "unbatched_ms_per_call": round(sequential * 1000, 3),
+        "gate_50_concurrent_ms_per_call": round(concurrent * 1000, 3),
         "target_ms_per_call": "< 2",
     }
 

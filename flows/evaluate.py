@@ -158,11 +158,8 @@ async def evaluate_recent(
             if models and job.budget.capped
             else None
         )
-        judges = (
-            JudgeRuntime(job.judge_settings(), gate=LedgerGate(ledger) if ledger else None)
-            if models
-            else None
-        )
+        gate = LedgerGate(ledger) if ledger else None
+        judges = JudgeRuntime(job.judge_settings(), gate=gate) if models else None
         tally = RunTally()
         try:
             require_prices(job, models)
@@ -194,6 +191,8 @@ async def evaluate_recent(
             deliver(engine)
             raise
         finally:
+            if gate is not None:
+                await gate.flush()
             if judges is not None:
                 await judges.close()
         details = run_details(job, judges, tally, ledger)

@@ -9,6 +9,7 @@ as actual cost stays within the worst case the call reserved.
 """
 
 import asyncio
+import time
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -91,14 +92,19 @@ class Ledger:
         return Reservation(day=day, amount_usd=amount_usd)
 
     def settle(self, reservation: Reservation, actual_usd: float) -> None:
-        params = {
-            **self._keys(reservation.day),
-            "reserved": reservation.amount_usd,
-            "actual": actual_usd,
-        }
+        self.settle_many([(reservation, actual_usd)])
+
+    def settle_many(self, settled: list[tuple[Reservation, float]]) -> None:
+        """Replace reservations by actual costs, in one transaction per batch."""
+        per_day: dict[date, tuple[float, float]] = {}
+        for reservation, actual in settled:
+            reserved, spent = per_day.get(reservation.day, (0.0, 0.0))
+            per_day[reservation.day] = (reserved + reservation.amount_usd, spent + actual)
         with self.engine.begin() as conn:  # run row, then day row: the order reserve uses
-            conn.execute(sa.text(query("budget", "settle_run")), params)
-            conn.execute(sa.text(query("budget", "settle_day")), params)
+            for day, (reserved, actual) in sorted(per_day.items()):
+                params = {**self._keys(day), "reserved": reserved, "actual": actual}
+                conn.execute(sa.text(query("budget", "settle_run")), params)
+                conn.execute(sa.text(query("budget", "settle_day")), params)
 
     def report(self) -> SpendReport:
         keys = self._keys(self.clock().date())
@@ -118,14 +124,33 @@ class Ledger:
 
 
 class LedgerGate:
-    """The judge runtime's `SpendGate` over a ledger (database calls off the event loop)."""
+    """The judge runtime's `SpendGate` over a ledger (database calls off the event loop).
 
-    def __init__(self, ledger: Ledger) -> None:
+    Settlements are applied in small batches: until a batch is flushed, the ledger still holds
+    the (larger) reservations, so the caps only ever look tighter, never looser.
+    """
+
+    def __init__(self, ledger: Ledger, batch: int = 32, max_delay_s: float = 0.25) -> None:
         self.ledger = ledger
+        self.batch = batch
+        self.max_delay_s = max_delay_s
+        self._pending: list[tuple[Reservation, float]] = []
+        self._oldest = 0.0
 
     async def reserve(self, model: str, amount_usd: float) -> Reservation | None:
         return await asyncio.to_thread(self.ledger.reserve, amount_usd)
 
     async def settle(self, reservation: Reservation | None, actual_usd: float) -> None:
-        if reservation is not None:
-            await asyncio.to_thread(self.ledger.settle, reservation, actual_usd)
+        if reservation is None:
+            return
+        now = time.monotonic()
+        if not self._pending:
+            self._oldest = now
+        self._pending.append((reservation, actual_usd))
+        if len(self._pending) >= self.batch or now - self._oldest >= self.max_delay_s:
+            await self.flush()
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.to_thread(self.ledger.settle_many, pending)
