@@ -51,6 +51,8 @@ def summary_renderable(summary: RunSummary) -> Group:
     parts: list[Table | Text] = [counts, per_evaluator] if summary.evaluators else [counts]
     if line := contract_line(summary.details.get("contract") or {}):
         parts.append(line)
+    if line := budget_line(summary.details):
+        parts.append(line)
     judges = summary.details.get("judges") or {}
     if judges:
         parts.append(judge_health(judges))
@@ -118,6 +120,42 @@ def quarantine_table(rows: list[QuarantinedLog]) -> Table:
             why if len(why) <= 200 else why[:200] + "…",
         )
     return table
+
+
+def budget_line(details: dict[str, Any]) -> Text | None:
+    """Spend against the caps, and what the budget left unscored (per evaluator)."""
+    spend = details.get("spend")
+    sampling = details.get("sampling") or {}
+    if not spend and not sampling:
+        return None
+    parts = []
+    if spend:
+        run_cap = spend.get("max_usd_per_run")
+        day_cap = spend.get("max_usd_per_day")
+        calls_cap = spend.get("max_calls_per_run")
+        parts.append(
+            f"judge spend ${spend['run_spent_usd']:.4f}"
+            + (f" of ${run_cap:g} per run" if run_cap is not None else "")
+            + (
+                f", ${spend['day_spent_usd']:.4f} of ${day_cap:g} today"
+                if day_cap is not None
+                else ""
+            )
+            + f", {spend['run_calls']:,} calls"
+            + (f" of {calls_cap:,}" if calls_cap is not None else "")
+        )
+    unscored = {
+        evaluator: sum(per.values()) for evaluator, per in (sampling.get("unscored") or {}).items()
+    }
+    if unscored:
+        parts.append(
+            "unscored (budget): " + ", ".join(f"{e} {n:,}" for e, n in sorted(unscored.items()))
+        )
+    if sampling.get("duplicates_copied"):
+        parts.append(f"{sampling['duplicates_copied']:,} duplicate verdicts reused")
+    if not parts:
+        return None
+    return Text("budget: " + " · ".join(parts), style="yellow" if unscored else "green")
 
 
 def _short_reason(reason: str) -> str:
