@@ -91,7 +91,8 @@ async def ledger_benchmark(url: str) -> dict[str, object]:
 
     start = time.perf_counter()
     await asyncio.gather(*(call() for _ in range(LEDGER_CALLS)))
-    await gate.flush()
+    await gate.close()
+    ledger.close()
     concurrent = (time.perf_counter() - start) / LEDGER_CALLS
     engine.dispose()
     return {

@@ -192,7 +192,7 @@ async def evaluate_recent(
             raise
         finally:
             if gate is not None:
-                await gate.flush()
+                await gate.close()
             if judges is not None:
                 await judges.close()
         details = run_details(job, judges, tally, ledger)

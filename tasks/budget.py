@@ -2,13 +2,14 @@
 
 A judge call reserves its worst-case cost (counted input tokens plus a margin, and the whole
 output budget, at the model's price) before it is sent; the actual cost from the response then
-replaces the reservation. Each reservation is a conditional UPDATE of the run row, then of the day
-row (see `sql/queries/budget.sql`): Postgres re-checks the caps on the locked rows, so
-concurrent runs never both pass a cap, and the sum of actual spend never exceeds a cap as long
-as actual cost stays within the worst case the call reserved.
+replaces the reservation. Each reservation is one call of `assay.reserve_spend` (migration
+0006): a conditional UPDATE of the run row, then of the day row, in which Postgres re-checks
+the caps on the locked rows. So concurrent runs never both pass a cap, and the sum of actual
+spend never exceeds a cap as long as actual cost stays within the worst case reserved.
 """
 
 import asyncio
+import threading
 import time
 from datetime import UTC, date, datetime
 from typing import Any
@@ -50,7 +51,8 @@ class Ledger:
         self.run_id = run_id
         self.budget = budget
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._ensured_day: date | None = None
+        self._lock = threading.Lock()
+        self._raw: Any = None
         with engine.begin() as conn:
             conn.execute(
                 sa.text(query("budget", "ensure_run")),
@@ -61,35 +63,35 @@ class Ledger:
         return {"deployment": self.deployment, "day": day, "run_id": self.run_id}
 
     def reserve(self, amount_usd: float) -> Reservation | None:
-        """Reserve `amount_usd` if every cap can still cover it; None when refused."""
+        """Reserve `amount_usd` if every cap can still cover it; None when refused.
+
+        One round trip: `assay.reserve_spend` checks the caps and takes the reservation in the
+        server, as its own transaction, on a connection this ledger keeps in autocommit.
+        """
         day = self.clock().date()
-        keys = self._keys(day)
         b = self.budget
         params = {
-            **keys,
+            **self._keys(day),
             "amount": amount_usd,
             "max_calls": b.max_calls_per_run,
             "max_run": b.max_usd_per_run,
             "max_day": b.max_usd_per_day,
         }
-        with self.engine.connect() as conn:
-            if day != self._ensured_day:
-                conn.execute(sa.text(query("budget", "ensure_day")), keys)
-                conn.commit()
-                self._ensured_day = day
-            taken = (
-                conn.execute(sa.text(query("budget", "reserve_run_capped")), params).first()
-                is not None
-                and conn.execute(sa.text(query("budget", "reserve_day_capped")), params).first()
-                is not None
-            )
-            if not taken:
-                conn.rollback()  # the run row may have been taken; the day refused
-                conn.execute(sa.text(query("budget", "refuse_run")), keys)
-                conn.commit()
-                return None
-            conn.commit()
-        return Reservation(day=day, amount_usd=amount_usd)
+        with self._lock:
+            if self._raw is None:
+                self._raw = self.engine.raw_connection()
+                self._raw.driver_connection.autocommit = True
+            driver = self._raw.driver_connection
+            assert driver is not None
+            taken = driver.execute(query("budget", "reserve_spend"), params).fetchone()
+        return Reservation(day=day, amount_usd=amount_usd) if taken and taken[0] else None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._raw is not None:
+                self._raw.driver_connection.autocommit = False
+                self._raw.close()
+                self._raw = None
 
     def settle(self, reservation: Reservation, actual_usd: float) -> None:
         self.settle_many([(reservation, actual_usd)])
@@ -154,3 +156,7 @@ class LedgerGate:
         pending, self._pending = self._pending, []
         if pending:
             await asyncio.to_thread(self.ledger.settle_many, pending)
+
+    async def close(self) -> None:
+        await self.flush()
+        self.ledger.close()

@@ -72,3 +72,7 @@ WHERE deployment = :deployment AND day = :day
   AND (CAST(:max_day AS double precision) IS NULL
        OR spent_usd + reserved_usd + :amount <= CAST(:max_day AS double precision) + 1e-12)
 RETURNING day
+
+-- name: reserve_spend
+SELECT assay.reserve_spend(%(run_id)s, %(deployment)s, %(day)s, %(amount)s, %(max_calls)s,
+                           %(max_run)s, %(max_day)s)
