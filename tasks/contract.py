@@ -334,10 +334,23 @@ def _label(config: Any) -> str:
 
 
 # -- checking a batch ------------------------------------------------------------------------------
+def _columns_used(expectations: list["Expectation"]) -> list[str]:
+    """Frame columns the suite reads (GX copies and pickles whatever it is given)."""
+    used = {"status"}  # row conditions read it
+    for e in expectations:
+        kwargs = e.configuration.kwargs
+        if kwargs.get("column"):
+            used.add(kwargs["column"])
+        used.update(kwargs.get("column_list") or [])
+    return sorted(used)
+
+
 def check_batch(
     frame: "pd.DataFrame", expectations: list["Expectation"]
 ) -> tuple[dict[int, list[str]], dict[int, list[str]], ContractSummary]:
     """Reasons and expectation labels per failing row position, and the batch summary."""
+    used = [c for c in _columns_used(expectations) if c in frame.columns]
+    frame = frame[used]
     first = _validate(frame, expectations, "BOOLEAN_ONLY")
     failed_configs = [r.expectation_config for r in first.results if not r.success]
     summary = ContractSummary(
