@@ -8,13 +8,14 @@ what it saw: request bodies, arrival times, peak in-flight requests, and how man
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.loopback import LoopbackServer
 
 
 @dataclass
@@ -51,8 +52,9 @@ class Seen:
     status: int = 0
 
 
-class FakeLLM:
+class FakeLLM(LoopbackServer):
     def __init__(self, latency: float = 0.0, rpm: int | None = None) -> None:
+        super().__init__()
         self.latency = latency
         self.rpm = rpm  # when set, a 1-second token bucket of rpm/60 like hosted providers use
         self.scripts: dict[str, Script] = {}
@@ -65,10 +67,6 @@ class FakeLLM:
         self._hanging: set[asyncio.Task[object]] = set()
         self._bucket = 0.0
         self._bucket_at = 0.0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self.port = 0
 
     # -- scripting ------------------------------------------------------------------------
     def script(self, model: str, script: Script) -> None:
@@ -77,7 +75,7 @@ class FakeLLM:
     def reset(self) -> None:
         """Forget scripts and records; requests left hanging by a test are cut off."""
         if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self._release_hangs(), self._loop).result(10)
+            self.call(self._release_hangs())
         self.scripts.clear()
         self.requests.clear()
         self._counts.clear()
@@ -103,41 +101,18 @@ class FakeLLM:
         return best
 
     # -- lifecycle ------------------------------------------------------------------------
-    def start(self) -> "FakeLLM":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
-        return self
-
     async def _release_hangs(self) -> None:
         for handler in list(self._hanging):
             handler.cancel()
         await asyncio.sleep(0.05)
 
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._release_hangs(), self._loop).result(10)
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
+    async def before_stop(self) -> None:
+        await self._release_hangs()
 
-    def __enter__(self) -> "FakeLLM":
-        return self.start()
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop()
-
-    async def _serve(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/chat/completions", self._chat)
         app.router.add_get("/_stats", self._stats)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
 
     async def _stats(self, _request: web.Request) -> web.StreamResponse:
         """What the server saw, for benchmarks that run it in another process."""

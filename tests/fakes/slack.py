@@ -5,13 +5,13 @@ It records every payload it accepted and can answer `ratelimited` (429 + Retry-A
 `channel_not_found`, in a scripted order (`fake.fail_next(...)`) or until told otherwise.
 """
 
-import asyncio
 import json
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.loopback import LoopbackServer
 
 
 @dataclass
@@ -21,16 +21,13 @@ class Posted:
     headers: dict[str, str]
 
 
-class FakeSlack:
+class FakeSlack(LoopbackServer):
     def __init__(self) -> None:
+        super().__init__()
         self.posted: list[Posted] = []
         self.attempts = 0
         self.down = False  # answer 500 to everything while set
         self._script: list[str] = []  # next answers: "ratelimited", "500", "channel_not_found"
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     @property
     def api_base(self) -> str:
@@ -49,28 +46,9 @@ class FakeSlack:
         self.attempts = 0
         self.down = False
 
-    def start(self) -> "FakeSlack":
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._serve(), self._loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    async def _serve(self) -> None:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/chat.postMessage", self._post_message)
         app.router.add_post("/webhook/{path:.*}", self._webhook)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
 
     def _scripted_failure(self) -> web.Response | None:
         self.attempts += 1
