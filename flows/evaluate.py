@@ -21,6 +21,7 @@ from tasks.judging import ensure_limits, judge_slots
 from tasks.notify import deliver_pending, notify_contract_broken, notify_on_finish
 from tasks.persist import PageCounts
 from tasks.runs import RunKind, RunPlan, RunSummary, deployment_lock, finish_run, start_run
+from tasks.sampling import merge_strata
 from tasks.settings import get_settings
 from tasks.source import Cursor
 
@@ -85,12 +86,7 @@ class RunTally:
 
     def add_sampling(self, outcome: pipeline.PageOutcome) -> None:
         for evaluator, strata in outcome.strata.items():
-            for stratum, count in strata.items():
-                total = self.strata.setdefault(evaluator, {}).setdefault(
-                    stratum, {"population": 0, "sampled": 0, "priority": 0}
-                )
-                for key, value in count.model_dump().items():
-                    total[key] += value
+            merge_strata(self.strata.setdefault(evaluator, {}), strata)
         for evaluator, strata_left in outcome.unscored.items():
             left = self.unscored.setdefault(evaluator, {})
             for stratum, n in strata_left.items():

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -25,7 +25,7 @@ from evaluators.heuristics.pii import mask_pii
 from evaluators.records import LogRecord, canonical_fields
 from tasks.config import PAYLOAD_SLOTS, QualityConfig
 from tasks.errors import ConfigError
-from tasks.normalize import FORMATS, PayloadError, Reject, raw_for_quarantine, record_fields
+from tasks.normalize import FORMATS, PayloadError, Reject, reasons_of, record_fields, reject
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -446,36 +446,15 @@ def admit(
             broken = [payload_errors[position], *broken]
         if broken:
             rejects.append(
-                _reject(row, "validate", broken, labels.get(position, ["payload_readable"]))
+                reject(row, broken, "validate", labels.get(position, ["payload_readable"]))
             )
             continue
         try:
             records.append(LogRecord.model_validate(fields))
         except ValidationError as exc:  # the last type gate: what the suite does not cover
-            problems = [
-                f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}"
-                for e in exc.errors()
-            ]
-            rejects.append(_reject(row, "normalize", problems, []))
+            rejects.append(reject(row, reasons_of(exc)))
     summary.invalid_rows = len(rejects)
     return Admission(records=records, rejects=rejects, summary=summary)
-
-
-def _reject(
-    row: Mapping[str, Any],
-    stage: Literal["normalize", "validate"],
-    reasons: list[str],
-    expectations: list[str],
-) -> Reject:
-    ts = row.get("ts")
-    return Reject(
-        log_id=str(row.get("id")),
-        log_ts=ts if isinstance(ts, datetime) else None,
-        reasons=reasons,
-        raw=raw_for_quarantine(row),
-        stage=stage,
-        expectations=expectations,
-    )
 
 
 def future_start(quality: QualityConfig, now: datetime) -> datetime:

@@ -13,8 +13,8 @@ from evaluators.judges.client import count_tokens
 from evaluators.judges.pricing import price_for
 from tasks.config import FLAGGING_EVALUATORS, EvalJob
 from tasks.contract import admit
-from tasks.pipeline import build_evaluators, source_engine, split_by_cost
-from tasks.sampling import content_hash, plan_page
+from tasks.pipeline import build_evaluators, flagged_ids, source_engine, split_by_cost
+from tasks.sampling import content_hash, merge_strata, plan_page
 from tasks.score import score_records
 from tasks.source import Cursor, fetch_page
 from tasks.sql import query
@@ -76,8 +76,7 @@ async def estimate(
         result.quarantined += len(admission.rejects)
         flagged: set[str] = set()
         if "flagged" in job.sampling.priority and flagging:
-            checks = await score_records(admission.records, flagging, ctx)
-            flagged = {r.log_id for r in checks if r.status == "ok" and r.passed is False}
+            flagged = flagged_ids(await score_records(admission.records, flagging, ctx))
         plan = plan_page(admission.records, list(judges), job.sampling, flagged)
         for item in plan.items:
             name = item.evaluator.score_name
@@ -96,12 +95,7 @@ async def estimate(
                     continue
                 tokens[name].append(count_tokens(item.evaluator.model, messages))
         for name, strata in plan.strata.items():
-            for stratum, count in strata.items():
-                cell = per[name].strata.setdefault(
-                    stratum, {"population": 0, "sampled": 0, "priority": 0}
-                )
-                for field, value in count.model_dump().items():
-                    cell[field] += value
+            merge_strata(per[name].strata, strata)
         if progress is not None:
             progress(len(rows))
         if len(rows) < job.source.page_size:

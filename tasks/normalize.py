@@ -225,7 +225,25 @@ def record_fields(fields: dict[str, Any], row: Row) -> dict[str, Any]:
     return fields
 
 
-def _reasons(exc: Exception) -> list[str]:
+def reject(
+    row: Row,
+    reasons: list[str],
+    stage: Literal["normalize", "validate"] = "normalize",
+    expectations: list[str] | None = None,
+) -> Reject:
+    """The quarantine entry for a row: its id and time as read, why, and a masked raw copy."""
+    ts = row.get("ts")
+    return Reject(
+        log_id=str(row.get("id")),
+        log_ts=ts if isinstance(ts, datetime) else None,
+        reasons=reasons,
+        raw=raw_for_quarantine(row),
+        stage=stage,
+        expectations=expectations or [],
+    )
+
+
+def reasons_of(exc: Exception) -> list[str]:
     if isinstance(exc, ValidationError):
         return [
             f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}"
@@ -243,13 +261,5 @@ def normalize_rows(rows: Iterable[Row], fmt: str) -> tuple[list[LogRecord], list
         try:
             records.append(LogRecord.model_validate(record_fields(to_fields(row), row)))
         except (PayloadError, ValidationError, TypeError, ValueError) as exc:
-            ts = row.get("ts")
-            rejects.append(
-                Reject(
-                    log_id=str(row.get("id")),
-                    log_ts=ts if isinstance(ts, datetime) else None,
-                    reasons=_reasons(exc),
-                    raw=raw_for_quarantine(row),
-                )
-            )
+            rejects.append(reject(row, reasons_of(exc)))
     return records, rejects

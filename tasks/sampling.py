@@ -22,8 +22,12 @@ def inclusion_point(seed: str, evaluator: str, log_id: str) -> float:
     return int.from_bytes(digest, "big") / _SCALE
 
 
+def below_rate(point: float, rate: float) -> bool:
+    return rate >= 1.0 or point < rate
+
+
 def sampled(seed: str, evaluator: str, log_id: str, rate: float) -> bool:
-    return rate >= 1.0 or inclusion_point(seed, evaluator, log_id) < rate
+    return below_rate(inclusion_point(seed, evaluator, log_id), rate)
 
 
 def inclusion_weight(rate: float) -> float:
@@ -43,6 +47,14 @@ class StratumCount(BaseModel):
     population: int = 0
     sampled: int = 0
     priority: int = 0
+
+
+def merge_strata(total: dict[str, dict[str, int]], page: dict[str, StratumCount]) -> None:
+    """Add one page's stratum counts of an evaluator into a running total (run or estimate)."""
+    for stratum, count in page.items():
+        cell = total.setdefault(stratum, {"population": 0, "sampled": 0, "priority": 0})
+        for field, value in count.model_dump().items():
+            cell[field] += value
 
 
 class PagePlan(BaseModel):
@@ -88,6 +100,7 @@ def plan_page(
     strata: dict[str, list[LogRecord]] = {}
     for record in records:
         strata.setdefault(stratum_of(record, list(sampling.stratify_by)), []).append(record)
+    urgent = {r.id for r in records if priority_reasons(r, flagged, list(sampling.priority))}
     priority_items: list[WorkItem] = []
     sample_items: list[WorkItem] = []
     counts: dict[str, dict[str, StratumCount]] = {}
@@ -95,8 +108,9 @@ def plan_page(
         name = evaluator.score_name
         per_stratum = counts.setdefault(name, {})
         for stratum, members in sorted(strata.items()):
-            ranked = sorted(members, key=lambda r: inclusion_point(sampling.seed, name, r.id))
-            chosen = [r for r in ranked if sampled(sampling.seed, name, r.id, sampling.rate)]
+            points = {r.id: inclusion_point(sampling.seed, name, r.id) for r in members}
+            ranked = sorted(members, key=lambda r: points[r.id])
+            chosen = [r for r in ranked if below_rate(points[r.id], sampling.rate)]
             wanted = min(sampling.min_per_stratum, len(members))
             if len(chosen) < wanted:
                 chosen = ranked[:wanted]
@@ -110,13 +124,11 @@ def plan_page(
             count.population += len(members)
             count.sampled += len(chosen)
             for record in members:
+                is_priority = record.id in urgent
                 if record.id in chosen_ids:
-                    item = WorkItem(record, evaluator, weight, False, stratum)
-                    is_priority = bool(priority_reasons(record, flagged, list(sampling.priority)))
-                    (priority_items if is_priority else sample_items).append(
-                        item._replace(priority=is_priority)
-                    )
-                elif priority_reasons(record, flagged, list(sampling.priority)):
+                    item = WorkItem(record, evaluator, weight, is_priority, stratum)
+                    (priority_items if is_priority else sample_items).append(item)
+                elif is_priority:
                     count.priority += 1
                     priority_items.append(WorkItem(record, evaluator, 0.0, True, stratum))
     return PagePlan(items=priority_items + sample_items, strata=counts)
