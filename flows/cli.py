@@ -38,6 +38,12 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
+ConfigOption = Annotated[
+    Path | None, typer.Option(help="Job config YAML (default deployments/jobs/NAME.yaml).")
+]
+
+
 def _guarded(action: Callable[[], T]) -> T:
     """Run `action`, turning Assay's errors into a clear message and the contract's exit code."""
     try:
@@ -114,11 +120,9 @@ def run(
     deployment: Annotated[
         str, typer.Argument(help="Deployment name (deployments/jobs/NAME.yaml).")
     ],
-    config: Annotated[Path | None, typer.Option(help="Job config YAML file.")] = None,
+    config: ConfigOption = None,
     until: Annotated[str | None, typer.Option(help="Read logs up to this time (ISO 8601).")] = None,
-    output: Annotated[
-        OutputFormat, typer.Option("--format", help="Output format.")
-    ] = OutputFormat.table,
+    output: FormatOption = OutputFormat.table,
 ) -> None:
     """Run the hourly evaluation once, locally, and print its summary."""
     from flows.render import summary_renderable
@@ -148,9 +152,7 @@ def quarantine(
         ),
     ] = False,
     config: Annotated[Path | None, typer.Option(help="Job config YAML (for --replay).")] = None,
-    output: Annotated[
-        OutputFormat, typer.Option("--format", help="Output format.")
-    ] = OutputFormat.table,
+    output: FormatOption = OutputFormat.table,
 ) -> None:
     """List quarantined logs and why, or replay them after the source is fixed."""
     from tasks.db import scores_engine
@@ -210,10 +212,8 @@ def estimate(
     end: Annotated[
         str | None, typer.Option(help="Window end (ISO 8601); default: now minus the lag.")
     ] = None,
-    config: Annotated[Path | None, typer.Option(help="Job config YAML file.")] = None,
-    output: Annotated[
-        OutputFormat, typer.Option("--format", help="Output format.")
-    ] = OutputFormat.table,
+    config: ConfigOption = None,
+    output: FormatOption = OutputFormat.table,
 ) -> None:
     """Logs in a window, the judge sample per evaluator and stratum, and its projected cost
     against the budgets. No judge is called."""
@@ -249,7 +249,7 @@ def estimate(
 def digest(
     deployment: Annotated[str, typer.Argument(help="Deployment name.")],
     hours: Annotated[int, typer.Option(min=1, max=24 * 31, help="Period to summarise.")] = 24,
-    config: Annotated[Path | None, typer.Option(help="Job config YAML file.")] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Post (or, without Slack, print) one summary of the deployment's last day."""
     from flows.digest import digest as digest_flow
@@ -261,9 +261,7 @@ def digest(
 
 @app.command()
 def evaluators(
-    output: Annotated[
-        OutputFormat, typer.Option("--format", help="Output format.")
-    ] = OutputFormat.table,
+    output: FormatOption = OutputFormat.table,
 ) -> None:
     """List registered evaluators with their versions and whether they cost money."""
     from rich.table import Table

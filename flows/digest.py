@@ -4,10 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 from prefect import flow, get_run_logger
 
+from flows.evaluate import deliver
 from tasks.config import EvalJob
 from tasks.db import scores_engine
 from tasks.notify import (
-    deliver_pending,
     digest_message,
     queue,
     slack_channel,
@@ -31,9 +31,5 @@ async def digest(job: EvalJob, hours: int = 24) -> str | None:
     if message is None:
         logger.info("no runs of %s in the last %d h: no digest", job.deployment, hours)
         return None
-    try:
-        report = deliver_pending(engine, settings)
-        logger.info("digest queued; slack sent %d, pending %d", report.sent, report.pending)
-    except Exception as exc:  # delivery is retried by the next run or digest
-        logger.warning("slack delivery skipped: %s", type(exc).__name__)
+    deliver(engine)
     return message.text

@@ -17,7 +17,7 @@ from tasks.config import EvalJob
 from tasks.contract import ContractSummary
 from tasks.db import scores_engine
 from tasks.errors import ConfigError, DataContractBroken, TransientError
-from tasks.judging import ensure_limits, judge_slots
+from tasks.judging import judge_slots, lease_slots
 from tasks.notify import deliver_pending, notify_contract_broken, notify_on_finish
 from tasks.persist import PageCounts
 from tasks.runs import RunKind, RunPlan, RunSummary, deployment_lock, finish_run, start_run
@@ -162,9 +162,7 @@ async def evaluate_recent(
             future = pipeline.quarantine_future_logs(job, engine, plan.run_id, datetime.now(UTC))
             if future.quarantined:
                 logger.warning("%d logs stamped in the future were quarantined", future.quarantined)
-            if judges is not None:
-                judges.slots = await ensure_limits(models, job.judge_settings())
-            await run_pages(job, plan, judges, judges.slots if judges else {}, tally)
+            await run_pages(job, plan, judges, await lease_slots(judges, models), tally)
             if tally.counts.pulled == 0 and job.quality.expect_traffic:
                 tally.contract.batch_failures.append(
                     "no logs in the window although quality.expect_traffic is set"

@@ -10,7 +10,7 @@ from evaluators.judges.client import JudgeRuntime
 from tasks import pipeline
 from tasks.config import EvalJob
 from tasks.db import scores_engine
-from tasks.judging import ensure_limits, judge_slots
+from tasks.judging import judge_slots, lease_slots
 from tasks.persist import PageCounts
 from tasks.quarantine import ReplayResult, quarantined_ids
 from tasks.runs import RunSummary, deployment_lock, finish_run, start_run
@@ -32,9 +32,7 @@ async def replay_quarantine(job: EvalJob, run_id: str | None = None) -> RunSumma
         models = pipeline.judge_models(evaluators)
         judges = JudgeRuntime(job.judge_settings()) if models else None
         try:
-            slots = await ensure_limits(models, job.judge_settings()) if judges else {}
-            if judges is not None:
-                judges.slots = slots
+            slots = await lease_slots(judges, models)
             counts = PageCounts()
             size = job.source.page_size
             for start in range(0, len(ids), size):

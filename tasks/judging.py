@@ -14,7 +14,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.asyncio import concurrency
 from prefect.exceptions import ObjectNotFound
 
-from evaluators.judges.client import JudgeSettings
+from evaluators.judges.client import JudgeRuntime, JudgeSettings
 from tasks.errors import ConfigError
 
 LIMIT_PREFIX = "assay-judge-"
@@ -69,3 +69,11 @@ async def judge_slots(slots: dict[str, int]) -> AsyncIterator[None]:
                 concurrency(limit_name(model), occupy=slots[model], strict=True)
             )
         yield
+
+
+async def lease_slots(judges: JudgeRuntime | None, models: list[str]) -> dict[str, int]:
+    """Make sure each judge model has its global limit and size the runtime's share of it."""
+    if judges is None:
+        return {}
+    judges.slots = await ensure_limits(models, judges.settings)
+    return judges.slots
