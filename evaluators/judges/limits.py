@@ -43,7 +43,9 @@ def minute_bucket(per_minute: int, burst_seconds: float) -> AsyncLimiter:
     """A bucket holding `burst_seconds` worth (at least one unit) that refills at the rest of
     the minute's allowance, so burst plus refill never exceed `per_minute` in any minute."""
     burst = max(1.0, per_minute * burst_seconds / 60)
-    steady_per_minute = max(per_minute - burst, 1.0)
+    # 1% below the rest of the allowance: the bucket leaks continuously and arrivals jitter,
+    # so an exact fill measured 3,011 requests in one minute against a 3,000 limit.
+    steady_per_minute = max((per_minute - burst) * 0.99, 1.0)
     return AsyncLimiter(max_rate=burst, time_period=burst * 60 / steady_per_minute)
 
 
