@@ -330,3 +330,214 @@ def demo(
         "Scores are in assay.scores; quarantined logs and reasons in assay.quarantine "
         "(`assay quarantine DEPLOYMENT`, and `--replay` once the source is fixed)."
     )
+
+
+def _since(value: str, now: datetime) -> datetime:
+    """An ISO timestamp, or a duration back from now (`7d`, `24h`)."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from tasks.config import Duration
+
+    try:
+        return now - TypeAdapter(Duration).validate_python(value)
+    except ValidationError:
+        parsed = _parse_ts(value)
+        assert parsed is not None
+        return parsed
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+SEGMENTS = ("all", "model", "provider", "prompt_slug", "topic", "customer_id", "environment")
+
+
+@app.command()
+def report(
+    deployment: Annotated[
+        str | None, typer.Argument(help="Deployment name (all deployments when omitted).")
+    ] = None,
+    since: Annotated[
+        str, typer.Option(help="Start: ISO 8601 time or a duration back from now (7d, 24h).")
+    ] = "7d",
+    until: Annotated[
+        str | None, typer.Option(help="End (ISO 8601); default: the end of this hour.")
+    ] = None,
+    by: Annotated[
+        str, typer.Option(help=f"Slice by one segment: {', '.join(SEGMENTS)}.")
+    ] = "all",
+    evaluator: Annotated[
+        list[str] | None, typer.Option(help="Only this evaluator (repeat for more).")
+    ] = None,
+    confidence: Annotated[
+        float, typer.Option(min=0.5, max=0.999, help="Confidence level of the intervals.")
+    ] = 0.95,
+    output: Annotated[
+        ReportFormat, typer.Option("--format", help="table, json, or csv (evaluator rows).")
+    ] = ReportFormat.table,
+) -> None:
+    """Quality per evaluator (pass rates and means with intervals, p5-p95, change against the
+    previous window of the same length), usage and eval spend, from the hourly rollups."""
+    import csv
+    import sys
+    from datetime import timedelta
+
+    from flows.render import report_renderable
+    from tasks.db import scores_engine
+    from tasks.report import ScoreStats, build_report
+    from tasks.rollups import hour_ceil
+
+    if by not in SEGMENTS:
+        err_console.print(f"[bold red]usage error:[/] --by must be one of {', '.join(SEGMENTS)}")
+        raise typer.Exit(2)
+    now = datetime.now(UTC)
+    end = _guarded(lambda: _parse_ts(until)) or hour_ceil(now + timedelta(microseconds=1))
+    start = _guarded(lambda: _since(since, now))
+    if start >= end:
+        err_console.print(f"[bold red]usage error:[/] --since {start} is not before {end}")
+        raise typer.Exit(2)
+    result = _guarded(
+        lambda: build_report(
+            scores_engine(), deployment, start, end, by, evaluator or None, confidence  # type: ignore[arg-type]
+        )
+    )
+    if output is ReportFormat.json:
+        print(result.model_dump_json(indent=2))
+    elif output is ReportFormat.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(ScoreStats.model_fields))
+        writer.writeheader()
+        for row in result.evaluators:
+            fields = row.model_dump(mode="json")
+            fields["versions"] = ";".join(row.versions)
+            writer.writerow(fields)
+    else:
+        console.print(report_renderable(result))
+
+
+@app.command()
+def dashboard(
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path(
+        "assay-dashboard.html"
+    ),
+    deployment: Annotated[
+        str | None, typer.Option(help="Only this deployment (default: all).")
+    ] = None,
+    since: Annotated[
+        str, typer.Option(help="Start: ISO 8601 time or a duration back from now.")
+    ] = "14d",
+) -> None:
+    """Write one self-contained HTML dashboard (charts and filters; opens with no network)."""
+    from flows.dashboard import write_dashboard
+    from tasks.db import scores_engine
+
+    now = datetime.now(UTC)
+    start = _guarded(lambda: _since(since, now))
+    with console.status("reading rollups …", spinner="dots"):
+        size = _guarded(lambda: write_dashboard(scores_engine(), out, deployment, start, now))
+    console.print(f"wrote {out} ({size / 1e6:.1f} MB); open it in any browser, offline")
+
+
+@app.command()
+def backfill(
+    deployment: Annotated[str, typer.Argument(help="Deployment name.")],
+    start: Annotated[str, typer.Option(help="First log time to evaluate (ISO 8601).")],
+    end: Annotated[str, typer.Option(help="Evaluate logs before this time (ISO 8601).")],
+    evaluator: Annotated[
+        list[str] | None, typer.Option(help="Only this evaluator (repeat for more).")
+    ] = None,
+    budget_usd: Annotated[
+        float | None, typer.Option(min=0, help="Judge spend cap for the whole backfill.")
+    ] = None,
+    chunk: Annotated[str, typer.Option(help="Chunk length (1h, 1d, ...).")] = "1d",
+    max_parallel: Annotated[int, typer.Option(min=1, max=64, help="Chunks at once.")] = 2,
+    submit: Annotated[
+        bool,
+        typer.Option(
+            "--submit",
+            help="Start it on the Prefect server (deployment NAME-backfill) for workers.",
+        ),
+    ] = False,
+    config: ConfigOption = None,
+    output: FormatOption = OutputFormat.table,
+) -> None:
+    """Evaluate a past range (skipping logs already scored); the watermark is not moved."""
+    from pydantic import TypeAdapter
+
+    from tasks.config import Duration
+
+    job = _guarded(lambda: _load(deployment, config))
+    window = (_guarded(lambda: _parse_ts(start)), _guarded(lambda: _parse_ts(end)))
+    step = _guarded(lambda: _duration(TypeAdapter(Duration), chunk))
+    params: dict[str, Any] = {
+        "start": window[0],
+        "end": window[1],
+        "evaluators": evaluator or None,
+        "budget_usd": budget_usd,
+        "chunk": step,
+        "max_parallel": max_parallel,
+    }
+    if submit:
+        _submit_backfill(job, params, output)
+        return
+    from flows.backfill import backfill as backfill_flow
+    from flows.render import summary_renderable
+
+    with console.status(f"backfilling {deployment} …", spinner="dots"):
+        summary = _guarded(lambda: asyncio.run(backfill_flow(job, **params)))
+    if output is OutputFormat.json:
+        print(summary.model_dump_json(indent=2))
+    else:
+        console.print(summary_renderable(summary))
+
+
+def _duration(adapter: Any, value: str) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        raise ConfigError(f"{value!r} is not a duration (e.g. 1h, 1d, PT6H)") from None
+
+
+def _submit_backfill(job: Any, params: dict[str, Any], output: OutputFormat) -> None:
+    from prefect.deployments import run_deployment
+
+    from flows.evaluate import flow_run_link_for
+
+    name = f"backfill/{job.deployment}-backfill"
+    parameters = {
+        "job": job.model_dump(mode="json"),
+        **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in params.items()},
+        "chunk": f"{params['chunk'].total_seconds():g}s",
+    }
+    try:
+        run = run_deployment(name, parameters=parameters, timeout=0, as_subflow=False)
+    except Exception as exc:
+        err_console.print(
+            f"[bold red]error:[/] could not start {name} on the Prefect server "
+            f"({type(exc).__name__}: {exc}); is it registered (`assay deploy`)?"
+        )
+        raise typer.Exit(1) from None
+    link = flow_run_link_for(str(run.id))
+    if output is OutputFormat.json:
+        print(json.dumps({"flow_run_id": str(run.id), "name": run.name, "url": link}))
+    else:
+        console.print(f"submitted {name}: flow run {run.name} ({run.id})" + (f"\n{link}" if link else ""))
+
+
+@app.command()
+def deploy(
+    prefect_file: Annotated[
+        Path, typer.Option(help="The prefect.yaml to deploy.")
+    ] = Path("deployments/prefect.yaml"),
+) -> None:
+    """Register every deployment in deployments/prefect.yaml with the Prefect server (and
+    create the process work pool if missing)."""
+    from flows.deploy import deploy_all
+
+    names = _guarded(lambda: deploy_all(prefect_file))
+    console.print(f"registered {len(names)} deployment(s): {', '.join(names)}")
+    console.print("start a worker: prefect worker start --pool assay-process")

@@ -1,7 +1,9 @@
 """`evaluate_recent`: the hourly flow. Pull new logs, evaluate them, write scores exactly once."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from prefect import flow, get_run_logger, task
@@ -11,6 +13,7 @@ from prefect.runtime import flow_run
 
 from evaluators.judges.client import JudgeRuntime
 from evaluators.judges.pricing import price_for
+from flows.artifacts import publish_run_artifacts
 from tasks import pipeline
 from tasks.budget import Ledger, LedgerGate
 from tasks.config import EvalJob
@@ -20,7 +23,15 @@ from tasks.errors import ConfigError, DataContractBroken, TransientError
 from tasks.judging import judge_slots, lease_slots
 from tasks.notify import deliver_pending, notify_contract_broken, notify_on_finish
 from tasks.persist import PageCounts
-from tasks.runs import RunKind, RunPlan, RunSummary, deployment_lock, finish_run, start_run
+from tasks.runs import (
+    RunKind,
+    RunPlan,
+    RunSummary,
+    deployment_lock,
+    finish_run,
+    rollup_start,
+    start_run,
+)
 from tasks.sampling import merge_strata
 from tasks.settings import get_settings
 from tasks.source import Cursor
@@ -60,6 +71,7 @@ async def evaluate_page(
             evaluators,
             judges,
             so_far,
+            backfill=plan.backfill,
         )
 
 
@@ -94,14 +106,57 @@ class RunTally:
         self.copied += outcome.copied
 
 
-async def run_pages(
-    job: EvalJob,
-    plan: RunPlan,
-    judges: JudgeRuntime | None,
-    slots: dict[str, int],
-    tally: RunTally,
+class Judging(NamedTuple):
+    judges: JudgeRuntime | None
+    ledger: Ledger | None
+    models: list[str]
+
+
+@asynccontextmanager
+async def judging(job: EvalJob, engine: sa.Engine, budget_key: str) -> AsyncIterator[Judging]:
+    """The judge runtime of a run, behind the spend ledger of `budget_key` when the job has
+    caps (a backfill's chunks share their parent's key, so its budget covers them all)."""
+    models = pipeline.judge_models(pipeline.build_evaluators(job))
+    ledger = (
+        Ledger(engine, job.deployment, budget_key, job.budget)
+        if models and job.budget.capped
+        else None
+    )
+    gate = LedgerGate(ledger) if ledger else None
+    judges = JudgeRuntime(job.judge_settings(), gate=gate) if models else None
+    try:
+        yield Judging(judges, ledger, models)
+    finally:
+        if gate is not None:
+            await gate.close()
+        if judges is not None:
+            await judges.close()
+
+
+def fail_run(
+    engine: sa.Engine,
+    run_id: str,
+    exc: BaseException,
+    details: dict[str, Any],
+    hook: Any = None,
+    rollups: tuple[datetime, datetime] | None = None,
 ) -> None:
+    finish_run(
+        engine,
+        run_id,
+        "failed",
+        error=f"{type(exc).__name__}: {exc}"[:2000],
+        details=details,
+        then=hook,
+        rollups=rollups,
+    )
+
+
+async def run_pages(job: EvalJob, plan: RunPlan, judged: Judging, tally: RunTally) -> None:
     logger = get_run_logger()
+    require_prices(job, judged.models)
+    judges = judged.judges
+    slots = await lease_slots(judges, judged.models)
     cursor = plan.cursor
     while True:
         try:
@@ -148,61 +203,51 @@ async def evaluate_recent(
             plan.cursor.ts if plan.cursor else plan.start,
             plan.until,
         )
-        models = pipeline.judge_models(pipeline.build_evaluators(job))
-        ledger = (
-            Ledger(engine, job.deployment, plan.run_id, job.budget)
-            if models and job.budget.capped
-            else None
-        )
-        gate = LedgerGate(ledger) if ledger else None
-        judges = JudgeRuntime(job.judge_settings(), gate=gate) if models else None
         tally = RunTally()
-        try:
-            require_prices(job, models)
-            future = pipeline.quarantine_future_logs(job, engine, plan.run_id, datetime.now(UTC))
-            if future.quarantined:
-                logger.warning("%d logs stamped in the future were quarantined", future.quarantined)
-            await run_pages(job, plan, judges, await lease_slots(judges, models), tally)
-            if tally.counts.pulled == 0 and job.quality.expect_traffic:
-                tally.contract.batch_failures.append(
-                    "no logs in the window although quality.expect_traffic is set"
+        rollup_window = (rollup_start(engine, job.deployment, plan.start), plan.until)
+        async with judging(job, engine, plan.run_id) as judged:
+            try:
+                future = pipeline.quarantine_future_logs(
+                    job, engine, plan.run_id, datetime.now(UTC)
                 )
-        except BaseException as exc:
-            error = f"{type(exc).__name__}: {exc}"[:2000]
-            hook = (
-                notify_contract_broken(job, get_settings(), str(exc), flow_run_link())
-                if isinstance(exc, DataContractBroken)
-                else None
-            )
-            finish_run(
-                engine,
-                plan.run_id,
-                "failed",
-                error=error,
-                details=run_details(job, judges, tally, ledger),
-                then=hook,
-            )
-            deliver(engine)
-            raise
-        finally:
-            if gate is not None:
-                await gate.close()
-            if judges is not None:
-                await judges.close()
-        details = run_details(job, judges, tally, ledger)
+                if future.quarantined:
+                    logger.warning("%d future-stamped logs were quarantined", future.quarantined)
+                await run_pages(job, plan, judged, tally)
+                if tally.counts.pulled == 0 and job.quality.expect_traffic:
+                    tally.contract.batch_failures.append(
+                        "no logs in the window although quality.expect_traffic is set"
+                    )
+            except BaseException as exc:
+                hook = (
+                    notify_contract_broken(job, get_settings(), str(exc), flow_run_link())
+                    if isinstance(exc, DataContractBroken)
+                    else None
+                )
+                details = run_details(job, judged, tally)
+                fail_run(engine, plan.run_id, exc, details, hook, rollup_window)
+                deliver(engine)
+                raise
+        details = run_details(job, judged, tally)
         hook = notify_on_finish(job, get_settings(), datetime.now(UTC), flow_run_link())
-        summary = finish_run(engine, plan.run_id, "completed", details=details, then=hook)
+        summary = finish_run(
+            engine, plan.run_id, "completed", details=details, then=hook, rollups=rollup_window
+        )
         await publish_contract_artifact(summary.deployment, tally.contract)
+        await publish_run_artifacts(engine, summary)
         deliver(engine)
         return summary
 
 
-def flow_run_link() -> str | None:
-    """The flow run in the Prefect UI, when a UI URL is known (PREFECT_UI_URL)."""
+def flow_run_link_for(flow_run_id: str | None) -> str | None:
+    """A flow run in the Prefect UI, when a UI URL is known (PREFECT_UI_URL)."""
     from prefect.settings import PREFECT_UI_URL
 
     base = PREFECT_UI_URL.value()
-    return f"{base.rstrip('/')}/runs/flow-run/{flow_run.id}" if base and flow_run.id else None
+    return f"{base.rstrip('/')}/runs/flow-run/{flow_run_id}" if base and flow_run_id else None
+
+
+def flow_run_link() -> str | None:
+    return flow_run_link_for(flow_run.id)
 
 
 def deliver(engine: sa.Engine) -> None:
@@ -224,12 +269,11 @@ def deliver(engine: sa.Engine) -> None:
         logger.info("slack: %d messages sent", report.sent)
 
 
-def run_details(
-    job: EvalJob, judges: JudgeRuntime | None, tally: RunTally, ledger: Ledger | None = None
-) -> dict[str, Any]:
+def run_details(job: EvalJob, judged: Judging, tally: RunTally) -> dict[str, Any]:
     """What the run record keeps beyond counts: the contract's findings, the sample (per
     evaluator and stratum), what the budget left unscored, spend, and judge health."""
     details: dict[str, Any] = {"contract": tally.contract.model_dump()}
+    judges, ledger = judged.judges, judged.ledger
     if judges is not None:
         details["sampling"] = {
             "rule": job.sampling.model_dump(),

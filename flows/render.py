@@ -235,3 +235,69 @@ def estimate_renderable(e: Estimate) -> Group:
             )
     style = "green" if e.verdict == "fits the budget" else "yellow"
     return Group(head, judges, strata, Text(e.verdict, style=style))
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _interval(value: float | None, low: float | None, high: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1%} [{_pct(low)}, {_pct(high)}]"
+
+
+def _change(change: float | None) -> Text:
+    if change is None:
+        return Text("-")
+    style = "red" if change < -0.005 else "green" if change > 0.005 else ""
+    return Text(f"{change * 100:+.1f} pt", style=style)
+
+
+def report_renderable(report: Any) -> Group:
+    """`assay report`: evaluators per slice with intervals, usage per slice, eval spend."""
+    scope = report.deployment or "all deployments"
+    window = f"{report.since:%Y-%m-%d %H:%M} → {report.until:%Y-%m-%d %H:%M} UTC"
+    confidence = f"{report.confidence:.0%}"
+    quality = Table(title=f"{scope} · {window} · by {report.by} · {confidence} intervals")
+    columns = ("evaluator", "segment", "n", "pass rate [CI]", "vs prev", "mean [CI]")
+    for column in (*columns, "p5", "p25", "p50", "p75", "p95", "errors", "cost"):
+        quality.add_column(column, justify="left" if column in ("evaluator", "segment") else "right")
+    for s in report.evaluators:
+        mean = "-" if s.mean is None else f"{s.mean:.3f} [{_num(s.mean_low)}, {_num(s.mean_high)}]"
+        quality.add_row(
+            Text(s.evaluator if report.deployment else f"{s.deployment}/{s.evaluator}"),
+            Text(s.segment),
+            f"{s.n:,}",
+            _interval(s.pass_rate, s.pass_rate_low, s.pass_rate_high),
+            _change(s.pass_rate_change),
+            mean,
+            *(_num(getattr(s, p), 2) for p in ("p5", "p25", "p50", "p75", "p95")),
+            f"{s.errors:,}",
+            _cost(s.cost_usd, s.unknown_cost),
+        )
+    usage = Table(title="usage (every admitted log)")
+    columns = ("segment", "requests", "tokens/query", "cost", "latency p50/p95/p99 ms")
+    for column in (*columns, "error rate", "refusal rate", "repeat rate", "feedback +"):
+        usage.add_column(column, justify="left" if column == "segment" else "right")
+    for u in report.usage:
+        latency = "/".join(
+            _num(v, 0) for v in (u.latency_p50_ms, u.latency_p95_ms, u.latency_p99_ms)
+        )
+        usage.add_row(
+            Text(u.segment if report.deployment else f"{u.deployment}/{u.segment}"),
+            f"{u.requests:,}",
+            _num(u.tokens_per_query, 0),
+            f"${u.cost_usd:,.2f}",
+            latency,
+            _pct(u.error_rate),
+            _pct(u.refusal_rate),
+            _pct(u.repeat_query_rate),
+            _pct(u.feedback_positive_rate),
+        )
+    spent = sum(d.spent_usd for d in report.spend)
+    footer = Text(
+        f"Evaluation cost in this window: ${report.eval_cost_usd:,.4f} in scores; "
+        f"ledger spend on the days covered: ${spent:,.4f}."
+    )
+    return Group(quality, usage, footer)

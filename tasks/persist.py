@@ -13,7 +13,9 @@ import psycopg
 import sqlalchemy as sa
 from pydantic import BaseModel
 
+from evaluators.records import LogRecord
 from tasks.normalize import Reject
+from tasks.rollups import add_usage
 from tasks.score import SCORE_COLUMNS, ScoreRow
 from tasks.source import Cursor
 from tasks.sql import query
@@ -100,9 +102,11 @@ def write_page(
     pulled: int,
     move: bool = True,
     admitted: list[str] | None = None,
+    usage: list[LogRecord] | None = None,
 ) -> PageCounts:
-    """One transaction: scores, quarantine, re-admission of logs that now pass, counters and
-    (if `move` and a cursor is given) the watermark."""
+    """One transaction: scores, quarantine, re-admission of logs that now pass, counters,
+    (if `move` and a cursor is given) the watermark, and the usage rollups of `usage`, the
+    logs that moving the watermark consumes (so each log counts once)."""
     statuses = Counter(row.status for row in rows)
     with engine.begin() as conn:
         inserted = copy_scores(conn, rows)
@@ -125,4 +129,5 @@ def write_page(
         )
         if move and cursor is not None:
             move_watermark(conn, deployment, run_id, cursor)
+            add_usage(conn, deployment, usage or [])
     return counts

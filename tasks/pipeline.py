@@ -19,6 +19,7 @@ from tasks.persist import PageCounts, write_page
 from tasks.sampling import PagePlan, StratumCount, content_hash, plan_page
 from tasks.score import ScoreRow, judge_plan, score_records
 from tasks.source import Cursor, fetch_page
+from tasks.sql import query
 
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
@@ -85,6 +86,31 @@ def known_for(
     return known
 
 
+def without_scored(
+    scores_db: sa.Engine, deployment: str, plan: PagePlan, paid: list[Evaluator]
+) -> PagePlan:
+    """The plan minus items already scored by the same evaluator version, so a rerun or a
+    resumed backfill pays for nothing twice (the write would skip them anyway)."""
+    done: set[tuple[str, str]] = set()
+    with scores_db.connect() as conn:
+        for evaluator in paid:
+            ids = [i.record.id for i in plan.items if i.evaluator is evaluator]
+            found = conn.execute(
+                sa.text(query("persist", "scored_log_ids")),
+                {
+                    "deployment": deployment,
+                    "evaluator": evaluator.score_name,
+                    "version": evaluator.evaluator_version,
+                    "log_ids": ids,
+                },
+            )
+            done.update((evaluator.score_name, log_id) for log_id in found.scalars())
+    if not done:
+        return plan
+    left = [i for i in plan.items if (i.evaluator.score_name, i.record.id) not in done]
+    return plan.model_copy(update={"items": left})
+
+
 async def process_page(
     job: EvalJob,
     scores_db: sa.Engine,
@@ -95,17 +121,27 @@ async def process_page(
     evaluators: list[Evaluator],
     judges: JudgeRuntime | None = None,
     so_far: PageCounts | None = None,
+    backfill: bool = False,
 ) -> PageOutcome:
-    """The next keyset page of the window, through `process_rows`; the watermark follows it."""
+    """The next keyset page of the window, through `process_rows`; the watermark follows it,
+    except in a backfill, which leaves it alone and skips what is already scored."""
     with source_engine(job.source).connect() as conn:
         rows = fetch_page(conn, job.source, after, start, until)
     if not rows:
         return PageOutcome(counts=PageCounts(), last=None, full=False)
     last = Cursor(ts=rows[-1]["ts"], log_id=rows[-1]["id"])
     outcome = await process_rows(
-        job, scores_db, run_id, rows, evaluators, judges, so_far or PageCounts(), cursor=last
+        job,
+        scores_db,
+        run_id,
+        rows,
+        evaluators,
+        judges,
+        so_far or PageCounts(),
+        cursor=None if backfill else last,
+        skip_scored=backfill,
     )
-    return outcome.model_copy(update={"full": len(rows) == job.source.page_size})
+    return outcome.model_copy(update={"full": len(rows) == job.source.page_size, "last": last})
 
 
 async def process_rows(
@@ -118,6 +154,7 @@ async def process_rows(
     so_far: PageCounts,
     cursor: Cursor | None,
     enforce_contract: bool = True,
+    skip_scored: bool = False,
 ) -> PageOutcome:
     """Contract, then free evaluators on every valid log, then paid ones on the sample, then
     one transaction (moving the watermark to `cursor` if given). A batch that breaks the
@@ -136,6 +173,8 @@ async def process_rows(
     copied = 0
     if paid:
         plan = plan_page(records, paid, job.sampling, flagged_ids(scores))
+        if skip_scored:
+            plan = without_scored(scores_db, job.deployment, plan, paid)
         known = known_for(scores_db, job.deployment, plan, paid) if job.sampling.dedupe else {}
         judged = await judge_plan(plan.items, ctx, known, job.sampling.dedupe)
         scores += judged.rows
@@ -151,6 +190,7 @@ async def process_rows(
         # A duplicate id's repeat is quarantined while its first occurrence is scored: the
         # quarantine row documents the duplicate and must stay.
         admitted=sorted({r.id for r in records} - {r.log_id for r in admission.rejects}),
+        usage=records,
     )
     return PageOutcome(
         counts=counts,

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from tasks.errors import AssayError
+from tasks.rollups import refresh_score_rollups
 from tasks.source import Cursor
 from tasks.sql import query
 
@@ -29,6 +30,7 @@ class RunPlan(BaseModel):
     cursor: Cursor | None
     start: datetime
     until: datetime
+    backfill: bool = False  # leave the watermark alone and skip what is already scored
 
 
 class EvaluatorResult(BaseModel):
@@ -126,9 +128,11 @@ def finish_run(
     error: str | None = None,
     details: dict[str, Any] | None = None,
     then: Callable[[sa.Connection, "RunSummary"], None] | None = None,
+    rollups: tuple[datetime, datetime] | None = None,
 ) -> RunSummary:
     """Close the run record; `then` runs in the same transaction (alert state, the outbox), so
-    the run's outcome and what it has to say are committed together or not at all."""
+    the run's outcome and what it has to say are committed together or not at all. The score
+    rollups of the hours in `rollups` are recomputed in it too."""
     with engine.begin() as conn:
         row = conn.execute(
             sa.text(query("runs", "finish_run")),
@@ -139,6 +143,8 @@ def finish_run(
                 "details": json.dumps(details or {}, default=str),
             },
         ).one()
+        if rollups is not None:
+            refresh_score_rollups(conn, row.deployment, *rollups)
         results = conn.execute(sa.text(query("runs", "evaluator_results")), {"run_id": run_id})
         evaluators = [EvaluatorResult.model_validate(r._asdict()) for r in results]
         fields = row._asdict()
@@ -147,6 +153,16 @@ def finish_run(
         if then is not None:
             then(conn, summary)
     return summary
+
+
+def rollup_start(engine: sa.Engine, deployment: str, start: datetime) -> datetime:
+    """Where this run's rollup refresh begins: its window, or earlier if runs since the last
+    completed one stopped before refreshing theirs."""
+    with engine.connect() as conn:
+        earliest = conn.execute(
+            sa.text(query("runs", "unrefreshed_since")), {"deployment": deployment}
+        ).scalar_one_or_none()
+    return min(start, earliest) if earliest is not None else start
 
 
 def planned_window(
@@ -165,3 +181,50 @@ def planned_window(
     if start >= end:
         raise AssayError(f"the window is empty: start {start} is not before end {end}")
     return start, end
+
+
+def start_backfill_run(
+    engine: sa.Engine,
+    run_id: str,
+    deployment: str,
+    start: datetime,
+    end: datetime,
+    evaluators: list[str],
+    flow_run_id: str | None = None,
+    parent_run_id: str | None = None,
+) -> None:
+    """Record a backfill run (a parent, or one chunk of one) under `run_alive`; earlier backfill
+    runs whose process died are marked abandoned first. Backfills never touch the watermark."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(query("runs", "abandon_dead_backfills")), {"deployment": deployment})
+        conn.execute(
+            sa.text(query("runs", "insert_backfill_run")),
+            {
+                "run_id": run_id,
+                "deployment": deployment,
+                "window_start": start,
+                "window_end": end,
+                "flow_run_id": flow_run_id,
+                "parent_run_id": parent_run_id,
+                "evaluators": evaluators,
+            },
+        )
+
+
+@contextmanager
+def run_alive(engine: sa.Engine, run_id: str) -> Iterator[None]:
+    """Hold the run's liveness lock while it works; if the process dies, so does the lock, and
+    the next backfill of the deployment marks the run abandoned."""
+    with engine.connect() as conn:
+        conn.execute(sa.text(query("runs", "hold_run_alive")), {"run_id": run_id})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(sa.text(query("runs", "release_run_alive")), {"run_id": run_id})
+            conn.commit()
+
+
+def sum_children(engine: sa.Engine, run_id: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.text(query("runs", "sum_children")), {"run_id": run_id})

@@ -29,6 +29,13 @@ DEFAULT_PHRASES: tuple[str, ...] = (
 )
 
 
+def refusal_phrase(response: str, phrases: tuple[str, ...] = DEFAULT_PHRASES) -> str | None:
+    """The refusal phrase a response contains, if any."""
+    # Curly apostrophes are common in model output; compare on straight ones.
+    text = re.sub(r"[\u2018\u2019]", "'", response.casefold())
+    return next((p for p in phrases if p in text), None)
+
+
 @registered
 class Refusal(Evaluator):
     """Flags responses that refuse or deflect the request."""
@@ -42,7 +49,5 @@ class Refusal(Evaluator):
     async def evaluate(self, record: LogRecord, ctx: EvalContext) -> Score:
         if not record.response:
             return Score.skipped("no response")
-        # Curly apostrophes are common in model output; compare on straight ones.
-        text = re.sub(r"[\u2018\u2019]", "'", record.response.casefold())
-        hit = next((p for p in self.phrases if p in text), None)
+        hit = refusal_phrase(record.response, self.phrases)
         return Score.verdict(hit is None, reason=f"matched {hit!r}" if hit else None)

@@ -36,3 +36,8 @@ SET pulled = pulled + :pulled,
     errors = errors + :errors,
     skipped = skipped + :skipped
 WHERE run_id = :run_id
+
+-- name: scored_log_ids
+SELECT log_id FROM assay.scores
+WHERE deployment = :deployment AND evaluator = :evaluator AND evaluator_version = :version
+  AND log_id = ANY(:log_ids)

@@ -5,10 +5,21 @@ SELECT pg_try_advisory_lock(hashtext('assay.run'), hashtext(:deployment))
 SELECT pg_advisory_unlock(hashtext('assay.run'), hashtext(:deployment))
 
 -- name: abandon_stale_runs
+-- Hourly runs hold the deployment lock, so any other one still 'running' has died.
 UPDATE assay.eval_runs
 SET status = 'failed', finished_at = now(),
     error = 'abandoned: the process running it stopped before it finished'
-WHERE deployment = :deployment AND status = 'running'
+WHERE deployment = :deployment AND status = 'running' AND kind <> 'backfill'
+
+-- name: unrefreshed_since
+-- Hourly runs that died after writing pages but before refreshing their rollups.
+SELECT min(window_start) FROM assay.eval_runs
+WHERE deployment = :deployment AND kind <> 'backfill' AND status = 'failed'
+  AND error LIKE 'abandoned:%'
+  AND started_at > coalesce(
+      (SELECT max(started_at) FROM assay.eval_runs
+       WHERE deployment = :deployment AND kind <> 'backfill' AND status = 'completed'),
+      '-infinity')
 
 -- name: get_watermark
 SELECT ts, log_id FROM assay.watermarks WHERE deployment = :deployment
@@ -41,3 +52,39 @@ FROM assay.scores
 WHERE run_id = :run_id
 GROUP BY evaluator, evaluator_version
 ORDER BY evaluator
+
+-- name: insert_backfill_run
+INSERT INTO assay.eval_runs (run_id, deployment, kind, status, window_start, window_end,
+                             flow_run_id, parent_run_id, evaluators)
+VALUES (:run_id, :deployment, 'backfill', 'running', :window_start, :window_end, :flow_run_id,
+        :parent_run_id, :evaluators)
+
+-- name: hold_run_alive
+-- Held (session level) for as long as a backfill run's process lives.
+SELECT pg_advisory_lock(hashtext('assay.backfill'), hashtext(:run_id))
+
+-- name: release_run_alive
+SELECT pg_advisory_unlock(hashtext('assay.backfill'), hashtext(:run_id))
+
+-- name: abandon_dead_backfills
+-- Backfill runs may overlap, so no deployment lock: a run is dead when nobody holds its lock.
+UPDATE assay.eval_runs r
+SET status = 'failed', finished_at = now(),
+    error = 'abandoned: the process running it stopped before it finished'
+WHERE r.deployment = :deployment AND r.kind = 'backfill' AND r.status = 'running'
+  AND NOT EXISTS (
+      SELECT 1 FROM pg_locks l
+      WHERE l.locktype = 'advisory' AND l.objsubid = 2 AND l.granted
+        AND CAST(l.classid AS bigint) = CAST(hashtext('assay.backfill') AS bigint) & 4294967295
+        AND CAST(l.objid AS bigint) = CAST(hashtext(r.run_id::text) AS bigint) & 4294967295)
+
+-- name: sum_children
+-- A backfill parent's counters are its chunks' sums.
+UPDATE assay.eval_runs p
+SET pulled = c.pulled, normalized = c.normalized, quarantined = c.quarantined,
+    scored = c.scored, errors = c.errors, skipped = c.skipped
+FROM (SELECT coalesce(sum(pulled), 0) AS pulled, coalesce(sum(normalized), 0) AS normalized,
+             coalesce(sum(quarantined), 0) AS quarantined, coalesce(sum(scored), 0) AS scored,
+             coalesce(sum(errors), 0) AS errors, coalesce(sum(skipped), 0) AS skipped
+      FROM assay.eval_runs WHERE parent_run_id = :run_id) c
+WHERE p.run_id = :run_id

@@ -1,0 +1,120 @@
+"""What a flow run shows in the Prefect UI: a per-evaluator table and a markdown summary.
+
+The numbers come from `tasks.report` over the rollups of the run's hours, the same code the
+`assay report` command and the dashboard use.
+"""
+
+from typing import Any
+
+import sqlalchemy as sa
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
+from tasks.alerting import open_alerts
+from tasks.report import ScoreStats, score_rows
+from tasks.rollups import hour_ceil, hour_floor
+from tasks.runs import RunSummary
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def evaluator_table(stats: list[ScoreStats]) -> list[dict[str, Any]]:
+    return [
+        {
+            "evaluator": s.evaluator,
+            "n": s.n,
+            "pass_rate": _pct(s.pass_rate),
+            "pass_rate_ci": f"{_pct(s.pass_rate_low)} to {_pct(s.pass_rate_high)}",
+            "mean": _num(s.mean),
+            "p5": _num(s.p5),
+            "p50": _num(s.p50),
+            "p95": _num(s.p95),
+            "errors": s.errors,
+            "skipped": s.skipped,
+            "cost_usd": round(s.cost_usd, 6),
+            "unpriced_calls": s.unknown_cost,
+        }
+        for s in stats
+    ]
+
+
+def summary_markdown(summary: RunSummary, stats: list[ScoreStats], breaches: list[Any]) -> str:
+    details = summary.details
+    lines = [
+        f"# {summary.deployment}: {summary.kind} run {summary.status}",
+        "",
+        f"- **Window:** {summary.window_start} to {summary.window_end}",
+        f"- **Logs:** {summary.pulled:,} pulled, {summary.quarantined:,} quarantined, "
+        f"{summary.scored:,} scores written ({summary.errors:,} errors, "
+        f"{summary.skipped:,} skipped)",
+    ]
+    spend = details.get("spend")
+    if spend:
+        caps = ", ".join(
+            f"{name} {spend[key]}"
+            for name, key in (
+                ("per run", "max_usd_per_run"),
+                ("per day", "max_usd_per_day"),
+                ("calls per run", "max_calls_per_run"),
+            )
+            if spend.get(key) is not None
+        )
+        lines.append(
+            f"- **Judge spend:** ${spend['run_spent_usd']:.4f} in {spend['run_calls']:,} calls "
+            f"(today ${spend['day_spent_usd']:.4f}); caps: {caps or 'none'}; "
+            f"{spend['run_refused']:,} calls refused by the budget"
+        )
+    unscored = details.get("sampling", {}).get("unscored") or {}
+    left = {evaluator: sum(strata.values()) for evaluator, strata in unscored.items()}
+    if any(left.values()):
+        lines.append(
+            "- **Unscored (budget):** "
+            + ", ".join(f"{e} {n:,}" for e, n in sorted(left.items()) if n)
+        )
+    if summary.error:
+        lines.append(f"- **Error:** {summary.error}")
+    lines += ["", "## Evaluators (hours of this run's window)", ""]
+    lines += [
+        f"- `{s.evaluator}`: pass rate {_pct(s.pass_rate)} "
+        f"({_pct(s.pass_rate_low)} to {_pct(s.pass_rate_high)}), mean {_num(s.mean)}, "
+        f"n={s.n:,}"
+        for s in stats
+    ] or ["- no scores"]
+    lines += ["", "## Open breaches", ""]
+    lines += [
+        f"- `{b.evaluator}` {b.metric}{' ' + b.segment if b.segment else ''}: "
+        f"{_num(b.value)} since {b.opened_at:%Y-%m-%d %H:%M} UTC"
+        for b in breaches
+    ] or ["- none"]
+    return "\n".join(lines)
+
+
+async def publish_run_artifacts(
+    engine: sa.Engine, summary: RunSummary, evaluators: list[str] | None = None
+) -> None:
+    start = summary.window_start or summary.window_end
+    with engine.connect() as conn:
+        stats = score_rows(
+            conn,
+            summary.deployment,
+            hour_floor(start),
+            hour_ceil(summary.window_end),
+            evaluators=evaluators,
+        )
+        breaches = open_alerts(conn, summary.deployment)
+    prefix = f"{summary.deployment.replace('_', '-')}-{summary.kind}"
+    await acreate_table_artifact(
+        table=evaluator_table(stats) or [{"evaluator": "none", "n": 0}],
+        key=f"{prefix}-evaluators",
+        description=f"Per-evaluator results for {summary.deployment}, run {summary.run_id}",
+    )
+    await acreate_markdown_artifact(
+        markdown=summary_markdown(summary, stats, breaches),
+        key=f"{prefix}-summary",
+        description=f"Run summary for {summary.deployment}",
+    )

@@ -1,0 +1,251 @@
+"""`backfill`: evaluate a past range, chunk by chunk, without touching the hourly watermark.
+
+Run from a deployment, the parent splits [start, end) into chunks and starts each as a child
+flow run of the same deployment (`run_deployment`), so any worker of the pool can take it; at
+most `max_parallel` run at once. Run locally (`assay backfill`), the chunks run in this
+process. Chunks are idempotent: a log already scored by an evaluator version is neither judged
+nor written again, so rerunning a half-finished backfill does only the rest. All chunks spend
+from one budget (`budget_usd`, the parent's ledger key) and from the deployment's daily cap.
+"""
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from prefect import flow, get_run_logger
+from prefect.deployments.flow_runs import arun_deployment
+from prefect.runtime import deployment, flow_run
+from pydantic import Field
+
+from flows.artifacts import publish_run_artifacts
+from flows.evaluate import RunTally, fail_run, judging, run_details, run_pages
+from tasks.budget import Ledger
+from tasks.config import Duration, EvalJob
+from tasks.db import scores_engine
+from tasks.errors import AssayError, ConfigError
+from tasks.runs import RunPlan, RunSummary, finish_run, run_alive, start_backfill_run, sum_children
+
+#: The last instant of a chunk: windows are [start, end), the source reads `ts <= until`.
+JUST_BEFORE = timedelta(microseconds=1)
+
+
+class BackfillIncomplete(AssayError):
+    pass
+
+
+def chunk_windows(
+    start: datetime, end: datetime, chunk: timedelta
+) -> list[tuple[datetime, datetime]]:
+    if end <= start:
+        raise ConfigError(f"backfill: end {end} must be after start {start}")
+    if chunk <= timedelta(0):
+        raise ConfigError("backfill: chunk must be a positive duration, e.g. 1h or 1d")
+    windows = []
+    while start < end:
+        windows.append((start, min(start + chunk, end)))
+        start += chunk
+    return windows
+
+
+def backfill_job(job: EvalJob, evaluators: list[str] | None, budget_usd: float | None) -> EvalJob:
+    """The job narrowed to the requested evaluators, with the backfill's own budget: one cap
+    for all its chunks (the daily cap still applies, shared with the hourly runs)."""
+    chosen = job.evaluators
+    if evaluators:
+        names = {cfg.build().score_name: cfg for cfg in job.evaluators}
+        names.update({cfg.name: cfg for cfg in job.evaluators})
+        unknown = sorted(set(evaluators) - set(names))
+        if unknown:
+            raise ConfigError(
+                f"backfill: evaluator(s) {', '.join(unknown)} are not in {job.deployment}'s "
+                f"job; choose from {', '.join(sorted(names))}"
+            )
+        chosen = [
+            cfg for cfg in job.evaluators if {cfg.name, cfg.build().score_name} & set(evaluators)
+        ]
+    kept = {cfg.build().score_name for cfg in chosen}
+    return job.model_copy(
+        update={
+            "evaluators": chosen,
+            "budget": job.budget.model_copy(
+                update={"max_usd_per_run": budget_usd, "max_calls_per_run": None}
+            ),
+            "alerts": job.alerts.model_copy(
+                update={"rules": [r for r in job.alerts.rules if r.evaluator in kept]}
+            ),
+        }
+    )
+
+
+def evaluator_names(job: EvalJob) -> list[str]:
+    return [cfg.build().score_name for cfg in job.evaluators]
+
+
+async def run_chunk(
+    job: EvalJob, start: datetime, end: datetime, budget_key: str, parent_run_id: str | None
+) -> RunSummary:
+    """Evaluate logs in [start, end) that are not scored yet, as one backfill run."""
+    engine = scores_engine()
+    run_id = str(uuid.uuid4())
+    names = evaluator_names(job)
+    with run_alive(engine, run_id):
+        start_backfill_run(
+            engine, run_id, job.deployment, start, end, names, flow_run.id, parent_run_id
+        )
+        plan = RunPlan(
+            run_id=run_id,
+            deployment=job.deployment,
+            cursor=None,
+            start=start,
+            until=end - JUST_BEFORE,
+            backfill=True,
+        )
+        tally = RunTally()
+        async with judging(job, engine, budget_key) as judged:
+            try:
+                await run_pages(job, plan, judged, tally)
+            except BaseException as exc:
+                fail_run(engine, run_id, exc, run_details(job, judged, tally), rollups=(start, end))
+                raise
+        summary = finish_run(
+            engine,
+            run_id,
+            "completed",
+            details={**run_details(job, judged, tally), "parent_run_id": parent_run_id},
+            rollups=(start, end),
+        )
+    await publish_run_artifacts(engine, summary, names)
+    return summary
+
+
+def child_parameters(
+    job: EvalJob,
+    window: tuple[datetime, datetime],
+    evaluators: list[str] | None,
+    budget_usd: float | None,
+    chunk: timedelta,
+    parent_run_id: str,
+) -> dict[str, Any]:
+    return {
+        "job": job.model_dump(mode="json"),
+        "start": window[0].isoformat(),
+        "end": window[1].isoformat(),
+        "evaluators": evaluators,
+        "budget_usd": budget_usd,
+        "chunk": f"{chunk.total_seconds():g}s",
+        "max_parallel": 1,
+        "parent_run_id": parent_run_id,
+    }
+
+
+async def fan_out(
+    windows: list[tuple[datetime, datetime]],
+    parameters: Any,
+    max_parallel: int,
+) -> list[str]:
+    """Each window as a child flow run of this deployment; returns what did not complete."""
+    name = f"{flow_run.flow_name}/{deployment.name}"
+    gate = asyncio.Semaphore(max_parallel)
+
+    async def one(window: tuple[datetime, datetime]) -> str | None:
+        async with gate:
+            child = await arun_deployment(
+                name,
+                parameters=parameters(window),
+                flow_run_name=f"chunk-{window[0]:%Y%m%dT%H%M}",
+                as_subflow=True,
+                timeout=None,
+                poll_interval=2,
+            )
+        state = child.state
+        if state is not None and state.is_completed():
+            return None
+        outcome = state.name if state is not None else "unknown"
+        return f"{window[0]:%Y-%m-%d %H:%M} to {window[1]:%Y-%m-%d %H:%M} ({outcome})"
+
+    return [f for f in await asyncio.gather(*(one(w) for w in windows)) if f]
+
+
+async def run_here(
+    job: EvalJob, windows: list[tuple[datetime, datetime]], parent_run_id: str, max_parallel: int
+) -> list[str]:
+    """Chunks in this process (no deployment to fan out to)."""
+    gate = asyncio.Semaphore(max_parallel)
+
+    async def one(window: tuple[datetime, datetime]) -> str | None:
+        async with gate:
+            try:
+                await run_chunk(job, window[0], window[1], parent_run_id, parent_run_id)
+            except Exception as exc:
+                return f"{window[0]:%Y-%m-%d %H:%M} ({type(exc).__name__}: {exc})"
+        return None
+
+    return [f for f in await asyncio.gather(*(one(w) for w in windows)) if f]
+
+
+@flow(name="backfill", log_prints=False)
+async def backfill(
+    job: EvalJob,
+    start: datetime,
+    end: datetime,
+    evaluators: Annotated[
+        list[str] | None,
+        Field(description="Evaluators to run (names from the job); empty means all of them."),
+    ] = None,
+    budget_usd: Annotated[
+        float | None,
+        Field(ge=0, description="Judge spend cap for the whole backfill (all chunks), USD."),
+    ] = None,
+    chunk: Annotated[
+        Duration, Field(description="Length of each child run's window, e.g. 1h or 1d.")
+    ] = timedelta(days=1),
+    max_parallel: Annotated[
+        int, Field(ge=1, le=64, description="Chunks running at once (across workers).")
+    ] = 2,
+    parent_run_id: Annotated[
+        str | None, Field(description="Set by a backfill for its chunks; leave empty.")
+    ] = None,
+) -> RunSummary:
+    """Evaluate logs in [start, end) with the job's evaluators (or `evaluators`), chunk by
+    chunk, skipping what is already scored; the hourly watermark is never moved."""
+    logger = get_run_logger()
+    narrowed = backfill_job(job, evaluators, budget_usd)
+    windows = chunk_windows(start, end, chunk)
+    if parent_run_id is not None:  # one chunk, started by a parent backfill
+        return await run_chunk(narrowed, start, end, parent_run_id, parent_run_id)
+    engine = scores_engine()
+    run_id = str(uuid.uuid4())
+    names = evaluator_names(narrowed)
+    with run_alive(engine, run_id):
+        start_backfill_run(engine, run_id, job.deployment, start, end, names, flow_run.id)
+        logger.info(
+            "backfill %s of %s: %d chunk(s) of %s from %s to %s, evaluators %s",
+            run_id, job.deployment, len(windows), chunk, start, end, ", ".join(names),
+        )  # fmt: skip
+        try:
+            if deployment.id and len(windows) > 1:
+                failed = await fan_out(
+                    windows,
+                    lambda w: child_parameters(job, w, evaluators, budget_usd, chunk, run_id),
+                    max_parallel,
+                )
+            else:
+                failed = await run_here(narrowed, windows, run_id, max_parallel)
+            if failed:
+                raise BackfillIncomplete(
+                    f"{len(failed)} of {len(windows)} chunks did not complete: "
+                    f"{'; '.join(failed)}. Run the same backfill again to finish them: what is "
+                    "already scored is skipped."
+                )
+        except BaseException as exc:
+            sum_children(engine, run_id)
+            fail_run(engine, run_id, exc, {"chunks": len(windows)})
+            raise
+        sum_children(engine, run_id)
+        details: dict[str, Any] = {"chunks": len(windows), "evaluators": names}
+        if narrowed.budget.capped:
+            details["spend"] = Ledger(engine, job.deployment, run_id, narrowed.budget).report()
+        summary = finish_run(engine, run_id, "completed", details=details)
+    await publish_run_artifacts(engine, summary, names)
+    return summary

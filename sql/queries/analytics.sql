@@ -1,0 +1,100 @@
+-- name: lock_rollups
+-- Refreshes of one deployment's rollups take turns, so two writers never interleave a delete.
+SELECT pg_advisory_xact_lock(hashtext('assay.rollups'), hashtext(:deployment))
+
+-- name: delete_score_rollups
+DELETE FROM assay.score_rollups
+WHERE deployment = :deployment AND hour >= :lo AND hour < :hi
+
+-- name: insert_score_rollups
+-- Recomputed from the scores of whole hours, so rerunning it is harmless.
+INSERT INTO assay.score_rollups
+SELECT deployment, evaluator, evaluator_version, date_trunc('hour', log_ts) AS hour, dim, value,
+       count(*),
+       count(*) FILTER (WHERE status = 'ok'),
+       count(*) FILTER (WHERE status = 'error'),
+       count(*) FILTER (WHERE status = 'skipped'),
+       count(*) FILTER (WHERE status = 'ok' AND passed IS NOT NULL),
+       count(*) FILTER (WHERE status = 'ok' AND passed),
+       count(*) FILTER (WHERE status = 'ok' AND NOT passed),
+       coalesce(sum(weight) FILTER (WHERE status = 'ok'), 0),
+       coalesce(sum(weight * weight) FILTER (WHERE status = 'ok'), 0),
+       coalesce(sum(weight * score) FILTER (WHERE status = 'ok'), 0),
+       coalesce(sum(weight * score * score) FILTER (WHERE status = 'ok'), 0),
+       coalesce(sum(weight) FILTER (WHERE status = 'ok' AND passed IS NOT NULL), 0),
+       coalesce(sum(weight) FILTER (WHERE status = 'ok' AND passed), 0),
+       coalesce(sum(weight * weight) FILTER (WHERE status = 'ok' AND passed IS NOT NULL), 0),
+       coalesce(sum(weight) FILTER (WHERE status = 'error'), 0),
+       coalesce(sum(weight), 0),
+       assay.score_hist(score, weight) FILTER (WHERE status = 'ok'),
+       coalesce(sum(cost_usd), 0),
+       count(*) FILTER (WHERE cost_usd IS NULL),
+       coalesce(sum(tokens), 0)
+FROM assay_analytics.score_segments
+WHERE deployment = :deployment AND log_ts >= :lo AND log_ts < :hi
+GROUP BY deployment, evaluator, evaluator_version, date_trunc('hour', log_ts), dim, value
+
+-- name: add_usage
+INSERT INTO assay.usage_rollups AS u
+VALUES (:deployment, :hour, :dim, :value, :requests, :errors, :refusals, :repeats, :feedback_n,
+        :feedback_positive, :input_tokens, :output_tokens, :token_requests, :cost_usd,
+        :cost_requests, :latency_hist)
+ON CONFLICT (deployment, hour, dim, value) DO UPDATE SET
+    requests = u.requests + EXCLUDED.requests,
+    errors = u.errors + EXCLUDED.errors,
+    refusals = u.refusals + EXCLUDED.refusals,
+    repeats = u.repeats + EXCLUDED.repeats,
+    feedback_n = u.feedback_n + EXCLUDED.feedback_n,
+    feedback_positive = u.feedback_positive + EXCLUDED.feedback_positive,
+    input_tokens = u.input_tokens + EXCLUDED.input_tokens,
+    output_tokens = u.output_tokens + EXCLUDED.output_tokens,
+    token_requests = u.token_requests + EXCLUDED.token_requests,
+    cost_usd = u.cost_usd + EXCLUDED.cost_usd,
+    cost_requests = u.cost_requests + EXCLUDED.cost_requests,
+    latency_hist = assay.vec_add(u.latency_hist, EXCLUDED.latency_hist)
+
+-- name: score_cells
+-- Rollups merged over [since, until) per evaluator, slice value and (optionally) time bucket.
+-- :bucket is 'hour', 'day' or 'all' (one bucket for the whole range).
+SELECT deployment, evaluator,
+       CASE WHEN :bucket = 'all' THEN CAST(:since AS timestamptz)
+            ELSE date_trunc(:bucket, hour) END AS bucket,
+       value,
+       array_agg(DISTINCT evaluator_version) AS versions,
+       sum(n) AS n, sum(ok) AS ok, sum(errors) AS errors, sum(skipped) AS skipped,
+       sum(judged) AS judged, sum(passed) AS passed, sum(failed) AS failed,
+       sum(w) AS w, sum(w2) AS w2, sum(wx) AS wx, sum(wx2) AS wx2,
+       sum(judged_w) AS judged_w, sum(passed_w) AS passed_w, sum(judged_w2) AS judged_w2,
+       sum(error_w) AS error_w, sum(all_w) AS all_w,
+       assay.vec_sum(hist) AS hist,
+       sum(cost_usd) AS cost_usd, sum(unknown_cost) AS unknown_cost, sum(tokens) AS tokens
+FROM assay.score_rollups
+WHERE dim = :dim AND hour >= :since AND hour < :until
+  AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
+  AND (CAST(:evaluators AS text[]) IS NULL OR evaluator = ANY(:evaluators))
+GROUP BY deployment, evaluator, 3, value
+ORDER BY deployment, evaluator, 3, value
+
+-- name: usage_cells
+SELECT deployment,
+       CASE WHEN :bucket = 'all' THEN CAST(:since AS timestamptz)
+            ELSE date_trunc(:bucket, hour) END AS bucket,
+       value,
+       sum(requests) AS requests, sum(errors) AS errors, sum(refusals) AS refusals,
+       sum(repeats) AS repeats, sum(feedback_n) AS feedback_n,
+       sum(feedback_positive) AS feedback_positive, sum(input_tokens) AS input_tokens,
+       sum(output_tokens) AS output_tokens, sum(token_requests) AS token_requests,
+       sum(cost_usd) AS cost_usd, sum(cost_requests) AS cost_requests,
+       assay.vec_sum(latency_hist) AS latency_hist
+FROM assay.usage_rollups
+WHERE dim = :dim AND hour >= :since AND hour < :until
+  AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
+GROUP BY deployment, 2, value
+ORDER BY deployment, 2, value
+
+-- name: spend_days
+SELECT deployment, day, spent_usd, calls, max_usd_per_day
+FROM assay_analytics.budget_daily
+WHERE day >= CAST(:since AS date) AND day <= CAST(:until AS date)
+  AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
+ORDER BY deployment, day
