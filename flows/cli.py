@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 import typer
 from rich.console import Console
@@ -366,9 +366,7 @@ def report(
     until: Annotated[
         str | None, typer.Option(help="End (ISO 8601); default: the end of this hour.")
     ] = None,
-    by: Annotated[
-        str, typer.Option(help=f"Slice by one segment: {', '.join(SEGMENTS)}.")
-    ] = "all",
+    by: Annotated[str, typer.Option(help=f"Slice by one segment: {', '.join(SEGMENTS)}.")] = "all",
     evaluator: Annotated[
         list[str] | None, typer.Option(help="Only this evaluator (repeat for more).")
     ] = None,
@@ -387,7 +385,7 @@ def report(
 
     from flows.render import report_renderable
     from tasks.db import scores_engine
-    from tasks.report import ScoreStats, build_report
+    from tasks.report import By, ScoreStats, build_report
     from tasks.rollups import hour_ceil
 
     if by not in SEGMENTS:
@@ -401,7 +399,13 @@ def report(
         raise typer.Exit(2)
     result = _guarded(
         lambda: build_report(
-            scores_engine(), deployment, start, end, by, evaluator or None, confidence  # type: ignore[arg-type]
+            scores_engine(),
+            deployment,
+            start,
+            end,
+            cast(By, by),
+            evaluator or None,
+            confidence,
         )
     )
     if output is ReportFormat.json:
@@ -503,7 +507,7 @@ def _duration(adapter: Any, value: str) -> Any:
 
 
 def _submit_backfill(job: Any, params: dict[str, Any], output: OutputFormat) -> None:
-    from prefect.deployments import run_deployment
+    from prefect.deployments.flow_runs import arun_deployment
 
     from flows.evaluate import flow_run_link_for
 
@@ -514,7 +518,7 @@ def _submit_backfill(job: Any, params: dict[str, Any], output: OutputFormat) -> 
         "chunk": f"{params['chunk'].total_seconds():g}s",
     }
     try:
-        run = run_deployment(name, parameters=parameters, timeout=0, as_subflow=False)
+        run = asyncio.run(arun_deployment(name, parameters=parameters, timeout=0, as_subflow=False))
     except Exception as exc:
         err_console.print(
             f"[bold red]error:[/] could not start {name} on the Prefect server "
@@ -525,14 +529,16 @@ def _submit_backfill(job: Any, params: dict[str, Any], output: OutputFormat) -> 
     if output is OutputFormat.json:
         print(json.dumps({"flow_run_id": str(run.id), "name": run.name, "url": link}))
     else:
-        console.print(f"submitted {name}: flow run {run.name} ({run.id})" + (f"\n{link}" if link else ""))
+        console.print(f"submitted {name}: flow run {run.name} ({run.id})")
+        if link:
+            console.print(link)
 
 
 @app.command()
 def deploy(
-    prefect_file: Annotated[
-        Path, typer.Option(help="The prefect.yaml to deploy.")
-    ] = Path("deployments/prefect.yaml"),
+    prefect_file: Annotated[Path, typer.Option(help="The prefect.yaml to deploy.")] = Path(
+        "deployments/prefect.yaml"
+    ),
 ) -> None:
     """Register every deployment in deployments/prefect.yaml with the Prefect server (and
     create the process work pool if missing)."""

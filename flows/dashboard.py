@@ -8,7 +8,7 @@ from typing import Any, get_args
 
 import sqlalchemy as sa
 
-from tasks.report import By, score_rows, spend_rows, usage_rows
+from tasks.report import Bucket, By, score_rows, spend_rows, usage_rows
 
 TEMPLATE = Path(__file__).with_name("dashboard.html")
 SAFETY_EVALUATORS = ("pii", "secrets", "prompt_injection")
@@ -19,7 +19,7 @@ def dashboard_data(
 ) -> dict[str, Any]:
     """Everything the page draws: per bucket and slice, quality, usage, spend; whole-range
     per-slice quality for the segment comparison."""
-    bucket = "hour" if until - since <= timedelta(days=3) else "day"
+    bucket: Bucket = "hour" if until - since <= timedelta(days=3) else "day"
     quality: list[dict[str, Any]] = []
     compare: list[dict[str, Any]] = []
     usage: list[dict[str, Any]] = []

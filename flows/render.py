@@ -262,7 +262,8 @@ def report_renderable(report: Any) -> Group:
     quality = Table(title=f"{scope} · {window} · by {report.by} · {confidence} intervals")
     columns = ("evaluator", "segment", "n", "pass rate [CI]", "vs prev", "mean [CI]")
     for column in (*columns, "p5", "p25", "p50", "p75", "p95", "errors", "cost"):
-        quality.add_column(column, justify="left" if column in ("evaluator", "segment") else "right")
+        left = column in ("evaluator", "segment")
+        quality.add_column(column, justify="left" if left else "right")
     for s in report.evaluators:
         mean = "-" if s.mean is None else f"{s.mean:.3f} [{_num(s.mean_low)}, {_num(s.mean_high)}]"
         quality.add_row(
@@ -277,8 +278,8 @@ def report_renderable(report: Any) -> Group:
             _cost(s.cost_usd, s.unknown_cost),
         )
     usage = Table(title="usage (every admitted log)")
-    columns = ("segment", "requests", "tokens/query", "cost", "latency p50/p95/p99 ms")
-    for column in (*columns, "error rate", "refusal rate", "repeat rate", "feedback +"):
+    usage_columns = ("segment", "requests", "tokens/query", "cost", "latency p50/p95/p99 ms")
+    for column in (*usage_columns, "error rate", "refusal rate", "repeat rate", "feedback +"):
         usage.add_column(column, justify="left" if column == "segment" else "right")
     for u in report.usage:
         latency = "/".join(

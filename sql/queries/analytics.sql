@@ -61,13 +61,13 @@ SELECT deployment, evaluator,
             ELSE date_trunc(:bucket, hour) END AS bucket,
        value,
        array_agg(DISTINCT evaluator_version) AS versions,
-       sum(n) AS n, sum(ok) AS ok, sum(errors) AS errors, sum(skipped) AS skipped,
-       sum(judged) AS judged, sum(passed) AS passed, sum(failed) AS failed,
+       sum(n)::bigint AS n, sum(ok)::bigint AS ok, sum(errors)::bigint AS errors, sum(skipped)::bigint AS skipped,
+       sum(judged)::bigint AS judged, sum(passed)::bigint AS passed, sum(failed)::bigint AS failed,
        sum(w) AS w, sum(w2) AS w2, sum(wx) AS wx, sum(wx2) AS wx2,
        sum(judged_w) AS judged_w, sum(passed_w) AS passed_w, sum(judged_w2) AS judged_w2,
        sum(error_w) AS error_w, sum(all_w) AS all_w,
        assay.vec_sum(hist) AS hist,
-       sum(cost_usd) AS cost_usd, sum(unknown_cost) AS unknown_cost, sum(tokens) AS tokens
+       sum(cost_usd) AS cost_usd, sum(unknown_cost)::bigint AS unknown_cost, sum(tokens)::bigint AS tokens
 FROM assay.score_rollups
 WHERE dim = :dim AND hour >= :since AND hour < :until
   AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
@@ -80,11 +80,11 @@ SELECT deployment,
        CASE WHEN :bucket = 'all' THEN CAST(:since AS timestamptz)
             ELSE date_trunc(:bucket, hour) END AS bucket,
        value,
-       sum(requests) AS requests, sum(errors) AS errors, sum(refusals) AS refusals,
-       sum(repeats) AS repeats, sum(feedback_n) AS feedback_n,
-       sum(feedback_positive) AS feedback_positive, sum(input_tokens) AS input_tokens,
-       sum(output_tokens) AS output_tokens, sum(token_requests) AS token_requests,
-       sum(cost_usd) AS cost_usd, sum(cost_requests) AS cost_requests,
+       sum(requests)::bigint AS requests, sum(errors)::bigint AS errors, sum(refusals)::bigint AS refusals,
+       sum(repeats)::bigint AS repeats, sum(feedback_n)::bigint AS feedback_n,
+       sum(feedback_positive)::bigint AS feedback_positive, sum(input_tokens)::bigint AS input_tokens,
+       sum(output_tokens)::bigint AS output_tokens, sum(token_requests)::bigint AS token_requests,
+       sum(cost_usd) AS cost_usd, sum(cost_requests)::bigint AS cost_requests,
        assay.vec_sum(latency_hist) AS latency_hist
 FROM assay.usage_rollups
 WHERE dim = :dim AND hour >= :since AND hour < :until

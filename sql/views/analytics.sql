@@ -60,13 +60,13 @@ counts AS (
            avg(score) FILTER (WHERE status = 'ok') AS mean_score,
            sum(weight * score) FILTER (WHERE status = 'ok')
                / nullif(sum(weight) FILTER (WHERE status = 'ok'), 0) AS weighted_mean,
-           sum(weight) FILTER (WHERE status = 'ok' AND passed)
+           coalesce(sum(weight) FILTER (WHERE status = 'ok' AND passed), 0)
                / nullif(sum(weight) FILTER (WHERE status = 'ok' AND passed IS NOT NULL), 0)
                AS pass_rate,
            count(*) FILTER (WHERE status = 'ok' AND passed)::double precision
                / nullif(count(*) FILTER (WHERE status = 'ok' AND passed IS NOT NULL), 0)
                AS unweighted_pass_rate,
-           sum(weight) FILTER (WHERE status = 'error')
+           coalesce(sum(weight) FILTER (WHERE status = 'error'), 0)
                / nullif(sum(weight), 0) AS error_rate,
            sum(weight) FILTER (WHERE status = 'ok') AS population_estimate,
            coalesce(sum(cost_usd), 0) AS cost_usd
@@ -100,7 +100,7 @@ CREATE VIEW assay_analytics.score_changes AS
 WITH per_period AS (
     SELECT granularity, period, deployment, evaluator, dim, value,
            count(*) FILTER (WHERE status = 'ok') AS ok,
-           sum(weight) FILTER (WHERE status = 'ok' AND passed)
+           coalesce(sum(weight) FILTER (WHERE status = 'ok' AND passed), 0)
                / nullif(sum(weight) FILTER (WHERE status = 'ok' AND passed IS NOT NULL), 0)
                AS pass_rate,
            sum(weight * score) FILTER (WHERE status = 'ok')
