@@ -245,7 +245,9 @@ async def backfill(
         sum_children(engine, run_id)
         details: dict[str, Any] = {"chunks": len(windows), "evaluators": names}
         if narrowed.budget.capped:
-            details["spend"] = Ledger(engine, job.deployment, run_id, narrowed.budget).report()
+            details["spend"] = (
+                Ledger(engine, job.deployment, run_id, narrowed.budget).report().model_dump()
+            )
         summary = finish_run(engine, run_id, "completed", details=details)
     await publish_run_artifacts(engine, summary, names)
     return summary

@@ -12,7 +12,7 @@ import httpx
 from prefect import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.asyncio import concurrency
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from evaluators.judges.client import JudgeRuntime, JudgeSettings
 from tasks.errors import ConfigError
@@ -44,7 +44,9 @@ async def ensure_limits(models: list[str], settings: JudgeSettings) -> dict[str,
                     await client.create_global_concurrency_limit(
                         GlobalConcurrencyLimitCreate(name=name, limit=wanted)
                     )
-                except httpx.HTTPStatusError as exc:  # another run created it first
+                except ObjectAlreadyExists:  # another run created it first
+                    pass
+                except httpx.HTTPStatusError as exc:
                     if exc.response.status_code != 409:
                         raise
                 existing = await client.read_global_concurrency_limit_by_name(name)
