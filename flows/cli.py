@@ -547,3 +547,7 @@ def deploy(
     names = _guarded(lambda: deploy_all(prefect_file))
     console.print(f"registered {len(names)} deployment(s): {', '.join(names)}")
     console.print("start a worker: prefect worker start --pool assay-process")
+
+
+if __name__ == "__main__":
+    app()
