@@ -41,6 +41,8 @@ bench: $(STAMP) prefect-home
 	$(PY) bench/judges.py
 	$(PY) bench/contract.py
 	$(PY) bench/sampling.py
+	$(PY) bench/report.py
+	$(PY) bench/backfill.py
 
 clean:
 	rm -rf $(VENV) .assay .pytest_cache .mypy_cache .ruff_cache

@@ -1,9 +1,16 @@
 """Benchmark plumbing shared by the benches: a throwaway database and seeded canonical logs."""
 
+import json
 import os
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -62,3 +69,27 @@ def seed(conninfo: str, n: int) -> float:
         conn.execute(SEED_SQL, {"n": n, "end": END})
         conn.execute("ANALYZE assay.llm_logs")
     return time.perf_counter() - start
+
+
+@contextmanager
+def fake_server(latency: float, rpm: int | None = None) -> Iterator[str]:
+    """The fake LLM in a child process, so its CPU is not counted as the client's."""
+    args = [sys.executable, "-m", "tests.fakes.llm", "--latency", str(latency)]
+    if rpm:
+        args += ["--rpm", str(rpm)]
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        args, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    port = int(proc.stdout.readline())
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+def server_stats(base: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{base}/_stats") as response:
+        return json.loads(response.read())

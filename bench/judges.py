@@ -15,12 +15,9 @@ Env: BENCH_CALLS (default 2000), BENCH_RPM_CALLS (default 3600, i.e. about 72 se
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-from bench.common import END, create_database, drop_database, seed
+from bench.common import END, create_database, drop_database, fake_server, seed, server_stats
 from evaluators.base import EvalContext
 from evaluators.judges.client import JudgeRuntime
 from evaluators.records import LogRecord
@@ -46,30 +43,6 @@ MESSAGES = [
     {"role": "system", "content": "CRITERION: faithfulness\nJudge the response." * 10},
     {"role": "user", "content": "Is the response grounded? " + "lorem ipsum dolor " * 60},
 ]
-
-
-@contextmanager
-def fake_server(latency: float, rpm: int | None = None) -> Iterator[str]:
-    """The fake LLM in a child process, so its CPU is not counted as the client's."""
-    args = [sys.executable, "-m", "tests.fakes.llm", "--latency", str(latency)]
-    if rpm:
-        args += ["--rpm", str(rpm)]
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.Popen(
-        args, cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None and proc.stdin is not None
-    port = int(proc.stdout.readline())
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.stdin.close()
-        proc.wait(timeout=30)
-
-
-def server_stats(base: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{base}/_stats") as response:
-        return json.loads(response.read())
 
 
 async def bounded(n: int, concurrency: int, call: Callable[[int], Awaitable[Any]]) -> None:

@@ -50,6 +50,10 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     retry_delay_seconds=[2, 10],
     retry_jitter_factor=0.5,
     retry_condition_fn=is_transient,
+    # A page is at most `page_size` logs; an hour without progress means a stuck source or
+    # judge, and the run should fail loudly rather than hold the deployment lock.
+    timeout_seconds=3600,
+    tags=["assay", "evaluate-page"],
 )
 async def evaluate_page(
     job: EvalJob,

@@ -34,12 +34,14 @@ async def replay_quarantine(job: EvalJob, run_id: str | None = None) -> RunSumma
         try:
             slots = await lease_slots(judges, models)
             counts = PageCounts()
+            seen: list[datetime] = []  # log times, so the rollups of those hours are redone
             size = job.source.page_size
             for start in range(0, len(ids), size):
                 chunk = ids[start : start + size]
                 with pipeline.source_engine(job.source).connect() as conn:
                     rows = rows_by_id(conn, job.source, chunk)
                 result.missing_from_source += len(chunk) - len(rows)
+                seen += [r["ts"] for r in rows if isinstance(r.get("ts"), datetime)]
                 async with judge_slots(slots):
                     outcome = await pipeline.process_rows(
                         job, engine, plan.run_id, rows, evaluators, judges, counts,
@@ -57,4 +59,5 @@ async def replay_quarantine(job: EvalJob, run_id: str | None = None) -> RunSumma
             if judges is not None:
                 await judges.close()
         details: dict[str, Any] = {"replay": result.model_dump()}
-        return finish_run(engine, plan.run_id, "completed", details=details)
+        hours = (min(seen), max(seen)) if seen and seen[0].tzinfo else None
+        return finish_run(engine, plan.run_id, "completed", details=details, rollups=hours)

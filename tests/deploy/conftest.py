@@ -76,11 +76,11 @@ class PrefectServer:
     def env(self, **extra: str) -> dict[str, str]:
         return {**prefect_env(self.api_url, self.home), **extra}
 
-    def start_worker(self, db_url: str, log: Path) -> subprocess.Popen[bytes]:
+    def start_worker(self, db_url: str, log: Path, limit: int = 8) -> subprocess.Popen[bytes]:
         env = self.env(ASSAY_DATABASE_URL=db_url)
         env.pop("ASSAY_WAREHOUSE_URL", None)
         command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL,
-                   "--type", "process", "--limit", "8"]  # fmt: skip
+                   "--type", "process", "--limit", str(limit)]  # fmt: skip
         with log.open("ab") as out:
             return subprocess.Popen(command, cwd=PROJECT, env=env, stdout=out, stderr=out)
 
@@ -89,7 +89,13 @@ class PrefectServer:
 def prefect_server(
     admin_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrefectServer]:
-    home = tmp_path_factory.mktemp("prefect-home")
+    with running_server(admin_url, tmp_path_factory.mktemp("prefect-home")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_server(admin_url: str, home: Path) -> Iterator[PrefectServer]:
+    """`prefect server start` on a free port with its own Postgres database."""
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     name = pg.create_database(admin_url)

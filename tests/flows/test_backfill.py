@@ -154,3 +154,16 @@ async def test_backfill_rejects_unknown_evaluators_and_empty_ranges(
         await backfill(job, DAY0, END, evaluators=["toxicity"])
     with pytest.raises(ConfigError, match="must be after start"):
         await backfill(job, END, DAY0)
+
+
+def test_the_cli_refuses_a_bad_backfill_with_exit_code_2(engine: sa.Engine) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    runner = CliRunner()
+    args = ["backfill", "support-bot", "--start", DAY0.isoformat(), "--end", END.isoformat()]
+    unknown = runner.invoke(app, [*args, "--evaluator", "no-such-judge"])
+    assert unknown.exit_code == 2 and "not in support-bot's job" in unknown.output
+    bad_chunk = runner.invoke(app, [*args, "--chunk", "soon"])
+    assert bad_chunk.exit_code == 2 and "is not a duration" in bad_chunk.output
