@@ -63,6 +63,7 @@ async def test_a_backfill_started_from_the_ui_form_completes(
         await set_json(page, "start", DAY0.isoformat())
         await set_json(page, "end", (DAY0 + timedelta(days=2)).isoformat())
         await set_json(page, "evaluators", ["toxicity"])
+        submitted_at = datetime.now(UTC) - timedelta(seconds=1)
         await page.get_by_role("button", name="Submit").click()
         await page.wait_for_url("**/deployments/deployment/*?tab=Runs", timeout=30_000)
         async with client_for(server) as client:
@@ -72,7 +73,10 @@ async def test_a_backfill_started_from_the_ui_form_completes(
             started = [
                 r
                 for r in await client.read_flow_runs()
-                if r.deployment_id == deployment.id and r.parent_task_run_id is None
+                if r.deployment_id == deployment.id
+                and r.parent_task_run_id is None
+                and r.created is not None
+                and r.created >= submitted_at
             ]
             assert len(started) == 1  # the form created exactly one backfill run
             run = await wait_for(client, started[0].id)
