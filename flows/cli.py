@@ -46,8 +46,23 @@ ConfigOption = Annotated[
 
 def _guarded(action: Callable[[], T]) -> T:
     """Run `action`, turning Assay's errors into a clear message and the contract's exit code."""
+    import sqlalchemy as sa
+
     try:
         return action()
+    except sa.exc.ProgrammingError as exc:
+        if getattr(exc.orig, "sqlstate", None) != "42P01":  # undefined table
+            raise
+        err_console.print(
+            "[bold red]database error:[/] Assay's tables are missing or out of date in this "
+            "database; run `assay migrate` (check ASSAY_DATABASE_URL points where you expect)"
+        )
+        raise typer.Exit(2) from None
+    except sa.exc.OperationalError as exc:
+        # The driver's first line names host and port, never the password.
+        first_line = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        err_console.print(f"[bold red]database unreachable:[/] {first_line}")
+        raise typer.Exit(1) from None
     except ConfigError as exc:
         err_console.print(f"[bold red]config error:[/] {exc}")
         raise typer.Exit(2) from None

@@ -17,20 +17,20 @@ SAFETY_EVALUATORS = ("pii", "secrets", "prompt_injection")
 def dashboard_data(
     engine: sa.Engine, deployment: str | None, since: datetime, until: datetime
 ) -> dict[str, Any]:
-    """Everything the page draws: per bucket and slice, quality, usage, spend; whole-range
-    per-slice quality for the segment comparison."""
+    """Everything the page draws: per time bucket, quality and usage of the whole deployment;
+    over the whole range, quality per slice (segment comparison, distributions); spend."""
     bucket: Bucket = "hour" if until - since <= timedelta(days=3) else "day"
     quality: list[dict[str, Any]] = []
     compare: list[dict[str, Any]] = []
     usage: list[dict[str, Any]] = []
     with engine.connect() as conn:
+        for row in score_rows(conn, deployment, since, until, "all", bucket=bucket):
+            quality.append({"dim": "all", **row.model_dump(mode="json")})
+        for usage_row in usage_rows(conn, deployment, since, until, "all", bucket=bucket):
+            usage.append({"dim": "all", **usage_row.model_dump(mode="json")})
         for dim in get_args(By):
-            for row in score_rows(conn, deployment, since, until, dim, bucket=bucket):
-                quality.append({"dim": dim, **row.model_dump(mode="json")})
             for row in score_rows(conn, deployment, since, until, dim, bucket="all"):
                 compare.append({"dim": dim, **row.model_dump(mode="json")})
-            for usage_row in usage_rows(conn, deployment, since, until, dim, bucket=bucket):
-                usage.append({"dim": dim, **usage_row.model_dump(mode="json")})
         spend = spend_rows(conn, deployment, since, until)
     return {
         "generated_at": datetime.now().astimezone().isoformat(timespec="seconds"),

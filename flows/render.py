@@ -261,11 +261,15 @@ def report_renderable(report: Any) -> Group:
     confidence = f"{report.confidence:.0%}"
     quality = Table(title=f"{scope} · {window} · by {report.by} · {confidence} intervals")
     columns = ("evaluator", "segment", "n", "pass rate [CI]", "vs prev", "mean [CI]")
-    for column in (*columns, "p5", "p25", "p50", "p75", "p95", "errors", "cost"):
+    for column in (*columns, "p5/p25/p50/p75/p95", "errors", "cost"):
         left = column in ("evaluator", "segment")
-        quality.add_column(column, justify="left" if left else "right")
+        quality.add_column(column, justify="left" if left else "right", no_wrap=True)
     for s in report.evaluators:
-        mean = "-" if s.mean is None else f"{s.mean:.3f} [{_num(s.mean_low)}, {_num(s.mean_high)}]"
+        mean = (
+            "-"
+            if s.mean is None
+            else f"{s.mean:.2f} [{_num(s.mean_low, 2)}, {_num(s.mean_high, 2)}]"
+        )
         quality.add_row(
             Text(s.evaluator if report.deployment else f"{s.deployment}/{s.evaluator}"),
             Text(s.segment),
@@ -273,7 +277,7 @@ def report_renderable(report: Any) -> Group:
             _interval(s.pass_rate, s.pass_rate_low, s.pass_rate_high),
             _change(s.pass_rate_change),
             mean,
-            *(_num(getattr(s, p), 2) for p in ("p5", "p25", "p50", "p75", "p95")),
+            "/".join(_num(getattr(s, p), 2) for p in ("p5", "p25", "p50", "p75", "p95")),
             f"{s.errors:,}",
             _cost(s.cost_usd, s.unknown_cost),
         )
