@@ -116,8 +116,14 @@ async def test_a_custom_scheduled_run_uses_its_parameters_and_its_scheduled_wind
     )
     assert judged == 30  # every log in the window, none after it
     assert scalar(engine, "SELECT count(*) FROM assay.scores WHERE log_id LIKE 'late-%'") == 0
-    keys = {a.key for a in artifacts if a.flow_run_id == run.id}
-    assert {"support-bot-scheduled-evaluators", "support-bot-scheduled-summary"} <= keys
+    mine = {a.key: a for a in artifacts if a.flow_run_id == run.id}
+    assert {"support-bot-scheduled-evaluators", "support-bot-scheduled-summary"} <= set(mine)
+    table = mine["support-bot-scheduled-evaluators"].data
+    rows = json.loads(table) if isinstance(table, str) else table
+    toxicity = next(r for r in rows if r["evaluator"] == "toxicity")
+    assert toxicity["n"] == 30 and toxicity["pass_rate"].endswith("%")
+    summary = str(mine["support-bot-scheduled-summary"].data)
+    assert "**Window:**" in summary and "## Open breaches" in summary
 
 
 def backfill_job(base: dict[str, Any], fake: FakeLLM) -> dict[str, Any]:
