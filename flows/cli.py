@@ -345,6 +345,10 @@ def demo(
         "Scores are in assay.scores; quarantined logs and reasons in assay.quarantine "
         "(`assay quarantine DEPLOYMENT`, and `--replay` once the source is fixed)."
     )
+    console.print(
+        "Next: `assay report support-bot --by model` for quality with intervals, usage and "
+        "spend, or `assay dashboard --out assay.html` for charts you can open offline."
+    )
 
 
 def _since(value: str, now: datetime) -> datetime:

@@ -64,6 +64,24 @@ def scores_engine() -> sa.Engine:
     return engine_for(database_url())
 
 
+#: The migration that introduced rollups; scores written before it get their rollups built once.
+ROLLUPS_MIGRATION = "0007_create_rollups.sql"
+
+
+def build_rollups_of_existing_scores(conn: sa.Connection) -> None:
+    """Upgrading a database that already holds scores: roll them up, deployment by deployment.
+    (Usage rollups start with the next run: they come from the logs as runs read them.)"""
+    from tasks.rollups import refresh_score_rollups
+
+    spans = conn.execute(
+        sa.text("SELECT deployment, min(log_ts), max(log_ts) FROM assay.scores GROUP BY 1")
+    ).all()
+    conn.commit()
+    for deployment, first, last in spans:
+        with conn.begin():
+            refresh_score_rollups(conn, deployment, first, last)
+
+
 def migrate(engine: sa.Engine) -> list[str]:
     """Apply pending migrations in order, then re-apply views. Returns the files applied.
 
@@ -98,6 +116,8 @@ def migrate(engine: sa.Engine) -> list[str]:
             with conn.begin():
                 for path in view_files():
                     conn.exec_driver_sql(path.read_text())
+            if ROLLUPS_MIGRATION in applied:
+                build_rollups_of_existing_scores(conn)
         finally:
             conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
             conn.commit()

@@ -77,3 +77,46 @@ def test_an_ok_score_must_carry_a_value(engine: sa.Engine) -> None:
                 " log_ts, status, run_id) VALUES ('d', 'l', 'e', '1', now(), 'ok', gen_random_uuid())"
             )
         )
+
+
+def test_upgrading_a_database_with_scores_builds_their_rollups(admin_url: str) -> None:
+    """A database from before the rollups (migrations up to 0006) keeps its scores reportable."""
+    from datetime import UTC, datetime
+
+    from tasks.db import ROLLUPS_MIGRATION, _engine
+    from tasks.report import score_rows
+    from tests import pg
+
+    name = pg.create_database(admin_url)
+    url = pg.as_sqlalchemy_url(pg.with_database(admin_url, name))
+    engine = _engine(url)
+    try:
+        older = [p for p in migration_files() if p.name < ROLLUPS_MIGRATION]
+        with engine.begin() as conn:
+            for path in older:
+                conn.exec_driver_sql(path.read_text())
+            conn.execute(sa.text("CREATE TABLE assay.schema_migrations (name text PRIMARY KEY)"))
+            for path in older:
+                conn.execute(
+                    sa.text("INSERT INTO assay.schema_migrations VALUES (:n)"), {"n": path.name}
+                )
+            for i, passed in enumerate([True, True, False]):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO assay.scores (deployment, log_id, evaluator, "
+                        "evaluator_version, log_ts, status, score, passed, run_id) VALUES "
+                        "('old-app', :id, 'pii', '1', :ts, 'ok', :score, :passed, "
+                        "'00000000-0000-0000-0000-000000000001')"
+                    ),
+                    {"id": f"l{i}", "ts": datetime(2026, 3, 1, 10, i, tzinfo=UTC),
+                     "score": 1.0 if passed else 0.0, "passed": passed},
+                )  # fmt: skip
+        assert ROLLUPS_MIGRATION in migrate(engine)
+        with engine.connect() as conn:
+            (stats,) = score_rows(
+                conn, "old-app", datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+            )
+        assert stats.n == 3 and stats.pass_rate == pytest.approx(2 / 3)
+    finally:
+        engine.dispose()
+        pg.drop_database(admin_url, name)
