@@ -22,7 +22,18 @@ from tests.conftest import insert_logs, log
 from tests.fakes.llm import FakeLLM, Reply, verdict
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
-BASE = (datetime.now(UTC) - timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
+
+
+def midweek_morning() -> datetime:
+    """A Wednesday 10:00 UTC at least two days ago: three hours from it stay in one day and
+    one week, so the per-week view row holds every score."""
+    day = (datetime.now(UTC) - timedelta(days=2)).replace(
+        hour=10, minute=0, second=0, microsecond=0
+    )
+    return day - timedelta(days=(day.weekday() - 2) % 7)
+
+
+BASE = midweek_morning()
 UNTIL = BASE + timedelta(hours=3)
 ARTIFACTS = Path(os.environ.get("ASSAY_TEST_ARTIFACTS", "test-artifacts"))
 
@@ -144,14 +155,13 @@ async def test_views_match_raw_scores_and_weights_correct_a_stratified_sample(
         "SELECT * FROM assay_analytics.score_distribution WHERE granularity = 'week' "
         "AND evaluator = 'faithfulness' AND dim = 'all'",
     )
-    if len(whole) == 1:  # the three hours may straddle a week boundary; then check per week
-        v = whole[0]
-        assert v.pass_rate == pytest.approx(weighted_pass)
-        assert v.unweighted_pass_rate == pytest.approx(unweighted_pass)
-        assert v.weighted_mean == pytest.approx(weighted_mean)
-        for name, p in (("p5", 0.05), ("p25", 0.25), ("p50", 0.5), ("p75", 0.75), ("p95", 0.95)):
-            assert getattr(v, name) == pytest.approx(weighted_quantile(pairs, p)), name
-        assert v.population_estimate == pytest.approx(1000, rel=0.02)
+    (v,) = whole
+    assert v.pass_rate == pytest.approx(weighted_pass)
+    assert v.unweighted_pass_rate == pytest.approx(unweighted_pass)
+    assert v.weighted_mean == pytest.approx(weighted_mean)
+    for name, p in (("p5", 0.05), ("p25", 0.25), ("p50", 0.5), ("p75", 0.75), ("p95", 0.95)):
+        assert getattr(v, name) == pytest.approx(weighted_quantile(pairs, p)), name
+    assert v.population_estimate == pytest.approx(1000, rel=0.02)
 
     by_topic = {
         r.value: r
@@ -190,7 +200,7 @@ async def test_usage_covers_every_log(scored: sa.Engine) -> None:
     (usage,) = view(
         scored,
         "SELECT * FROM assay_analytics.usage WHERE granularity = 'week' AND dim = 'all'",
-    ) or [None]
+    )
     report = build_report(scored, "rag-app", BASE, UNTIL)
     (u,) = report.usage
     assert u.requests == 1000
@@ -205,8 +215,8 @@ async def test_usage_covers_every_log(scored: sa.Engine) -> None:
     assert u.latency_p95_ms == pytest.approx(exact_p95, rel=0.075)
     # A user asking the same prompt again counts as a repeat; these prompts are all distinct.
     assert u.repeat_query_rate == 0
-    if usage is not None:
-        assert usage.requests == 1000 and usage.error_rate == pytest.approx(u.error_rate)
+    assert usage.requests == 1000 and usage.error_rate == pytest.approx(u.error_rate)
+    assert usage.latency_p95_ms == pytest.approx(u.latency_p95_ms)  # view and report agree
 
 
 REPORT_FIELDS = list(ScoreStats.model_fields)
@@ -239,6 +249,11 @@ async def test_report_json_and_csv_have_stable_fields(scored: sa.Engine) -> None
     table = list(csv.DictReader(io.StringIO(csv_out.stdout)))
     assert list(table[0]) == REPORT_FIELDS
     assert {r["evaluator"] for r in table} == {"refusal", "pii", "faithfulness"}
+    table_out = runner.invoke(
+        app, ["report", "rag-app", "--since", since, "--until", until, "--by", "model"]
+    )
+    assert table_out.exit_code == 0, table_out.output
+    assert "faithfulness" in table_out.output and "gpt-a" in table_out.output
     bad = runner.invoke(app, ["report", "--by", "colour"])
     assert bad.exit_code == 2 and "--by must be one of" in bad.output
 
@@ -299,3 +314,44 @@ def chromium_path() -> str:
     if not Path(path).exists():
         pytest.fail(f"no chromium at {path}: `apt-get install -y chromium` (.ci/run does)")
     return path
+
+
+async def test_day_over_day_change_and_repeat_queries(engine: sa.Engine) -> None:
+    """Day 1 leaks no PII; day 2 leaks it in 1 of 4 responses. Half of day 2's prompts repeat
+    a prompt the same user sent earlier that day."""
+    day1, day2 = BASE - timedelta(days=1), BASE
+    rows = [
+        log(f"d1-{i}", day1 + timedelta(minutes=i), user_id=f"u{i}", prompt=f"question {i}",
+            response="Your order ships tomorrow.")
+        for i in range(40)
+    ] + [
+        log(f"d2-{i}", day2 + timedelta(minutes=i), user_id=f"v{i % 20}",
+            prompt=f"question {i % 20}",
+            response="Write to jane.doe@example.com" if i % 4 == 0 else "Your order ships.")
+        for i in range(40)
+    ]  # fmt: skip
+    insert_logs(engine, rows)
+    job = parse_job(
+        {
+            "deployment": "shop",
+            "source": {"initial_lookback": "3d"},
+            "evaluators": [{"name": "pii"}],
+        }
+    )
+    await evaluate_recent(job, until=day2 + timedelta(hours=1))
+    (change,) = view(
+        engine,
+        "SELECT pass_rate, previous_pass_rate, pass_rate_change FROM assay_analytics.score_changes "
+        "WHERE granularity = 'day' AND evaluator = 'pii' AND dim = 'all' AND period = :day",
+        day=day2.replace(hour=0),
+    )
+    assert change.previous_pass_rate == 1.0
+    assert change.pass_rate == pytest.approx(0.75)
+    assert change.pass_rate_change == pytest.approx(-0.25)
+    report = build_report(
+        engine, "shop", day2.replace(hour=0), day2.replace(hour=0) + timedelta(days=1)
+    )
+    (pii,) = report.evaluators
+    assert pii.previous_pass_rate == 1.0 and pii.pass_rate_change == pytest.approx(-0.25)
+    (usage,) = report.usage
+    assert usage.requests == 40 and usage.repeat_query_rate == pytest.approx(0.5)
