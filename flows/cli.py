@@ -437,7 +437,7 @@ def report(
             fields["versions"] = ";".join(row.versions)
             writer.writerow(fields)
     else:
-        console.print(report_renderable(result))
+        console.print(report_renderable(result, console.width))
 
 
 @app.command()

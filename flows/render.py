@@ -244,7 +244,9 @@ def _num(value: float | None, digits: int = 3) -> str:
 def _interval(value: float | None, low: float | None, high: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value:.1%} [{_pct(low)}, {_pct(high)}]"
+    if low is None or high is None:
+        return f"{value:.1%}"
+    return f"{value:.1%} ({low * 100:.1f}-{high * 100:.1f})"
 
 
 def _change(change: float | None) -> Text:
@@ -254,55 +256,75 @@ def _change(change: float | None) -> Text:
     return Text(f"{change * 100:+.1f} pt", style=style)
 
 
-def report_renderable(report: Any) -> Group:
+#: Below this terminal width the report leaves out means and percentiles (JSON has them all).
+WIDE_REPORT = 140
+
+
+def report_renderable(report: Any, width: int = WIDE_REPORT) -> Group:
     """`assay report`: evaluators per slice with intervals, usage per slice, eval spend."""
     scope = report.deployment or "all deployments"
     window = f"{report.since:%Y-%m-%d %H:%M} → {report.until:%Y-%m-%d %H:%M} UTC"
     confidence = f"{report.confidence:.0%}"
+    wide = width >= WIDE_REPORT
     quality = Table(title=f"{scope} · {window} · by {report.by} · {confidence} intervals")
-    columns = ("evaluator", "segment", "n", "pass rate [CI]", "vs prev", "mean [CI]")
-    for column in (*columns, "p5/p25/p50/p75/p95", "errors", "cost"):
+    columns = ["evaluator", "segment", "n", "pass rate (CI)", "vs prev"]
+    columns += ["mean (CI)", "p5/p25/p50/p75/p95", "errors", "cost"] if wide else []
+    for column in columns:
         left = column in ("evaluator", "segment")
-        quality.add_column(column, justify="left" if left else "right", no_wrap=True)
+        quality.add_column(
+            column, justify="left" if left else "right", overflow="fold", no_wrap=not left
+        )
     for s in report.evaluators:
         mean = (
             "-"
             if s.mean is None
-            else f"{s.mean:.2f} [{_num(s.mean_low, 2)}, {_num(s.mean_high, 2)}]"
+            else f"{s.mean:.2f} ({_num(s.mean_low, 2)}-{_num(s.mean_high, 2)})"
         )
+        percentiles = "/".join(_num(getattr(s, p), 2) for p in ("p5", "p25", "p50", "p75", "p95"))
         quality.add_row(
             Text(s.evaluator if report.deployment else f"{s.deployment}/{s.evaluator}"),
             Text(s.segment),
             f"{s.n:,}",
             _interval(s.pass_rate, s.pass_rate_low, s.pass_rate_high),
             _change(s.pass_rate_change),
-            mean,
-            "/".join(_num(getattr(s, p), 2) for p in ("p5", "p25", "p50", "p75", "p95")),
-            f"{s.errors:,}",
-            _cost(s.cost_usd, s.unknown_cost),
+            *(
+                [mean, percentiles, f"{s.errors:,}", _cost(s.cost_usd, s.unknown_cost)]
+                if wide
+                else []
+            ),
         )
     usage = Table(title="usage (every admitted log)")
-    usage_columns = ("segment", "requests", "tokens/query", "cost", "latency p50/p95/p99 ms")
-    for column in (*usage_columns, "error rate", "refusal rate", "repeat rate", "feedback +"):
-        usage.add_column(column, justify="left" if column == "segment" else "right")
+    wide_only = {"latency p50/p95/p99 ms", "repeat rate", "feedback +"}
+    usage_columns = [
+        c
+        for c in ("segment", "requests", "tokens/query", "cost", "latency p50/p95/p99 ms",
+                  "error rate", "refusal rate", "repeat rate", "feedback +")
+        if wide or c not in wide_only
+    ]  # fmt: skip
+    for column in usage_columns:
+        usage.add_column(
+            column, justify="left" if column == "segment" else "right", overflow="fold"
+        )
     for u in report.usage:
         latency = "/".join(
             _num(v, 0) for v in (u.latency_p50_ms, u.latency_p95_ms, u.latency_p99_ms)
         )
-        usage.add_row(
-            Text(u.segment if report.deployment else f"{u.deployment}/{u.segment}"),
-            f"{u.requests:,}",
-            _num(u.tokens_per_query, 0),
-            f"${u.cost_usd:,.2f}",
-            latency,
-            _pct(u.error_rate),
-            _pct(u.refusal_rate),
-            _pct(u.repeat_query_rate),
-            _pct(u.feedback_positive_rate),
-        )
+        cells: dict[str, str | Text] = {
+            "segment": Text(u.segment if report.deployment else f"{u.deployment}/{u.segment}"),
+            "requests": f"{u.requests:,}",
+            "tokens/query": _num(u.tokens_per_query, 0),
+            "cost": f"${u.cost_usd:,.2f}",
+            "latency p50/p95/p99 ms": latency,
+            "error rate": _pct(u.error_rate),
+            "refusal rate": _pct(u.refusal_rate),
+            "repeat rate": _pct(u.repeat_query_rate),
+            "feedback +": _pct(u.feedback_positive_rate),
+        }
+        usage.add_row(*(cells[c] for c in usage_columns))
     spent = sum(d.spent_usd for d in report.spend)
     footer = Text(
         f"Evaluation cost in this window: ${report.eval_cost_usd:,.4f} in scores; "
         f"ledger spend on the days covered: ${spent:,.4f}."
+        + ("" if wide else " More columns: widen the terminal, or use --format json.")
     )
     return Group(quality, usage, footer)
