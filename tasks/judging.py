@@ -18,6 +18,9 @@ from evaluators.judges.client import JudgeRuntime, JudgeSettings
 from tasks.errors import ConfigError
 
 LIMIT_PREFIX = "assay-judge-"
+#: Slots are leased and renewed while held; when a worker dies mid-page its slots come back
+#: after this long (plus the repossessor loop, 15 s) instead of Prefect's default 300 s.
+SLOT_LEASE_S = 60.0  # the server refuses leases under 60 s
 
 
 def limit_name(model: str) -> str:
@@ -68,7 +71,9 @@ async def judge_slots(slots: dict[str, int]) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         for model in sorted(slots):
             await stack.enter_async_context(
-                concurrency(limit_name(model), occupy=slots[model], strict=True)
+                concurrency(
+                    limit_name(model), occupy=slots[model], strict=True, lease_duration=SLOT_LEASE_S
+                )
             )
         yield
 
