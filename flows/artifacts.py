@@ -9,18 +9,11 @@ from typing import Any
 import sqlalchemy as sa
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
+from flows.render import num, pct
 from tasks.alerting import open_alerts
 from tasks.report import ScoreStats, score_rows
 from tasks.rollups import hour_ceil, hour_floor
 from tasks.runs import RunSummary
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
 
 
 def evaluator_table(stats: list[ScoreStats]) -> list[dict[str, Any]]:
@@ -28,12 +21,12 @@ def evaluator_table(stats: list[ScoreStats]) -> list[dict[str, Any]]:
         {
             "evaluator": s.evaluator,
             "n": s.n,
-            "pass_rate": _pct(s.pass_rate),
-            "pass_rate_ci": f"{_pct(s.pass_rate_low)} to {_pct(s.pass_rate_high)}",
-            "mean": _num(s.mean),
-            "p5": _num(s.p5),
-            "p50": _num(s.p50),
-            "p95": _num(s.p95),
+            "pass_rate": pct(s.pass_rate),
+            "pass_rate_ci": f"{pct(s.pass_rate_low)} to {pct(s.pass_rate_high)}",
+            "mean": num(s.mean),
+            "p5": num(s.p5),
+            "p50": num(s.p50),
+            "p95": num(s.p95),
             "errors": s.errors,
             "skipped": s.skipped,
             "cost_usd": round(s.cost_usd, 6),
@@ -80,15 +73,15 @@ def summary_markdown(summary: RunSummary, stats: list[ScoreStats], breaches: lis
         lines.append(f"- **Error:** {summary.error}")
     lines += ["", "## Evaluators (hours of this run's window)", ""]
     lines += [
-        f"- `{s.evaluator}`: pass rate {_pct(s.pass_rate)} "
-        f"({_pct(s.pass_rate_low)} to {_pct(s.pass_rate_high)}), mean {_num(s.mean)}, "
+        f"- `{s.evaluator}`: pass rate {pct(s.pass_rate)} "
+        f"({pct(s.pass_rate_low)} to {pct(s.pass_rate_high)}), mean {num(s.mean)}, "
         f"n={s.n:,}"
         for s in stats
     ] or ["- no scores"]
     lines += ["", "## Open breaches", ""]
     lines += [
         f"- `{b.evaluator}` {b.metric}{' ' + b.segment if b.segment else ''}: "
-        f"{_num(b.value)} since {b.opened_at:%Y-%m-%d %H:%M} UTC"
+        f"{num(b.value)} since {b.opened_at:%Y-%m-%d %H:%M} UTC"
         for b in breaches
     ] or ["- none"]
     return "\n".join(lines)

@@ -51,23 +51,22 @@ def chunk_windows(
 def backfill_job(job: EvalJob, evaluators: list[str] | None, budget_usd: float | None) -> EvalJob:
     """The job narrowed to the requested evaluators, with the backfill's own budget: one cap
     for all its chunks (the daily cap still applies, shared with the hourly runs)."""
+    # An evaluator may be named by its registry name or its score name (rubric:<id>).
+    aliases = [({cfg.name, cfg.build().score_name}, cfg) for cfg in job.evaluators]
     chosen = job.evaluators
     if evaluators:
-        names = {cfg.build().score_name: cfg for cfg in job.evaluators}
-        names.update({cfg.name: cfg for cfg in job.evaluators})
-        unknown = sorted(set(evaluators) - set(names))
+        known = set().union(*(names for names, _ in aliases))
+        unknown = sorted(set(evaluators) - known)
         if unknown:
             raise ConfigError(
                 f"backfill: evaluator(s) {', '.join(unknown)} are not in {job.deployment}'s "
-                f"job; choose from {', '.join(sorted(names))}"
+                f"job; choose from {', '.join(sorted(known))}"
             )
-        chosen = [
-            cfg for cfg in job.evaluators if {cfg.name, cfg.build().score_name} & set(evaluators)
-        ]
-    kept = {cfg.build().score_name for cfg in chosen}
-    return job.model_copy(
+        chosen = [cfg for names, cfg in aliases if names & set(evaluators)]
+    narrowed = job.model_copy(update={"evaluators": chosen})
+    kept = set(evaluator_names(narrowed))
+    return narrowed.model_copy(
         update={
-            "evaluators": chosen,
             "budget": job.budget.model_copy(
                 update={"max_usd_per_run": budget_usd, "max_calls_per_run": None}
             ),
@@ -119,14 +118,17 @@ async def run_chunk(
     return summary
 
 
-def child_parameters(
+def deployment_parameters(
     job: EvalJob,
     window: tuple[datetime, datetime],
     evaluators: list[str] | None,
     budget_usd: float | None,
     chunk: timedelta,
-    parent_run_id: str,
+    max_parallel: int,
+    parent_run_id: str | None = None,
 ) -> dict[str, Any]:
+    """The backfill deployment's parameters as JSON (for `run_deployment`): a whole backfill
+    submitted from the CLI, or one chunk started by its parent."""
     return {
         "job": job.model_dump(mode="json"),
         "start": window[0].isoformat(),
@@ -134,7 +136,7 @@ def child_parameters(
         "evaluators": evaluators,
         "budget_usd": budget_usd,
         "chunk": f"{chunk.total_seconds():g}s",
-        "max_parallel": 1,
+        "max_parallel": max_parallel,
         "parent_run_id": parent_run_id,
     }
 
@@ -227,7 +229,9 @@ async def backfill(
             if deployment.id and len(windows) > 1:
                 failed = await fan_out(
                     windows,
-                    lambda w: child_parameters(job, w, evaluators, budget_usd, chunk, run_id),
+                    lambda w: deployment_parameters(
+                        job, w, evaluators, budget_usd, chunk, 1, parent_run_id=run_id
+                    ),
                     max_parallel,
                 )
             else:

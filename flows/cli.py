@@ -6,7 +6,7 @@ Exit codes: 0 ok (a run that completed, breaches or not), 1 failure, 2 usage or 
 import asyncio
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, cast
@@ -351,15 +351,23 @@ def demo(
     )
 
 
-def _since(value: str, now: datetime) -> datetime:
-    """An ISO timestamp, or a duration back from now (`7d`, `24h`)."""
+def _duration(value: str) -> timedelta:
+    """A duration the way job configs write them (`1h`, `7d`, ISO 8601)."""
     from pydantic import TypeAdapter, ValidationError
 
     from tasks.config import Duration
 
     try:
-        return now - TypeAdapter(Duration).validate_python(value)
+        return TypeAdapter(Duration).validate_python(value)
     except ValidationError:
+        raise ConfigError(f"{value!r} is not a duration (e.g. 1h, 1d, PT6H)") from None
+
+
+def _since(value: str, now: datetime) -> datetime:
+    """An ISO timestamp, or a duration back from now (`7d`, `24h`)."""
+    try:
+        return now - _duration(value)
+    except ConfigError:
         parsed = _parse_ts(value)
         assert parsed is not None
         return parsed
@@ -400,7 +408,6 @@ def report(
     previous window of the same length), usage and eval spend, from the hourly rollups."""
     import csv
     import sys
-    from datetime import timedelta
 
     from flows.render import report_renderable
     from tasks.db import scores_engine
@@ -487,13 +494,9 @@ def backfill(
     output: FormatOption = OutputFormat.table,
 ) -> None:
     """Evaluate a past range (skipping logs already scored); the watermark is not moved."""
-    from pydantic import TypeAdapter
-
-    from tasks.config import Duration
-
     job = _guarded(lambda: _load(deployment, config))
     window = (_guarded(lambda: _parse_ts(start)), _guarded(lambda: _parse_ts(end)))
-    step = _guarded(lambda: _duration(TypeAdapter(Duration), chunk))
+    step = _guarded(lambda: _duration(chunk))
     params: dict[str, Any] = {
         "start": window[0],
         "end": window[1],
@@ -516,26 +519,21 @@ def backfill(
         console.print(summary_renderable(summary))
 
 
-def _duration(adapter: Any, value: str) -> Any:
-    from pydantic import ValidationError
-
-    try:
-        return adapter.validate_python(value)
-    except ValidationError:
-        raise ConfigError(f"{value!r} is not a duration (e.g. 1h, 1d, PT6H)") from None
-
-
 def _submit_backfill(job: Any, params: dict[str, Any], output: OutputFormat) -> None:
     from prefect.deployments.flow_runs import arun_deployment
 
+    from flows.backfill import deployment_parameters
     from flows.evaluate import flow_run_link_for
 
     name = f"backfill/{job.deployment}-backfill"
-    parameters = {
-        "job": job.model_dump(mode="json"),
-        **{k: v.isoformat() if isinstance(v, datetime) else v for k, v in params.items()},
-        "chunk": f"{params['chunk'].total_seconds():g}s",
-    }
+    parameters = deployment_parameters(
+        job,
+        (params["start"], params["end"]),
+        params["evaluators"],
+        params["budget_usd"],
+        params["chunk"],
+        params["max_parallel"],
+    )
     try:
         run = asyncio.run(arun_deployment(name, parameters=parameters, timeout=0, as_subflow=False))
     except Exception as exc:

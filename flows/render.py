@@ -11,7 +11,7 @@ from tasks.quarantine import QuarantinedLog
 from tasks.runs import RunSummary
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
@@ -41,7 +41,7 @@ def summary_renderable(summary: RunSummary) -> Group:
             result.evaluator + ("*" if _stand_in(result.judge_models) else ""),
             result.evaluator_version,
             f"{result.ok:,}",
-            _pct(result.pass_rate),
+            pct(result.pass_rate),
             "-" if result.mean_score is None else f"{result.mean_score:.3f}",
             f"{result.ok - result.passed:,}",
             f"{result.skipped:,}",
@@ -237,7 +237,7 @@ def estimate_renderable(e: Estimate) -> Group:
     return Group(head, judges, strata, Text(e.verdict, style=style))
 
 
-def _num(value: float | None, digits: int = 3) -> str:
+def num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
@@ -276,11 +276,9 @@ def report_renderable(report: Any, width: int = WIDE_REPORT) -> Group:
         )
     for s in report.evaluators:
         mean = (
-            "-"
-            if s.mean is None
-            else f"{s.mean:.2f} ({_num(s.mean_low, 2)}-{_num(s.mean_high, 2)})"
+            "-" if s.mean is None else f"{s.mean:.2f} ({num(s.mean_low, 2)}-{num(s.mean_high, 2)})"
         )
-        percentiles = "/".join(_num(getattr(s, p), 2) for p in ("p5", "p25", "p50", "p75", "p95"))
+        percentiles = "/".join(num(getattr(s, p), 2) for p in ("p5", "p25", "p50", "p75", "p95"))
         quality.add_row(
             Text(s.evaluator if report.deployment else f"{s.deployment}/{s.evaluator}"),
             Text(s.segment),
@@ -307,18 +305,18 @@ def report_renderable(report: Any, width: int = WIDE_REPORT) -> Group:
         )
     for u in report.usage:
         latency = "/".join(
-            _num(v, 0) for v in (u.latency_p50_ms, u.latency_p95_ms, u.latency_p99_ms)
+            num(v, 0) for v in (u.latency_p50_ms, u.latency_p95_ms, u.latency_p99_ms)
         )
         cells: dict[str, str | Text] = {
             "segment": Text(u.segment if report.deployment else f"{u.deployment}/{u.segment}"),
             "requests": f"{u.requests:,}",
-            "tokens/query": _num(u.tokens_per_query, 0),
+            "tokens/query": num(u.tokens_per_query, 0),
             "cost": f"${u.cost_usd:,.2f}",
             "latency p50/p95/p99 ms": latency,
-            "error rate": _pct(u.error_rate),
-            "refusal rate": _pct(u.refusal_rate),
-            "repeat rate": _pct(u.repeat_query_rate),
-            "feedback +": _pct(u.feedback_positive_rate),
+            "error rate": pct(u.error_rate),
+            "refusal rate": pct(u.refusal_rate),
+            "repeat rate": pct(u.repeat_query_rate),
+            "feedback +": pct(u.feedback_positive_rate),
         }
         usage.add_row(*(cells[c] for c in usage_columns))
     spent = sum(d.spent_usd for d in report.spend)

@@ -2,7 +2,8 @@
 
 The report, the dashboard and the run artifacts all come through here, so each number has one
 implementation. Rates carry Wilson intervals on Kish's effective sample size, means a normal
-interval on the weighted variance; percentiles come from the weighted 0.01-wide histogram.
+interval on the weighted variance; percentiles come from the weighted 0.01-wide histogram,
+read in SQL by the same functions the analytics views use.
 """
 
 import math
@@ -14,34 +15,10 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from tasks.alerting import wilson
-from tasks.rollups import LATENCY_BINS_PER_DECADE
 from tasks.sql import query
 
 Bucket = Literal["all", "hour", "day"]
 By = Literal["all", "model", "provider", "prompt_slug", "topic", "customer_id", "environment"]
-SCORE_PERCENTILES = {"p5": 0.05, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p95": 0.95}
-LATENCY_PERCENTILES = {"latency_p50_ms": 0.50, "latency_p95_ms": 0.95, "latency_p99_ms": 0.99}
-
-
-def quantile_bin(hist: list[float] | None, p: float) -> int | None:
-    """The first bin whose cumulative weight reaches p of the total (as the SQL views do)."""
-    if not hist:
-        return None
-    total = sum(hist)
-    if total <= 0:
-        return None
-    running = 0.0
-    for i, weight in enumerate(hist):
-        running += weight
-        if running >= p * total * (1 - 1e-12):
-            return i
-    return len(hist) - 1
-
-
-def latency_of_bin(bin_: int | None) -> float | None:
-    if bin_ is None:
-        return None
-    return 0.5 if bin_ == 0 else 10 ** ((bin_ - 0.5) / LATENCY_BINS_PER_DECADE)
 
 
 def rate_with_interval(
@@ -146,11 +123,6 @@ def score_stats(row: Any, confidence: float) -> ScoreStats:
         n_eff = row.w * row.w / row.w2 if row.w2 else 0.0
         margin = NormalDist().inv_cdf(0.5 + confidence / 2) * math.sqrt(variance / n_eff)
         mean_low, mean_high = max(0.0, mean - margin), min(1.0, mean + margin)
-    hist = list(row.hist) if row.hist is not None else None
-    percentiles = {
-        name: (b / 100 if (b := quantile_bin(hist, p)) is not None else None)
-        for name, p in SCORE_PERCENTILES.items()
-    }
     return ScoreStats(
         deployment=row.deployment,
         evaluator=row.evaluator,
@@ -173,7 +145,11 @@ def score_stats(row: Any, confidence: float) -> ScoreStats:
         error_rate=row.error_w / row.all_w if row.all_w > 0 else None,
         cost_usd=row.cost_usd,
         unknown_cost=row.unknown_cost,
-        **percentiles,
+        p5=row.p5,
+        p25=row.p25,
+        p50=row.p50,
+        p75=row.p75,
+        p95=row.p95,
     )
 
 
@@ -184,7 +160,6 @@ def usage_stats(row: Any, confidence: float) -> UsageStats:
     error = rate(row.errors, row.requests)
     refusal = rate(row.refusals, row.requests)
     feedback = rate(row.feedback_positive, row.feedback_n)
-    hist = list(row.latency_hist) if row.latency_hist is not None else None
     return UsageStats(
         deployment=row.deployment,
         segment=row.value,
@@ -206,7 +181,9 @@ def usage_stats(row: Any, confidence: float) -> UsageStats:
         feedback_positive_rate=feedback[0],
         feedback_positive_rate_low=feedback[1],
         feedback_positive_rate_high=feedback[2],
-        **{name: latency_of_bin(quantile_bin(hist, p)) for name, p in LATENCY_PERCENTILES.items()},
+        latency_p50_ms=row.latency_p50_ms,
+        latency_p95_ms=row.latency_p95_ms,
+        latency_p99_ms=row.latency_p99_ms,
     )
 
 

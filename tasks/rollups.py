@@ -25,22 +25,24 @@ DIMENSIONS: tuple[str, ...] = ("all", *SEGMENT_FIELDS)
 NONE_VALUE = "(none)"
 
 
+HOUR = timedelta(hours=1)
+
+
 def hour_floor(ts: datetime) -> datetime:
     return ts.replace(minute=0, second=0, microsecond=0)
 
 
 def hour_ceil(ts: datetime) -> datetime:
     floor = hour_floor(ts)
-    return floor if floor == ts else floor + timedelta(hours=1)
+    return floor if floor == ts else floor + HOUR
 
 
 def refresh_score_rollups(
     conn: sa.Connection, deployment: str, start: datetime, end: datetime
 ) -> None:
     """Recompute the score rollups of every hour that overlaps [start, end]."""
-    bounds = {"deployment": deployment, "lo": hour_floor(start), "hi": hour_ceil(end)}
-    if end == bounds["hi"]:
-        bounds["hi"] = end + timedelta(hours=1)  # `end` itself may hold a log
+    # Through the end of `end`'s hour: `end` itself may hold a log.
+    bounds = {"deployment": deployment, "lo": hour_floor(start), "hi": hour_floor(end) + HOUR}
     conn.execute(sa.text(query("analytics", "lock_rollups")), {"deployment": deployment})
     conn.execute(sa.text(query("analytics", "delete_score_rollups")), bounds)
     conn.execute(sa.text(query("analytics", "insert_score_rollups")), bounds)

@@ -66,7 +66,12 @@ SELECT deployment, evaluator,
        sum(w) AS w, sum(w2) AS w2, sum(wx) AS wx, sum(wx2) AS wx2,
        sum(judged_w) AS judged_w, sum(passed_w) AS passed_w, sum(judged_w2) AS judged_w2,
        sum(error_w) AS error_w, sum(all_w) AS all_w,
-       assay.vec_sum(hist) AS hist,
+       -- Percentiles from the merged histogram, by the functions the views use (bin / 100).
+       assay.hist_quantile_bin(assay.vec_sum(hist), 0.05)::double precision / 100 AS p5,
+       assay.hist_quantile_bin(assay.vec_sum(hist), 0.25)::double precision / 100 AS p25,
+       assay.hist_quantile_bin(assay.vec_sum(hist), 0.50)::double precision / 100 AS p50,
+       assay.hist_quantile_bin(assay.vec_sum(hist), 0.75)::double precision / 100 AS p75,
+       assay.hist_quantile_bin(assay.vec_sum(hist), 0.95)::double precision / 100 AS p95,
        sum(cost_usd) AS cost_usd, sum(unknown_cost)::bigint AS unknown_cost, sum(tokens)::bigint AS tokens
 FROM assay.score_rollups
 WHERE dim = :dim AND hour >= :since AND hour < :until
@@ -85,7 +90,12 @@ SELECT deployment,
        sum(feedback_positive)::bigint AS feedback_positive, sum(input_tokens)::bigint AS input_tokens,
        sum(output_tokens)::bigint AS output_tokens, sum(token_requests)::bigint AS token_requests,
        sum(cost_usd) AS cost_usd, sum(cost_requests)::bigint AS cost_requests,
-       assay.vec_sum(latency_hist) AS latency_hist
+       assay.latency_bin_ms(assay.hist_quantile_bin(assay.vec_sum(latency_hist), 0.50))
+           AS latency_p50_ms,
+       assay.latency_bin_ms(assay.hist_quantile_bin(assay.vec_sum(latency_hist), 0.95))
+           AS latency_p95_ms,
+       assay.latency_bin_ms(assay.hist_quantile_bin(assay.vec_sum(latency_hist), 0.99))
+           AS latency_p99_ms
 FROM assay.usage_rollups
 WHERE dim = :dim AND hour >= :since AND hour < :until
   AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from tests.browser import CHROMIUM_ARGS, chromium_path
 from tests.conftest import insert_logs, log
 from tests.deploy.conftest import Workers
 from tests.deploy.test_deployments import client_for, wait_for
-from tests.flows.test_analytics import CHROMIUM_ARGS, chromium_path
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(os.environ.get("ASSAY_TEST_ARTIFACTS", "test-artifacts"))

@@ -18,6 +18,7 @@ from flows.cli import app
 from flows.evaluate import evaluate_recent
 from tasks.config import parse_job
 from tasks.report import ScoreStats, build_report
+from tests.browser import CHROMIUM_ARGS, chromium_path
 from tests.conftest import insert_logs, log
 from tests.fakes.llm import FakeLLM, Reply, verdict
 
@@ -301,19 +302,6 @@ async def test_dashboard_renders_offline_in_headless_chromium(
     assert not outside, outside
     assert drawn >= 3  # pass-rate lines for the three evaluators (plus their CI bands)
     assert bars == 2  # billing vs shipping for faithfulness
-
-
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
-
-
-def chromium_path() -> str:
-    path = os.environ.get("ASSAY_CHROMIUM", "/usr/bin/chromium")
-    if not Path(path).exists():
-        pytest.fail(f"no chromium at {path}: `apt-get install -y chromium` (.ci/run does)")
-    return path
 
 
 async def test_day_over_day_change_and_repeat_queries(engine: sa.Engine) -> None:
