@@ -28,7 +28,9 @@ prefect-home:
 demo: $(STAMP) prefect-home
 	$(VENV)/bin/assay demo
 
+# The browser tests need chromium: found, or installed from Debian's packages (says so first).
 test: $(STAMP) prefect-home
+	./scripts/ensure-chromium
 	$(PY) -m pytest
 
 lint: $(STAMP)

@@ -138,6 +138,10 @@ def run(
     config: ConfigOption = None,
     until: Annotated[str | None, typer.Option(help="Read logs up to this time (ISO 8601).")] = None,
     output: FormatOption = OutputFormat.table,
+    fail_on_breach: Annotated[
+        bool,
+        typer.Option("--fail-on-breach", help="Exit 3 when the run leaves an alert rule breached."),
+    ] = False,
 ) -> None:
     """Run the hourly evaluation once, locally, and print its summary."""
     from flows.render import summary_renderable
@@ -149,6 +153,22 @@ def run(
     else:
         console.print(summary_renderable(summary))
         _print_unsent(summary)
+    if fail_on_breach:
+        breached = _guarded(lambda: _open_breaches(job.deployment))
+        if breached:
+            err_console.print(
+                f"[bold red]gate:[/] {len(breached)} open breach(es): {', '.join(breached)}"
+            )
+            raise typer.Exit(3)
+
+
+def _open_breaches(deployment: str) -> list[str]:
+    from tasks.alerting import open_alerts
+    from tasks.db import scores_engine
+
+    with scores_engine().connect() as conn:
+        rows = open_alerts(conn, deployment)
+    return [f"{r.evaluator} {r.metric}" + (f" [{r.segment}]" if r.segment else "") for r in rows]
 
 
 @app.command()

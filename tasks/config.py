@@ -1,11 +1,11 @@
 """The job config: one pydantic model, the flow's parameter, editable in the Prefect UI."""
 
+import difflib
 import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -24,6 +24,7 @@ from evaluators.judges.pricing import Price
 from evaluators.records import canonical_fields
 from evaluators.registry import InvalidEvaluatorParams, UnknownEvaluator, build_evaluator
 from tasks.errors import ConfigError
+from tasks.safe_yaml import load_yaml
 
 PayloadFormat = Literal["canonical", "openai_chat", "anthropic_messages", "otel_genai"]
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -36,6 +37,11 @@ PAYLOAD_SLOTS: dict[str, tuple[str, ...]] = {
     "anthropic_messages": ("request", "response"),
     "otel_genai": ("attributes",),
 }
+#: The money and count ceilings a config may set: what the ledger's numeric columns and a day of
+#: judging can hold. Anything larger is a typo (or an attack on the cap), not a budget.
+MAX_USD = 1_000_000.0
+MAX_CALLS = 100_000_000
+
 FilterValue = str | int | float | bool
 _SHORT_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -60,10 +66,45 @@ def check_identifier(value: str, what: str) -> str:
     return value
 
 
+#: Functions a `query:` may not call. The read runs READ ONLY, which stops writes (setval,
+#: nextval, data-modifying statements) but not these: signalling other sessions, reading server
+#: files, sleeping while holding a connection, changing settings, or running SQL from a string.
+FORBIDDEN_QUERY_FUNCTIONS = (
+    r"pg_terminate_backend|pg_cancel_backend|pg_signal_backend|pg_reload_conf|pg_rotate_logfile"
+    r"|pg_read_file|pg_read_binary_file|pg_ls_\w+|pg_stat_file|pg_file_\w+|lo_\w+|dblink\w*"
+    r"|query_to_xml\w*|cursor_to_xml\w*|table_to_xml\w*|schema_to_xml\w*|database_to_xml\w*"
+    r"|pg_sleep\w*|pg_advisory\w*|pg_try_advisory\w*|set_config|setval|nextval|pg_notify"
+    r"|pg_switch_wal|pg_create_\w+|pg_drop_\w+|pg_promote|pg_logical_\w+|pg_export_snapshot"
+    r"|pg_log_backend_memory_contexts|pg_replication_\w+|pg_backup_\w+|pg_import_system_collations"
+)
+_FORBIDDEN_CALL = re.compile(rf'(?i)(?<![\w$])"?({FORBIDDEN_QUERY_FUNCTIONS})"?\s*\(')
+_STARTS_AS_READ = re.compile(r"(?is)^\s*(?:\(\s*)*(select|with|values|table)\b")
+_WRITING_WORDS = re.compile(r"(?i)\b(insert|update|delete|merge|truncate)\b")
+
+
+def check_source_query(query: str) -> str:
+    """A `query:` is one read: a SELECT (or WITH/VALUES/TABLE), no statement separators, no
+    writes, and none of the side-effecting functions above."""
+    if len(query) > 20_000:
+        raise ValueError("query is longer than 20,000 characters")
+    if not _STARTS_AS_READ.match(query):
+        raise ValueError("query must be a single SELECT (or WITH ... SELECT)")
+    if ";" in query.strip().rstrip(";"):
+        raise ValueError("query must be one statement (no `;` inside)")
+    if match := _FORBIDDEN_CALL.search(query):
+        raise ValueError(
+            f"query calls {match.group(1)}(), which a source query may not (it has side effects "
+            "or reads server state)"
+        )
+    if match := _WRITING_WORDS.search(query):
+        raise ValueError(f"query contains {match.group(1).upper()}: a source query only reads")
+    return query.strip().rstrip(";")
+
+
 class SourceConfig(BaseModel):
     """Where the logs are and how to read them. Names are validated; values are bound."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     url_env: str | None = Field(
         default=None,
@@ -90,6 +131,12 @@ class SourceConfig(BaseModel):
         default=timedelta(days=1), description="How far back the very first run starts."
     )
     page_size: int = Field(default=5000, ge=10, le=100_000, description="Rows per keyset page.")
+    statement_timeout: Duration = Field(
+        default=timedelta(minutes=5),
+        ge=timedelta(seconds=1),
+        le=timedelta(hours=1),
+        description="Longest one warehouse read may run (it runs READ ONLY).",
+    )
 
     @field_validator("table")
     @classmethod
@@ -102,6 +149,11 @@ class SourceConfig(BaseModel):
         for part in parts:
             check_identifier(part, "table name part")
         return value
+
+    @field_validator("query")
+    @classmethod
+    def _plain_select(cls, value: str | None) -> str | None:
+        return None if value is None else check_source_query(value)
 
     @field_validator("filters")
     @classmethod
@@ -150,7 +202,7 @@ JUDGE_SHORTCUTS = ("model", "fallbacks", "api_base", "api_key_env")
 
 
 class EvaluatorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(description="A registered evaluator (see `assay evaluators`).")
     params: dict[str, Any] = Field(default_factory=dict, description="The evaluator's params.")
@@ -194,7 +246,7 @@ FLAGGING_EVALUATORS = ("pii", "secrets", "prompt_injection", "refusal", "json_va
 class SamplingConfig(BaseModel):
     """Which logs paid evaluators judge. Free evaluators always see every log."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     rate: float = Field(
         default=1.0, ge=0.0, le=1.0, description="Share of logs each paid evaluator judges."
@@ -226,15 +278,22 @@ class SamplingConfig(BaseModel):
 class BudgetConfig(BaseModel):
     """Spend policy for paid evaluators: hard caps, enforced with a ledger in Postgres."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    max_usd_per_run: float | None = Field(default=None, ge=0, description="Cap per run.")
-    max_usd_per_day: float | None = Field(
-        default=None, ge=0, description="Cap per deployment and UTC day, shared by all runs."
+    max_usd_per_run: float | None = Field(
+        default=None, ge=0, le=MAX_USD, description="Cap per run."
     )
-    max_calls_per_run: int | None = Field(default=None, ge=0, description="Judge calls per run.")
+    max_usd_per_day: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_USD,
+        description="Cap per deployment and UTC day, shared by all runs.",
+    )
+    max_calls_per_run: int | None = Field(
+        default=None, ge=0, le=MAX_CALLS, description="Judge calls per run."
+    )
     expected_output_tokens: int = Field(
-        default=150, ge=1, description="Output tokens a verdict usually takes (estimates)."
+        default=150, ge=1, le=1_000_000, description="Output tokens a verdict usually takes."
     )
     token_margin: float = Field(
         default=0.1,
@@ -258,7 +317,7 @@ class BudgetConfig(BaseModel):
 class JudgePolicy(BaseModel):
     """How judges are called: limits per model, the circuit breaker."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     default: ModelLimits = Field(
         default_factory=ModelLimits, description="Limits for judge models not listed in `models`."
@@ -274,23 +333,89 @@ def default_evaluators() -> list[EvaluatorConfig]:
     return [EvaluatorConfig(name=name) for name in names]
 
 
+_COLUMN = ("column", "mostly")
+_RANGE = ("min_value", "max_value", "strict_min", "strict_max")
+#: Extra expectations a job may add, and the kwargs each may take. Everything else GX offers is
+#: refused: `row_condition`/`condition_parser` evaluate pandas or Python expressions, regex
+#: expectations run unbounded patterns inside GX (use the `regex` evaluator, which has a time
+#: limit), and suite parameters (`{"$PARAMETER": ...}`) are evaluated expressions.
+ALLOWED_EXPECTATIONS: dict[str, tuple[str, ...]] = {
+    "expect_column_values_to_not_be_null": _COLUMN,
+    "expect_column_values_to_be_null": _COLUMN,
+    "expect_column_values_to_be_in_set": (*_COLUMN, "value_set"),
+    "expect_column_values_to_not_be_in_set": (*_COLUMN, "value_set"),
+    "expect_column_values_to_be_between": (*_COLUMN, *_RANGE),
+    "expect_column_value_lengths_to_be_between": (*_COLUMN, "min_value", "max_value"),
+    "expect_column_value_lengths_to_equal": (*_COLUMN, "value"),
+    "expect_column_values_to_be_unique": _COLUMN,
+    "expect_column_values_to_be_in_type_list": (*_COLUMN, "type_list"),
+    "expect_column_values_to_be_of_type": (*_COLUMN, "type_"),
+    "expect_column_values_to_be_json_parseable": _COLUMN,
+    "expect_column_distinct_values_to_be_in_set": ("column", "value_set"),
+    "expect_column_mean_to_be_between": ("column", *_RANGE),
+    "expect_column_max_to_be_between": ("column", *_RANGE),
+    "expect_column_min_to_be_between": ("column", *_RANGE),
+    "expect_table_row_count_to_be_between": ("min_value", "max_value"),
+}
+MAX_VALUE_SET = 10_000
+ExpectationScalar = str | int | float | bool | None
+
+
+def _plain_kwarg(name: str, value: Any) -> Any:
+    """Kwarg values are scalars or flat lists of scalars: nothing GX could evaluate."""
+    scalars = (str, int, float, bool, type(None))
+    if isinstance(value, list):
+        if len(value) > MAX_VALUE_SET:
+            raise ValueError(f"kwargs.{name}: at most {MAX_VALUE_SET:,} values")
+        if all(isinstance(v, scalars) for v in value):
+            return value
+    elif isinstance(value, scalars):
+        if isinstance(value, str) and len(value) > 1000:
+            raise ValueError(f"kwargs.{name}: at most 1,000 characters")
+        return value
+    raise ValueError(f"kwargs.{name}: must be a plain value or a list of plain values")
+
+
 class ExpectationSpec(BaseModel):
     """One extra Great Expectations expectation: its type and kwargs, as GX names them."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     type: str = Field(
-        description="A GX expectation type, e.g. expect_column_values_to_be_in_set.",
+        description="A GX expectation type from the allowed list, e.g. "
+        "expect_column_values_to_be_in_set.",
         pattern=r"^expect_[a-z0-9_]+$",
     )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
-    description: str | None = Field(default=None, description="Shown as the quarantine reason.")
+    description: str | None = Field(
+        default=None, max_length=500, description="Shown as the quarantine reason."
+    )
+
+    @model_validator(mode="after")
+    def _allowed(self) -> "ExpectationSpec":
+        allowed = ALLOWED_EXPECTATIONS.get(self.type)
+        if allowed is None:
+            hint = difflib.get_close_matches(self.type, ALLOWED_EXPECTATIONS, n=1)
+            suggestion = f" (did you mean {hint[0]}?)" if hint else ""
+            raise ValueError(
+                f"expectation type {self.type!r} is not allowed in a job config{suggestion}; "
+                f"allowed: {', '.join(sorted(ALLOWED_EXPECTATIONS))}"
+            )
+        refused = sorted(set(self.kwargs) - set(allowed))
+        if refused:
+            raise ValueError(
+                f"{self.type}: kwargs {', '.join(refused)} are not allowed (allowed: "
+                f"{', '.join(allowed)}); row conditions and evaluated parameters never are"
+            )
+        for name, value in self.kwargs.items():
+            _plain_kwarg(name, value)
+        return self
 
 
 class QualityConfig(BaseModel):
     """The data contract every batch of logs is checked against before it is evaluated."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_invalid_fraction: float = Field(
         default=0.2,
@@ -308,11 +433,17 @@ class QualityConfig(BaseModel):
         default=timedelta(minutes=5), description="How far in the future a timestamp may be."
     )
     max_text_chars: int = Field(
-        default=1_000_000, ge=1, description="Longest prompt or response accepted."
+        default=1_000_000, ge=1, le=100_000_000, description="Longest prompt or response accepted."
     )
-    max_tokens: int = Field(default=2_000_000, ge=1, description="Largest token count accepted.")
-    max_latency_ms: int = Field(default=3_600_000, ge=1, description="Largest latency accepted.")
-    max_cost_usd: float = Field(default=100.0, gt=0, description="Largest logged cost accepted.")
+    max_tokens: int = Field(
+        default=2_000_000, ge=1, le=2**31 - 1, description="Largest token count accepted."
+    )
+    max_latency_ms: int = Field(
+        default=3_600_000, ge=1, le=2**31 - 1, description="Largest latency accepted."
+    )
+    max_cost_usd: float = Field(
+        default=100.0, gt=0, le=MAX_USD, description="Largest logged cost accepted."
+    )
     allowed_models: list[str] | None = Field(
         default=None, description="When set, logs from any other model are invalid."
     )
@@ -337,7 +468,7 @@ class QualityConfig(BaseModel):
 class ThresholdRule(BaseModel):
     """Alert when `metric op value` holds for an evaluator (per segment with `by`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     evaluator: str = Field(description="Evaluator (score) name, e.g. faithfulness or rubric:tone.")
     metric: Metric = Field(default="pass_rate", description="What is compared.")
@@ -360,7 +491,7 @@ class ThresholdRule(BaseModel):
 class AlertsConfig(BaseModel):
     """Slack alerts and run summaries for this deployment."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     channel: str | None = Field(
         default=None, description="Slack channel (default ASSAY_SLACK_CHANNEL)."
@@ -384,7 +515,7 @@ class AlertsConfig(BaseModel):
 class EvalJob(BaseModel):
     """Everything one deployment needs: source, evaluators and (in later sections) policy."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     deployment: str = Field(description="Stable name; keys watermarks, scores and alerts.")
     source: SourceConfig = Field(default_factory=SourceConfig)
@@ -447,11 +578,10 @@ def parse_job(data: dict[str, Any], origin: str = "config") -> EvalJob:
 
 def load_job(path: Path) -> EvalJob:
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    data = load_yaml(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     return parse_job(data, origin=str(path))

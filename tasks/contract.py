@@ -26,6 +26,7 @@ from evaluators.records import LogRecord, canonical_fields
 from tasks.config import PAYLOAD_SLOTS, QualityConfig
 from tasks.errors import ConfigError
 from tasks.normalize import FORMATS, PayloadError, Reject, reasons_of, record_fields, reject
+from tasks.sanitize import row_problems
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -441,7 +442,7 @@ def admit(
     records: list[LogRecord] = []
     rejects: list[Reject] = []
     for position, (row, fields) in enumerate(zip(rows, fields_per_row, strict=True)):
-        broken = reasons.get(position, [])
+        broken = row_problems(fields) + reasons.get(position, [])
         if position in payload_errors:
             broken = [payload_errors[position], *broken]
         if broken:

@@ -4,14 +4,18 @@ Each `from_*` function takes the row as read and returns the canonical fields it
 `normalize_rows` validates them and sends what fails to quarantine with the reason.
 """
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
 from evaluators.records import LogRecord, canonical_fields
+from tasks.redact import redact
+from tasks.sanitize import UnreadableJson, row_problems, storable, storable_text, storage_key
 
 Row = Mapping[str, Any]
 _CANONICAL = frozenset(canonical_fields())
@@ -35,6 +39,8 @@ class PayloadError(ValueError):
 def _json(value: Any, slot: str) -> Any:
     if value is None:
         raise PayloadError(f"{slot} is null")
+    if isinstance(value, UnreadableJson):
+        raise PayloadError(f"{slot} is JSON that cannot be read: {value.reason}")
     if isinstance(value, str | bytes):
         try:
             return json.loads(value)
@@ -202,14 +208,14 @@ FORMATS: dict[str, Callable[[Row], dict[str, Any]]] = {
 
 
 def raw_for_quarantine(row: Row, limit: int = 2000) -> dict[str, Any]:
+    """A bounded, storable copy of the row (PII masked, secrets redacted)."""
     from evaluators.heuristics.pii import mask_pii
 
     raw = {}
-    for key, value in row.items():
-        text = value.isoformat() if isinstance(value, datetime) else value
-        if not isinstance(text, str | int | float | bool | type(None)):
-            text = json.dumps(text, default=str)
-        raw[key] = mask_pii(text[:limit]) if isinstance(text, str) else text
+    for key, value in storable(dict(row), limit=limit).items():
+        if not isinstance(value, str | int | float | bool | type(None)):
+            value = json.dumps(value)[:limit]
+        raw[key] = redact(mask_pii(value)) if isinstance(value, str) else value
     return raw
 
 
@@ -222,7 +228,23 @@ def record_fields(fields: dict[str, Any], row: Row) -> dict[str, Any]:
     }
     if isinstance(fields["ts"], datetime) and fields["ts"].tzinfo is None:
         fields["ts"] = fields["ts"].replace(tzinfo=UTC)
+    for name in EXACT_NUMBER_FIELDS:
+        if isinstance(fields.get(name), Decimal):
+            fields[name] = _exact_number(name, fields[name])
     return fields
+
+
+#: Fields a warehouse may store as NUMERIC: taken as int (counts) or float (cost) when they hold
+#: such a value; anything else (NaN, a fraction of a token) stays as read for the contract.
+EXACT_NUMBER_FIELDS = ("input_tokens", "output_tokens", "latency_ms", "cost_usd")
+
+
+def _exact_number(name: str, value: Decimal) -> Any:
+    if not value.is_finite():
+        return value
+    if name == "cost_usd":
+        return float(value)
+    return int(value) if value == value.to_integral_value() else value
 
 
 def reject(
@@ -233,11 +255,18 @@ def reject(
 ) -> Reject:
     """The quarantine entry for a row: its id and time as read, why, and a masked raw copy."""
     ts = row.get("ts")
+    raw = raw_for_quarantine(row)
+    if row.get("id") is None:
+        # Rows without an id are each their own entry, keyed by their content.
+        digest = hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:24]
+        log_id = f"(no id):{digest}"
+    else:
+        log_id = storage_key(row["id"])
     return Reject(
-        log_id=str(row.get("id")),
+        log_id=log_id,
         log_ts=ts if isinstance(ts, datetime) else None,
-        reasons=reasons,
-        raw=raw_for_quarantine(row),
+        reasons=[redact(storable_text(reason, 1000)) for reason in reasons],
+        raw=raw,
         stage=stage,
         expectations=expectations or [],
     )
@@ -259,7 +288,11 @@ def normalize_rows(rows: Iterable[Row], fmt: str) -> tuple[list[LogRecord], list
     rejects: list[Reject] = []
     for row in rows:
         try:
-            records.append(LogRecord.model_validate(record_fields(to_fields(row), row)))
+            fields = record_fields(to_fields(row), row)
+            if problems := row_problems(fields):
+                rejects.append(reject(row, problems))
+                continue
+            records.append(LogRecord.model_validate(fields))
         except (PayloadError, ValidationError, TypeError, ValueError) as exc:
             rejects.append(reject(row, reasons_of(exc)))
     return records, rejects

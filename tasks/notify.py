@@ -24,6 +24,7 @@ from tasks.alerting import (
     verdicts,
 )
 from tasks.config import EvalJob
+from tasks.redact import redact
 from tasks.runs import RunSummary
 from tasks.settings import AssaySettings
 from tasks.slack_messages import (
@@ -171,7 +172,7 @@ def queue(
                 "deployment": deployment,
                 "kind": message.kind,
                 "channel": channel,
-                "payload": json.dumps(message.payload(channel)),
+                "payload": redact(json.dumps(message.payload(channel))),
                 "run_id": run_id,
             },
         )
@@ -229,8 +230,8 @@ def _describe_failure(exc: Exception) -> str:
     """What went wrong, without the request (which could carry a token) or the payload."""
     response = getattr(exc, "response", None)
     if response is not None and hasattr(response, "get"):
-        return f"{type(exc).__name__}: {response.get('error') or response.status_code}"
-    return f"{type(exc).__name__}: {str(exc)[:200]}"
+        return redact(f"{type(exc).__name__}: {response.get('error') or response.status_code}")
+    return redact(f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 def deliver_pending(engine: sa.Engine, settings: AssaySettings, limit: int = 200) -> DeliveryReport:

@@ -15,8 +15,10 @@ from pydantic import BaseModel
 
 from evaluators.records import LogRecord
 from tasks.normalize import Reject
+from tasks.redact import redact
 from tasks.rollups import add_usage
-from tasks.score import SCORE_COLUMNS, ScoreRow
+from tasks.sanitize import storable, storable_text
+from tasks.score import MAX_REASON_CHARS, SCORE_COLUMNS, ScoreRow
 from tasks.source import Cursor
 from tasks.sql import query
 
@@ -35,11 +37,22 @@ class PageCounts(BaseModel):
         )
 
 
+#: Free text a judge, a provider's error body or a log can put into a score.
+_FREE_TEXT = frozenset({"reason", "label"})
+
+
+def _stored(name: str, value: Any) -> Any:
+    """Free text made storable (no NUL, valid UTF-8, bounded) and redacted, at the boundary."""
+    if name in _FREE_TEXT and value:
+        return redact(storable_text(value, MAX_REASON_CHARS))
+    return value
+
+
 def _copy(driver: psycopg.Connection[Any], table: str, rows: list[ScoreRow]) -> None:
     columns = ", ".join(SCORE_COLUMNS)
     with driver.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(tuple(getattr(row, name) for name in SCORE_COLUMNS))
+            copy.write_row(tuple(_stored(name, getattr(row, name)) for name in SCORE_COLUMNS))
 
 
 def copy_scores(conn: sa.Connection, rows: list[ScoreRow]) -> int:
@@ -48,13 +61,17 @@ def copy_scores(conn: sa.Connection, rows: list[ScoreRow]) -> int:
     Fresh logs never conflict, so COPY goes straight into `assay.scores` inside a savepoint;
     if any key already exists (a rerun, or a concurrent backfill), the savepoint is rolled
     back and the page goes through a staging table and `ON CONFLICT DO NOTHING` instead.
+
+    The savepoint is SQLAlchemy's, inside the caller's transaction. (psycopg's own
+    `transaction()` on a connection that has not run a statement yet is a BEGIN/COMMIT of its
+    own: the scores would commit even if the rest of the page then failed.)
     """
     if not rows:
         return 0
     driver = conn.connection.driver_connection
     assert driver is not None
     try:
-        with driver.transaction():
+        with conn.begin_nested():
             _copy(driver, "assay.scores", rows)
         return len(rows)
     except psycopg.errors.UniqueViolation:
@@ -76,9 +93,9 @@ def quarantine_rows(
             "log_ts": r.log_ts,
             "run_id": run_id,
             "stage": r.stage,
-            "reasons": json.dumps(r.reasons),
+            "reasons": redact(json.dumps(r.reasons)),
             "expectations": r.expectations,
-            "raw": json.dumps(r.raw, default=str),
+            "raw": redact(json.dumps(storable(r.raw))),
         }
         for r in rejects
     ]

@@ -11,7 +11,9 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from tasks.errors import AssayError
+from tasks.redact import redact, redact_optional
 from tasks.rollups import refresh_score_rollups
+from tasks.sanitize import storable
 from tasks.source import Cursor
 from tasks.sql import query
 
@@ -139,8 +141,12 @@ def finish_run(
             {
                 "run_id": run_id,
                 "status": status,
-                "error": error,
-                "details": json.dumps(details or {}, default=str),
+                "error": redact_optional(error),
+                "details": redact(
+                    json.dumps(
+                        storable(details or {}, limit=10_000, max_items=100_000, max_depth=16)
+                    )
+                ),
             },
         ).one()
         if rollups is not None:

@@ -1,7 +1,8 @@
 """Slack messages as Block Kit with a plain-text fallback, kept inside Slack's limits.
 
-Pure: models in, `SlackMessage` out. Every piece of log text goes through `clean()` first
-(truncated, PII and credentials masked); settings and tokens never reach a message.
+Pure: models in, `SlackMessage` out. Every piece of log, judge or config text goes through
+`clean()` or `escape()` first: secrets redacted, PII masked, truncated, and `&`, `<`, `>` escaped,
+so a log line cannot mention `<!channel>`, ping a user or disguise a link.
 """
 
 from datetime import timedelta
@@ -10,8 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from evaluators.heuristics.pii import mask_pii
-from evaluators.heuristics.secrets import SECRET_PATTERNS
 from tasks.alerting import Measurement, Transition
+from tasks.redact import redact
 
 MAX_BLOCKS = 50
 MAX_SECTION_CHARS = 3000
@@ -42,15 +43,19 @@ class Example(BaseModel):
     reason: str | None
 
 
+def escape(text: str) -> str:
+    """Text that Slack shows as written: its three control characters escaped (Slack's rule)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def clean(text: str | None, limit: int = EXAMPLE_CHARS) -> str:
-    """Log text made safe to post: credentials and PII masked, then truncated."""
+    """Log text made safe to post: secrets and PII masked, truncated, then escaped."""
     if not text:
         return ""
-    for kind, pattern in SECRET_PATTERNS.items():
-        text = pattern.sub(f"[{kind}]", text)
-    text = mask_pii(text)
+    text = mask_pii(redact(text))
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return escape(text)
 
 
 def _section(text: str) -> dict[str, Any]:
@@ -100,13 +105,14 @@ def _duration(delta: timedelta | None) -> str:
 
 
 def describe(m: Measurement, confidence: float) -> str:
-    where = f" [{m.segment}]" if m.segment else ""
+    where = f" [{clean(m.segment, 80)}]" if m.segment else ""
     interval = (
         f" ({confidence:.0%} CI {_value(m.metric, m.low)}–{_value(m.metric, m.high)})"
         if m.low is not None
         else ""
     )
-    return f"*{m.evaluator}*{where} {m.metric} {_value(m.metric, m.value)}{interval}, n={m.n}"
+    name = clean(m.evaluator, 80)
+    return f"*{name}*{where} {m.metric} {_value(m.metric, m.value)}{interval}, n={m.n}"
 
 
 def _examples_blocks(examples: list[Example]) -> list[dict[str, Any]]:
@@ -155,6 +161,7 @@ def transition_message(
 
 def health_message(deployment: str, problems: list[str], link: str | None) -> SlackMessage:
     """Judges that could not measure: an outage, not a quality drop."""
+    problems = [clean(p, 500) for p in problems]
     body = "\n".join(f"• {p}" for p in problems)
     blocks = [
         _header(f"Could not measure: {deployment}"),
@@ -224,7 +231,8 @@ def summary_message(
                 f", {line.skipped} skipped" if line.skipped else "",
             ]
         )
-        rows.append(f"• *{line.evaluator}* pass {_pct(line.pass_rate)}{delta} · n={line.ok}{extra}")
+        name = clean(line.evaluator, 80)
+        rows.append(f"• *{name}* pass {_pct(line.pass_rate)}{delta} · n={line.ok}{extra}")
     blocks = [
         _header(title),
         _section(counts),
@@ -236,6 +244,7 @@ def summary_message(
     if examples:
         blocks.append(_section("*Failing examples* (up to 3 per breached evaluator)"))
         blocks += _examples_blocks(examples)
+    health = [clean(h, 500) for h in health]
     if health:
         blocks.append(_section("*Could not measure*\n" + "\n".join(f"• {h}" for h in health)))
     if link:

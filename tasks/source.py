@@ -4,16 +4,27 @@ Statements are built with SQLAlchemy Core from validated identifiers; every valu
 config or state is a bound parameter.
 """
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
 import psycopg
 import sqlalchemy as sa
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from pydantic import BaseModel
 
 from tasks.config import SourceConfig
-from tasks.errors import SourceError
+from tasks.errors import SourceError, TransientError
+from tasks.redact import redact
+from tasks.sanitize import tolerant_json_loads
+
+#: Connection-level failures worth a retry: admin shutdown / terminated backend, crash recovery,
+#: too many connections, serialization failures.
+TRANSIENT_SQLSTATES = frozenset(
+    {"57P01", "57P02", "57P03", "53300", "40001", "40P01", "08000", "08001", "08003", "08006"}
+)
 
 
 class Cursor(BaseModel):
@@ -73,22 +84,7 @@ def fetch_page(
         params["start"] = start
     else:
         params["after_ts"], params["after_id"] = after.ts, after.log_id
-    # Compiled by SQLAlchemy, executed on the psycopg cursor: SQLAlchemy's Row objects cost as
-    # much as the fetch itself, and these rows are turned into dicts right away anyway.
-    compiled = page_statement(source, first_page=after is None).compile(
-        dialect=conn.dialect, compile_kwargs={"render_postcompile": True}
-    )
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    try:
-        with driver.cursor(row_factory=dict_row) as cur:
-            cur.execute(str(compiled), compiled.construct_params(params))
-            return cur.fetchall()
-    except psycopg.Error as exc:
-        conn.rollback()
-        # Keep the driver's message (it names the missing column or table), drop the SQL echo.
-        detail = str(exc).strip().splitlines()[0]
-        raise SourceError(f"reading the source failed: {detail}") from None
+    return read_rows(conn, source, page_statement(source, first_page=after is None), params)
 
 
 def rows_by_id(
@@ -96,8 +92,40 @@ def rows_by_id(
 ) -> list[dict[str, Any]]:
     """Source rows with these ids (in `(ts, id)` order), e.g. to replay quarantined logs."""
     stmt, id_col, ts_col = _mapped_select(source)
-    stmt = stmt.where(sa.cast(id_col, sa.Text).in_(log_ids)).order_by(ts_col, id_col)
+    stmt = stmt.where(sa.cast(id_col, sa.Text).in_(log_ids))
+    return read_rows(conn, source, stmt.order_by(ts_col, id_col), {})
+
+
+def read_rows(
+    conn: sa.Connection, source: SourceConfig, stmt: sa.Select[Any], params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Run one warehouse read in its own READ ONLY transaction with a statement timeout.
+
+    Compiled by SQLAlchemy, executed on the psycopg cursor: SQLAlchemy's Row objects cost as
+    much as the fetch itself, and these rows are turned into dicts right away anyway. JSON the
+    driver cannot parse (nested past the recursion limit) becomes a marker the contract
+    quarantines, instead of an error that stops every page after it.
+    """
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    set_json_loads(tolerant_json_loads, driver)
+    timeout_ms = int(source.statement_timeout.total_seconds() * 1000)
     try:
-        return [dict(row._mapping) for row in conn.execute(stmt)]
-    except sa.exc.DBAPIError as exc:
-        raise SourceError(f"cannot read the source: {str(exc.orig).strip()}") from None
+        if driver.info.transaction_status != TransactionStatus.IDLE:
+            driver.rollback()
+        with driver.cursor(row_factory=dict_row) as cur:
+            cur.execute("SET TRANSACTION READ ONLY")
+            cur.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
+            cur.execute(str(compiled), compiled.construct_params(params))
+            rows = cur.fetchall()
+        driver.rollback()  # nothing to keep: the transaction only read
+        return rows
+    except psycopg.Error as exc:
+        with contextlib.suppress(psycopg.Error):
+            driver.rollback()
+        # Keep the driver's message (it names the missing column or table), drop the SQL echo.
+        detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+        if isinstance(exc, psycopg.OperationalError) or exc.sqlstate in TRANSIENT_SQLSTATES:
+            raise TransientError(f"the warehouse connection failed: {detail}") from None
+        raise SourceError(f"reading the source failed: {detail}") from None

@@ -19,6 +19,7 @@ from evaluators.judges.client import (
     JudgeRuntime,
     StructuredOutput,
 )
+from evaluators.judges.keys import KeyEnvName
 from evaluators.judges.prompting import (
     USER_SPLIT,
     load_template,
@@ -52,7 +53,10 @@ class JudgeEvaluator(Evaluator):
         default_factory=list, description="Models tried in order when the primary keeps failing."
     )
     api_base: str | None = Field(default=None, description="Base URL (self-hosted, Azure, proxy).")
-    api_key_env: str | None = Field(default=None, description="Env var holding the API key.")
+    api_key_env: KeyEnvName | None = Field(
+        default=None,
+        description="Env var holding the API key (a provider's, or ASSAY_JUDGE_KEY_*).",
+    )
     pass_threshold: float | None = Field(
         default=None, ge=0, le=1, description="passed = score >= this (default per judge)."
     )

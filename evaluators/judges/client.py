@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
 from evaluators.judges import local
 from evaluators.judges.breaker import BreakerPolicy, CircuitBreaker
+from evaluators.judges.keys import KeyEnvName, base_is_trusted
 from evaluators.judges.limits import ModelLimiter, ModelLimits
 from evaluators.judges.pricing import Price, price_for
 from evaluators.judges.quiet_litellm import litellm_module
@@ -53,7 +54,10 @@ class Endpoint(BaseModel):
         min_length=3, description="litellm model string: openai/gpt-4o-mini, gemini/..., local/..."
     )
     api_base: str | None = Field(default=None, description="OpenAI-compatible or proxy base URL.")
-    api_key_env: str | None = Field(default=None, description="Env var holding the API key.")
+    api_key_env: KeyEnvName | None = Field(
+        default=None,
+        description="Env var holding the API key (a provider's, or ASSAY_JUDGE_KEY_*).",
+    )
 
 
 FallbackEndpoint = Annotated[Endpoint, BeforeValidator(_endpoint_from_string)]
@@ -233,9 +237,15 @@ class JudgeRuntime:
         return self._prices[model]
 
     def api_key(self, endpoint: Endpoint, provider: str) -> SecretStr | None:
-        env_name = endpoint.api_key_env or DEFAULT_KEY_ENV.get(provider)
         if endpoint.api_key_env and not self.env.get(endpoint.api_key_env):
             raise CallFailed(f"api_key_env {endpoint.api_key_env} is not set")
+        if endpoint.api_key_env:
+            return SecretStr(self.env[endpoint.api_key_env])
+        if endpoint.api_base and not base_is_trusted(endpoint.api_base, self.env):
+            # A host the operator has not trusted gets no default key; a placeholder also stops
+            # litellm from reading the provider's variable itself.
+            return SecretStr("no-key")
+        env_name = DEFAULT_KEY_ENV.get(provider)
         key = self.env.get(env_name) if env_name else None
         if key:
             return SecretStr(key)

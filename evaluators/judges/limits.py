@@ -22,11 +22,15 @@ TOKEN_BURST_SECONDS = 5.0
 class ModelLimits(BaseModel):
     """Limits for one judge model (the job's `limits` maps model strings to these)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     concurrency: int = Field(default=8, ge=1, le=1000, description="Max requests in flight.")
-    rpm: int | None = Field(default=None, ge=2, description="Requests per minute (None: no cap).")
-    tpm: int | None = Field(default=None, ge=100, description="Tokens per minute (None: no cap).")
+    rpm: int | None = Field(
+        default=None, ge=2, le=10_000_000, description="Requests per minute (None: no cap)."
+    )
+    tpm: int | None = Field(
+        default=None, ge=100, le=10_000_000_000, description="Tokens per minute (None: no cap)."
+    )
     timeout_s: float = Field(default=60.0, gt=0, le=600, description="Per-call timeout.")
     retries: int = Field(default=3, ge=0, le=10, description="Retries on 429/5xx/timeouts.")
     backoff_s: float = Field(default=1.0, gt=0, le=60, description="First backoff; doubles.")
@@ -34,6 +38,7 @@ class ModelLimits(BaseModel):
     global_concurrency: int | None = Field(
         default=None,
         ge=1,
+        le=100_000,
         description="Total in flight across all workers (Prefect global concurrency limit); "
         "defaults to `concurrency`.",
     )

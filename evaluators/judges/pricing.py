@@ -11,10 +11,10 @@ from evaluators.judges.quiet_litellm import litellm_module
 class Price(BaseModel):
     """USD per million tokens (how providers publish prices)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    input_usd_per_mtok: float = Field(ge=0)
-    output_usd_per_mtok: float = Field(ge=0)
+    input_usd_per_mtok: float = Field(ge=0, le=1_000_000)
+    output_usd_per_mtok: float = Field(ge=0, le=1_000_000)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         return (

@@ -94,15 +94,26 @@ def prefect_server(
 
 
 @contextlib.contextmanager
-def running_server(admin_url: str, home: Path) -> Iterator[PrefectServer]:
-    """`prefect server start` on a free port with its own Postgres database."""
+def running_server(
+    admin_url: str, home: Path, backend: str = "postgres", scheduler: bool = False
+) -> Iterator[PrefectServer]:
+    """`prefect server start` on a free port with its own Postgres database (or SQLite).
+
+    The shared server runs without its scheduler, so the hourly deployments registered for the
+    other tests never start a run of their own in the middle of one; the scheduler's own test
+    starts servers with it on, visiting deployments every few seconds.
+    """
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     name = pg.create_database(admin_url)
     env = prefect_env(api_url, home)
-    database = server_database_url(admin_url, name)
+    env["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] = "true" if scheduler else "false"
+    env["PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS"] = "5"
+    database = server_database_url(admin_url, name) if backend == "postgres" else None
     if database:
         env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database
+    else:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{home / 'prefect.db'}"
     log = home / "server.log"
     with log.open("ab") as out:
         server = subprocess.Popen(

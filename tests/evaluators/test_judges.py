@@ -79,14 +79,14 @@ async def test_acompletion_path_serves_other_providers(
     fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """litellm_proxy/ is not on the fast path: this goes through litellm.acompletion."""
-    monkeypatch.setenv("TEST_PROXY_KEY", "sk-test-proxy")
+    monkeypatch.setenv("ASSAY_JUDGE_KEY_TEST_PROXY", "sk-test-proxy")
     fake_llm.script("judge", always(Reply(content=verdict(0.7, True, "fine"))))
     evaluator = build_evaluator(
         "answer_relevance",
         {
             "model": "litellm_proxy/judge",
             "api_base": fake_llm.api_base,
-            "api_key_env": "TEST_PROXY_KEY",
+            "api_key_env": "ASSAY_JUDGE_KEY_TEST_PROXY",
         },
     )
     [score] = await run(evaluator)
@@ -97,10 +97,16 @@ async def test_acompletion_path_serves_other_providers(
 async def test_missing_api_key_is_a_clear_error_not_retried(fake_llm: FakeLLM) -> None:
     evaluator = build_evaluator(
         "answer_relevance",
-        {"model": "openai/judge", "api_base": fake_llm.api_base, "api_key_env": "NOT_SET_KEY"},
+        {
+            "model": "openai/judge",
+            "api_base": fake_llm.api_base,
+            "api_key_env": "ASSAY_JUDGE_KEY_NOT_SET",
+        },
     )
     [score] = await run(evaluator)
-    assert score.status == "error" and "api_key_env NOT_SET_KEY is not set" in (score.reason or "")
+    assert score.status == "error" and "api_key_env ASSAY_JUDGE_KEY_NOT_SET is not set" in (
+        score.reason or ""
+    )
     assert not fake_llm.requests
 
 

@@ -50,6 +50,7 @@ class Seen:
     body: dict[str, Any]
     at: float
     status: int = 0
+    authorization: str | None = None
 
 
 class FakeLLM(LoopbackServer):
@@ -141,7 +142,9 @@ class FakeLLM(LoopbackServer):
         now = time.monotonic()
         body = await request.json()
         model = body.get("model", "")
-        seen = Seen(model=model, body=body, at=now)
+        seen = Seen(
+            model=model, body=body, at=now, authorization=request.headers.get("Authorization")
+        )
         self.requests.append(seen)
         if self._over_rate(now):
             self.rate_limited += 1
@@ -169,6 +172,10 @@ class FakeLLM(LoopbackServer):
             await asyncio.sleep(reply.delay or self.latency)
         finally:
             self.in_flight -= 1
+        if reply.status != 200 and reply.body is not None:  # e.g. an error body echoing the key
+            return web.Response(
+                text=reply.body, status=reply.status, content_type="application/json"
+            )
         if reply.status != 200:
             return web.json_response(
                 {"error": {"message": f"scripted {reply.status}", "type": "server_error"}},

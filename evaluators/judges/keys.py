@@ -1,0 +1,105 @@
+"""Which API keys a job config may send, and where.
+
+A job config is editable by anyone with Prefect UI access, so it must not be able to aim a secret
+of the worker at a host of its choosing. Two rules:
+
+- `api_key_env` may name a provider's standard key variable or a variable under the operator's
+  prefix (`ASSAY_JUDGE_KEY_PREFIX`, default `ASSAY_JUDGE_KEY_`), never anything else (Assay's own
+  database URLs and Slack token least of all). Refused when the config is loaded.
+- a custom `api_base` whose host the operator has not trusted (`ASSAY_TRUSTED_API_HOSTS`, comma
+  separated hosts; unset, loopback only, so local servers work; `loopback` in the list keeps
+  them) receives only a key the config named explicitly, never the provider's default key.
+"""
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator
+
+DEFAULT_KEY_PREFIX = "ASSAY_JUDGE_KEY_"
+#: The variables providers document for their keys (litellm reads the same ones).
+PROVIDER_KEY_VARS = frozenset(
+    {
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "AZURE_API_KEY",
+        "AZURE_OPENAI_API_KEY",
+        "GEMINI_API_KEY",
+        "GOOGLE_API_KEY",
+        "VERTEXAI_API_KEY",
+        "MISTRAL_API_KEY",
+        "CODESTRAL_API_KEY",
+        "COHERE_API_KEY",
+        "CO_API_KEY",
+        "GROQ_API_KEY",
+        "TOGETHERAI_API_KEY",
+        "TOGETHER_API_KEY",
+        "FIREWORKS_API_KEY",
+        "FIREWORKS_AI_API_KEY",
+        "DEEPSEEK_API_KEY",
+        "XAI_API_KEY",
+        "OPENROUTER_API_KEY",
+        "PERPLEXITYAI_API_KEY",
+        "DEEPINFRA_API_KEY",
+        "CEREBRAS_API_KEY",
+        "HUGGINGFACE_API_KEY",
+        "HF_TOKEN",
+        "REPLICATE_API_KEY",
+        "NVIDIA_NIM_API_KEY",
+        "DATABRICKS_API_KEY",
+        "AI21_API_KEY",
+        "HOSTED_VLLM_API_KEY",
+        "LITELLM_API_KEY",
+    }
+)
+
+
+class KeyNotAllowed(ValueError):
+    """A config named an environment variable it may not read."""
+
+
+def key_prefix(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get("ASSAY_JUDGE_KEY_PREFIX") or DEFAULT_KEY_PREFIX
+
+
+def check_key_env(name: str, env: Mapping[str, str] | None = None) -> str:
+    """`name` if a config may send that variable's value to a judge; KeyNotAllowed otherwise."""
+    prefix = key_prefix(env)
+    if name in PROVIDER_KEY_VARS or (name.startswith(prefix) and len(name) > len(prefix)):
+        return name
+    raise KeyNotAllowed(
+        f"api_key_env {name!r} is not a judge key: name a provider's key variable (e.g. "
+        f"OPENAI_API_KEY) or one starting with {prefix} (set ASSAY_JUDGE_KEY_PREFIX to change it)"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def trusted_hosts(env: Mapping[str, str] | None = None) -> frozenset[str]:
+    env = os.environ if env is None else env
+    listed = env.get("ASSAY_TRUSTED_API_HOSTS")
+    if listed is None:
+        return frozenset({"loopback"})
+    return frozenset(h.strip().lower() for h in listed.split(",") if h.strip())
+
+
+def base_is_trusted(api_base: str, env: Mapping[str, str] | None = None) -> bool:
+    """Whether the operator trusts `api_base`'s host with the provider's default key."""
+    host = (urlsplit(api_base).hostname or "").lower()
+    trusted = trusted_hosts(env)
+    return bool(host) and (host in trusted or ("loopback" in trusted and _is_loopback(host)))
+
+
+#: An `api_key_env` field: checked when the config is loaded.
+KeyEnvName = Annotated[str, AfterValidator(check_key_env)]
