@@ -14,7 +14,7 @@ from prefect.runtime import flow_run
 from evaluators.judges.client import JudgeRuntime
 from evaluators.judges.pricing import price_for
 from flows.artifacts import publish_run_artifacts
-from tasks import pipeline
+from tasks import pipeline, redact
 from tasks.budget import Ledger, LedgerGate
 from tasks.config import EvalJob
 from tasks.contract import ContractSummary
@@ -119,7 +119,10 @@ class Judging(NamedTuple):
 @asynccontextmanager
 async def judging(job: EvalJob, engine: sa.Engine, budget_key: str) -> AsyncIterator[Judging]:
     """The judge runtime of a run, behind the spend ledger of `budget_key` when the job has
-    caps (a backfill's chunks share their parent's key, so its budget covers them all)."""
+    caps (a backfill's chunks share their parent's key, so its budget covers them all).
+    Every run passes through here, so this is where its log lines start being redacted."""
+    redact.refresh()
+    redact.install_log_redaction()
     models = pipeline.judge_models(pipeline.build_evaluators(job))
     ledger = (
         Ledger(engine, job.deployment, budget_key, job.budget)

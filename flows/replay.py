@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
-from evaluators.judges.client import JudgeRuntime
+from flows.evaluate import Judging, judging, require_prices
 from tasks import pipeline
 from tasks.config import EvalJob
 from tasks.db import scores_engine
@@ -29,35 +29,50 @@ async def replay_quarantine(job: EvalJob, run_id: str | None = None) -> RunSumma
         )
         result = ReplayResult(requested=len(ids))
         evaluators = pipeline.build_evaluators(job)
-        models = pipeline.judge_models(evaluators)
-        judges = JudgeRuntime(job.judge_settings()) if models else None
         try:
-            slots = await lease_slots(judges, models)
-            counts = PageCounts()
-            seen: list[datetime] = []  # log times, so the rollups of those hours are redone
-            size = job.source.page_size
-            for start in range(0, len(ids), size):
-                chunk = ids[start : start + size]
-                with pipeline.source_engine(job.source).connect() as conn:
-                    rows = rows_by_id(conn, job.source, chunk)
-                result.missing_from_source += len(chunk) - len(rows)
-                seen += [r["ts"] for r in rows if isinstance(r.get("ts"), datetime)]
-                async with judge_slots(slots):
-                    outcome = await pipeline.process_rows(
-                        job, engine, plan.run_id, rows, evaluators, judges, counts,
-                        cursor=None, enforce_contract=False,
-                    )  # fmt: skip
-                counts = counts + outcome.counts
-            result.readmitted = counts.normalized
-            result.still_invalid = counts.quarantined
-            result.scores_written = counts.scored
+            # The same judge runtime as every run: the spend ledger's per-run and per-day caps,
+            # and no paid judge without a price.
+            async with judging(job, engine, plan.run_id) as judged:
+                require_prices(job, judged.models)
+                await replay_pages(job, engine, plan.run_id, ids, evaluators, judged, result)
             logger.info("replay of %s: %s", job.deployment, result.model_dump())
         except BaseException as exc:
             finish_run(engine, plan.run_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
             raise
-        finally:
-            if judges is not None:
-                await judges.close()
         details: dict[str, Any] = {"replay": result.model_dump()}
-        hours = (min(seen), max(seen)) if seen and seen[0].tzinfo else None
+        if judged.ledger is not None:
+            details["spend"] = judged.ledger.report().model_dump()
+        hours = (min(result.seen), max(result.seen)) if result.seen else None
         return finish_run(engine, plan.run_id, "completed", details=details, rollups=hours)
+
+
+async def replay_pages(
+    job: EvalJob,
+    engine: Any,
+    run_id: str,
+    ids: list[str],
+    evaluators: list[Any],
+    judged: Judging,
+    result: ReplayResult,
+) -> None:
+    judges = judged.judges
+    slots = await lease_slots(judges, judged.models)
+    counts = PageCounts()
+    size = job.source.page_size
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
+        with pipeline.source_engine(job.source).connect() as conn:
+            rows = rows_by_id(conn, job.source, chunk)
+        result.missing_from_source += len(chunk) - len(rows)
+        result.seen += [
+            r["ts"] for r in rows if isinstance(r.get("ts"), datetime) and r["ts"].tzinfo
+        ]
+        async with judge_slots(slots):
+            outcome = await pipeline.process_rows(
+                job, engine, run_id, rows, evaluators, judges, counts,
+                cursor=None, enforce_contract=False,
+            )  # fmt: skip
+        counts = counts + outcome.counts
+    result.readmitted = counts.normalized
+    result.still_invalid = counts.quarantined
+    result.scores_written = counts.scored

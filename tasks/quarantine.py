@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tasks.sql import query
 
@@ -28,6 +28,8 @@ class ReplayResult(BaseModel):
     still_invalid: int = 0
     missing_from_source: int = 0
     scores_written: int = 0
+    #: Times of the logs read, so the rollups of those hours are redone (not reported).
+    seen: list[datetime] = Field(default_factory=list, exclude=True)
 
 
 def list_quarantine(

@@ -84,7 +84,9 @@ async def test_the_servers_scheduler_creates_the_run_and_a_worker_completes_it(
         engine,
         [log(f"s-{i:02d}", now - timedelta(minutes=90 - i * 2)) for i in range(30)],
     )
-    with running_server(admin_url, tmp_path / "home", backend=backend, scheduler=True) as server:
+    home = tmp_path / "home"
+    home.mkdir()
+    with running_server(admin_url, home, backend=backend, scheduler=True) as server:
         prefect_file = every_minute_deployment(tmp_path / "prefect.yaml")
         deployed = subprocess.run(
             [sys.executable, "-m", "flows.cli", "deploy", "--prefect-file", str(prefect_file)],
