@@ -61,6 +61,11 @@ def judge_health(summary: RunSummary, max_error_rate: float) -> list[str]:
             problems.append(f"{model}: {stats['bad_verdicts']:,} unparseable verdicts")
         if stats.get("fallback_answers"):
             problems.append(f"{model}: {stats['fallback_answers']:,} answers came from a fallback")
+        if stats.get("estimated_cost_calls"):
+            problems.append(
+                f"{model}: {stats['estimated_cost_calls']:,} answers without believable usage, "
+                "charged at the worst case"
+            )
         if stats.get("unknown_cost_calls"):
             problems.append(f"{model}: {stats['unknown_cost_calls']:,} calls with an unknown price")
     return problems

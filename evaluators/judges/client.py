@@ -131,6 +131,8 @@ class ModelStats(BaseModel):
     output_tokens: int = 0
     cost_usd: float = 0.0
     unknown_cost_calls: int = 0
+    #: Calls whose usage was missing or implausible: charged (and recorded) at the worst case.
+    estimated_cost_calls: int = 0
     budget_refusals: int = 0
     breaker: str | None = None
 
@@ -146,7 +148,9 @@ class _Spend(BaseModel):
         self.input_tokens += tokens_in
         self.output_tokens += tokens_out
         self.latency_ms += completion.latency_ms
-        if price is None or self.cost_usd is None:
+        if completion.charged_usd is not None and self.cost_usd is not None:
+            self.cost_usd += completion.charged_usd  # what the ledger was charged
+        elif price is None or self.cost_usd is None:
             self.cost_usd = None
         else:
             self.cost_usd += price.cost(tokens_in, tokens_out)
@@ -310,6 +314,42 @@ class JudgeRuntime:
                 await asyncio.sleep(retry_delay(attempt, limits, exc.retry_after))
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def charge(
+        self,
+        model: str,
+        completion: Completion,
+        reserved: float,
+        tokens: int,
+        worst_case: Any,
+    ) -> float:
+        """The cost of one answered call, decided once for the ledger and the score alike.
+
+        Usage the provider did not report, or reported as negative or far beyond what the
+        request could use, is not believed: the call is charged the reserved worst case (marked
+        estimated), so the ledger equals the sum of score costs and never decreases.
+        """
+        price = self.price(model)
+        tokens_in, tokens_out = completion.input_tokens, completion.output_tokens
+        plausible_ceiling = max(tokens, 1) * 20 + 100_000
+        believable = (
+            tokens_in is not None
+            and tokens_out is not None
+            and 0 <= tokens_in <= plausible_ceiling
+            and 0 <= tokens_out <= plausible_ceiling
+        )
+        if price is not None and believable:
+            assert tokens_in is not None and tokens_out is not None
+            return price.cost(tokens_in, tokens_out)
+        if not believable:
+            self.stats_for(model).estimated_cost_calls += 1
+            completion.input_tokens = max(0, min(tokens_in or 0, plausible_ceiling))
+            completion.output_tokens = max(0, min(tokens_out or 0, plausible_ceiling))
+            if price is not None:
+                completion.charged_usd = reserved if self.gate is not None else worst_case()
+                completion.cost_estimated = True
+                return completion.charged_usd
+        return reserved
+
     def worst_case_usd(self, model: str, messages: list[dict[str, Any]], max_tokens: int) -> float:
         """What one call can cost at most: counted input tokens (plus a margin for tokenizer
         differences) and the whole output budget, at the model's price."""
@@ -350,11 +390,12 @@ class JudgeRuntime:
             try:
                 async with asyncio.timeout(timeout_s + 5):  # backstop for the transport's own
                     completion = await transport.complete(messages, params)
-                price = self.price(endpoint.model)
-                actual = (
-                    price.cost(completion.input_tokens or 0, completion.output_tokens or 0)
-                    if price is not None and completion.input_tokens is not None
-                    else reserved  # usage missing: charge the worst case, never zero
+                actual = self.charge(
+                    endpoint.model,
+                    completion,
+                    reserved,
+                    tokens,
+                    lambda: self.worst_case_usd(endpoint.model, messages, params["max_tokens"]),
                 )
                 return completion
             except TimeoutError:

@@ -41,6 +41,10 @@ class Completion(BaseModel):
     input_tokens: int | None
     output_tokens: int | None
     latency_ms: int
+    #: What this call cost as charged to the ledger, when the runtime decided it (missing or
+    #: implausible usage: the reserved worst case), so the score records the same amount.
+    charged_usd: float | None = None
+    cost_estimated: bool = False
 
 
 class CallFailed(Exception):

@@ -29,25 +29,42 @@ class VerdictUnparseable(ValueError):
         self.raw = raw[:MAX_RAW_CHARS]
 
 
+def _strict_schema() -> dict[str, object]:
+    """The verdict's JSON schema, from the model itself, in the strict form providers require
+    (every property required, nothing else allowed)."""
+    schema = Verdict.model_json_schema()
+    properties = {
+        name: {k: v for k, v in spec.items() if k in ("type", "anyOf", "minimum", "maximum")}
+        for name, spec in schema["properties"].items()
+    }
+    label = properties["label"]
+    if "anyOf" in label:  # `str | None`: the strict form is a list of types
+        properties["label"] = {"type": [option["type"] for option in label["anyOf"]]}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
 #: JSON schema sent as `response_format` to providers that support structured output.
 RESPONSE_FORMAT: dict[str, object] = {
     "type": "json_schema",
-    "json_schema": {
-        "name": "verdict",
-        "strict": True,
-        "schema": {
-            "type": "object",
-            "properties": {
-                "score": {"type": "number", "minimum": 0, "maximum": 1},
-                "passed": {"type": "boolean"},
-                "label": {"type": ["string", "null"]},
-                "reason": {"type": "string"},
-            },
-            "required": ["score", "passed", "label", "reason"],
-            "additionalProperties": False,
-        },
-    },
+    "json_schema": {"name": "verdict", "strict": True, "schema": _strict_schema()},
 }
+
+
+class DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [key for key, _ in pairs]
+    repeated = sorted({key for key in keys if keys.count(key) > 1})
+    if repeated:
+        raise DuplicateKey(f"key {', '.join(repeated)} appears more than once")
+    return dict(pairs)
 
 
 def parse_verdict(text: str | None) -> Verdict:
@@ -57,9 +74,11 @@ def parse_verdict(text: str | None) -> Verdict:
     fenced = _FENCE.match(text)
     body = fenced.group(1) if fenced else text.strip()
     try:
-        data = json.loads(body)
+        data = json.loads(body, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
         raise VerdictUnparseable(f"not JSON ({exc.msg} at char {exc.pos})", text) from None
+    except DuplicateKey as exc:  # which one would count is a guess: never guess a score
+        raise VerdictUnparseable(f"ambiguous verdict: {exc}", text) from None
     if not isinstance(data, dict):
         raise VerdictUnparseable("the verdict must be a JSON object", text)
     try:

@@ -216,6 +216,7 @@ async def test_garbage_verdict_gets_one_repair_then_an_error_row(fake_llm: FakeL
         '{"score": "high", "passed": true, "reason": "x"}',
         '{"score": 0.5, "passed": "yes", "reason": "x"}',
         '{"passed": true, "reason": "x"}',
+        '{"score": 0.1, "passed": true, "reason": "x", "score": 0.9}',  # which one? never guess
         "[0.5, true]",
         "",
     ],
