@@ -280,8 +280,10 @@ def contract_frame(
         columns[field + NUMBER_SUFFIX] = pd.Series(numbers, dtype="float64")
     for field in TEXT_FIELDS:
         values = columns[field]
+        # Whitespace is no text: a response of spaces counts as empty.
         columns[field + LENGTH_SUFFIX] = pd.Series(
-            [len(v) if isinstance(v, str) else None for v in values], dtype="float64"
+            [(len(v) if v.strip() else 0) if isinstance(v, str) else None for v in values],
+            dtype="float64",
         )
         columns[field] = pd.Series(
             [None if v is None else type(v).__name__ for v in values], dtype=object
@@ -442,7 +444,7 @@ def admit(
     records: list[LogRecord] = []
     rejects: list[Reject] = []
     for position, (row, fields) in enumerate(zip(rows, fields_per_row, strict=True)):
-        broken = row_problems(fields) + reasons.get(position, [])
+        broken = row_problems(fields) + _missing_status(row, fmt) + reasons.get(position, [])
         if position in payload_errors:
             broken = [payload_errors[position], *broken]
         if broken:
@@ -456,6 +458,16 @@ def admit(
             rejects.append(reject(row, reasons_of(exc)))
     summary.invalid_rows = len(rejects)
     return Admission(records=records, rejects=rejects, summary=summary)
+
+
+def _missing_status(row: Mapping[str, Any], fmt: str) -> list[str]:
+    """A mapped status column that is NULL says nothing about whether the call succeeded."""
+    if fmt == "canonical" and "status" in row and row["status"] is None:
+        return [
+            "status: NULL, so it is unknown whether the call succeeded (fix the source, or drop "
+            "the field with `status: null` under source.columns to treat every log as ok)"
+        ]
+    return []
 
 
 def future_start(quality: QualityConfig, now: datetime) -> datetime:

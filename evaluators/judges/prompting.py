@@ -57,7 +57,19 @@ def log_values(record: LogRecord) -> dict[str, str | None]:
     return values
 
 
+#: Characters a log could use to fake a marker the judge would read as ours: zero-width and
+#: invisible characters (dropped) and full-width or small angle brackets (read as < and >).
+_LOOKALIKES = str.maketrans(
+    {
+        **dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e"), None),
+        **{ord(c): "<" for c in "\uff1c\ufe64\u2329\u3008\u27e8"},
+        **{ord(c): ">" for c in "\uff1e\ufe65\u232a\u3009\u27e9"},
+    }
+)
+
+
 def _defuse(text: str) -> str:
+    text = text.translate(_LOOKALIKES)
     return _MARKER.sub(
         lambda m: "‹" * len(m.group()) if m.group()[0] == "<" else "›" * len(m.group()), text
     )

@@ -154,3 +154,29 @@ async def test_poison_rows_are_quarantined_and_never_block_the_rest(
 
     assert again.status == "completed" and again.pulled == 0 and again.scored == 0
     assert len(fake_llm.requests) == paid  # nothing judged (or paid for) twice
+
+
+async def test_blank_responses_and_unknown_status_are_quarantined_not_scored(
+    engine: sa.Engine,
+) -> None:
+    from tests.conftest import insert_logs, log
+
+    rows = [log(f"ok-{i:02d}", BASE + timedelta(minutes=i)) for i in range(20)]
+    rows += [
+        log("blank-response", BASE, response="   \n\t "),
+        log("null-status", BASE, status=None),
+        log("no-id-a", BASE, prompt=None),
+    ]
+    insert_logs(engine, rows)
+    job = parse_job({"deployment": "blanks", "source": {"initial_lookback": "1d"},
+                     "evaluators": [{"name": "refusal"}]})  # fmt: skip
+
+    summary = await evaluate_recent(job, until=BASE + timedelta(hours=1))
+
+    with engine.connect() as conn:
+        quarantined = dict(
+            conn.execute(sa.text("SELECT log_id, reasons::text FROM assay.quarantine")).all()
+        )
+    assert summary.status == "completed" and summary.scored == 20
+    assert "non-empty" in quarantined["blank-response"]
+    assert "status: NULL" in quarantined["null-status"]
