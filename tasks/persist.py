@@ -37,22 +37,20 @@ class PageCounts(BaseModel):
         )
 
 
-#: Free text a judge, a provider's error body or a log can put into a score.
-_FREE_TEXT = frozenset({"reason", "label"})
-
-
-def _stored(name: str, value: Any) -> Any:
-    """Free text made storable (no NUL, valid UTF-8, bounded) and redacted, at the boundary."""
-    if name in _FREE_TEXT and value:
-        return redact(storable_text(value, MAX_REASON_CHARS))
-    return value
+#: Free text a judge, a provider's error body or a log can put into a score: made storable (no
+#: NUL, valid UTF-8, bounded) and redacted at this boundary.
+_FREE_TEXT = tuple(SCORE_COLUMNS.index(name) for name in ("reason", "label"))
 
 
 def _copy(driver: psycopg.Connection[Any], table: str, rows: list[ScoreRow]) -> None:
     columns = ", ".join(SCORE_COLUMNS)
     with driver.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(tuple(_stored(name, getattr(row, name)) for name in SCORE_COLUMNS))
+            values = [getattr(row, name) for name in SCORE_COLUMNS]
+            for i in _FREE_TEXT:
+                if values[i]:
+                    values[i] = redact(storable_text(values[i], MAX_REASON_CHARS))
+            copy.write_row(values)
 
 
 def copy_scores(conn: sa.Connection, rows: list[ScoreRow]) -> int:

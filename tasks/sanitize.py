@@ -76,10 +76,28 @@ def value_problem(value: Any, depth: int = 0) -> str | None:
     return None
 
 
+_PLAIN_TYPES = (type(None), int, bool, datetime, date)
+
+
 def row_problems(fields: Mapping[str, Any]) -> list[str]:
-    """A reason per canonical field that could not be stored or evaluated."""
+    """A reason per canonical field that could not be stored or evaluated.
+
+    Runs on every row, so the common cases are settled inline: ASCII text without NUL, and
+    values that cannot hold anything unstorable."""
     problems = []
     for name, value in fields.items():
+        kind = type(value)
+        if kind is str:
+            if "\x00" not in value and value.isascii():
+                continue
+        elif kind is float:
+            if math.isfinite(value):
+                continue
+        elif kind is list:
+            if all(type(v) is str and "\x00" not in v and v.isascii() for v in value):
+                continue
+        elif isinstance(value, _PLAIN_TYPES):
+            continue
         if (problem := value_problem(value)) is not None:
             problems.append(f"{name}: {problem}")
     log_id = fields.get("id")
