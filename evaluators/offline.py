@@ -15,6 +15,16 @@ OFFLINE_DEFAULTS: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
     "GX_ANALYTICS_ENABLED": "false",
+    # Judge slots are leased from Prefect global concurrency limits. Prefect 3.8.8 keeps leases
+    # in the server's memory by default, which for the temporary server of a local run dies with
+    # the process while the slot count persists: a killed local run would hold its slots
+    # forever. On disk (under PREFECT_HOME) they outlive it, and the next run releases the
+    # expired ones (tasks/judging.py).
+    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": (
+        "prefect.server.concurrency.lease_storage.filesystem"
+    ),
+    # ... and a run waiting for slots asks again every few seconds, not every 30.
+    "PREFECT_SERVER_CONCURRENCY_MAXIMUM_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
 }
 
 

@@ -88,7 +88,7 @@ async def run_chunk(
     engine = scores_engine()
     run_id = str(uuid.uuid4())
     names = evaluator_names(job)
-    with run_alive(engine, run_id):
+    with run_alive(engine, run_id) as alive:
         start_backfill_run(
             engine, run_id, job.deployment, start, end, names, flow_run.id, parent_run_id
         )
@@ -103,7 +103,7 @@ async def run_chunk(
         tally = RunTally()
         async with judging(job, engine, budget_key) as judged:
             try:
-                await run_pages(job, plan, judged, tally)
+                await run_pages(job, plan, judged, tally, alive)
             except BaseException as exc:
                 fail_run(engine, run_id, exc, run_details(job, judged, tally), rollups=(start, end))
                 raise

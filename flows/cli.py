@@ -123,11 +123,42 @@ def migrate() -> None:
     )
 
 
+#: After SIGTERM, how long a run may take to record its failure before the process exits anyway
+#: (its temporary Prefect server may be gone, and Prefect's client would keep retrying it).
+STOP_GRACE_S = 10.0
+
+
+class RunStopped(AssayError):
+    pass
+
+
+async def stoppable(work: Any) -> Any:
+    """Await `work`; SIGTERM or SIGINT cancels it (the run records itself as failed on the way
+    out) and, should that hang, ends the process after STOP_GRACE_S."""
+    import os
+    import signal
+
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+
+    def stop(name: str) -> None:
+        err_console.print(f"[bold red]{name}:[/] stopping the run (it is recorded as failed)")
+        task.cancel()
+        loop.call_later(STOP_GRACE_S, os._exit, 1)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop, sig.name)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        raise RunStopped("the run was stopped by a signal and is recorded as failed") from None
+
+
 def _run_flow(job: Any, until: datetime | None, kind: Literal["manual", "scheduled"]) -> Any:
     from flows.evaluate import evaluate_recent
 
     with console.status(f"evaluating {job.deployment} …", spinner="dots"):
-        return asyncio.run(evaluate_recent(job, until=until, kind=kind))
+        return asyncio.run(stoppable(evaluate_recent(job, until=until, kind=kind)))
 
 
 @app.command()

@@ -1,5 +1,6 @@
 """`evaluate_recent`: the hourly flow. Pull new logs, evaluate them, write scores exactly once."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from tasks.judging import judge_slots, lease_slots
 from tasks.notify import deliver_pending, notify_contract_broken, notify_on_finish
 from tasks.persist import PageCounts
 from tasks.runs import (
+    HeldLock,
     RunKind,
     RunPlan,
     RunSummary,
@@ -148,24 +150,32 @@ def fail_run(
     hook: Any = None,
     rollups: tuple[datetime, datetime] | None = None,
 ) -> None:
+    error = (
+        "stopped: the process was told to stop (SIGTERM or SIGINT) and ended the run"
+        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt)
+        else f"{type(exc).__name__}: {exc}"[:2000]
+    )
     finish_run(
         engine,
         run_id,
         "failed",
-        error=f"{type(exc).__name__}: {exc}"[:2000],
+        error=error,
         details=details,
         then=hook,
         rollups=rollups,
     )
 
 
-async def run_pages(job: EvalJob, plan: RunPlan, judged: Judging, tally: RunTally) -> None:
+async def run_pages(
+    job: EvalJob, plan: RunPlan, judged: Judging, tally: RunTally, lock: HeldLock
+) -> None:
     logger = get_run_logger()
     require_prices(job, judged.models)
     judges = judged.judges
     slots = await lease_slots(judges, judged.models)
     cursor = plan.cursor
     while True:
+        lock.ensure()
         try:
             outcome = await evaluate_page(job, plan, cursor, judges, slots, tally.counts)
         except DataContractBroken as broken:
@@ -194,7 +204,7 @@ async def evaluate_recent(
     logger = get_run_logger()
     engine = scores_engine()
     window_end = run_window_end(job, until)
-    with deployment_lock(engine, job.deployment):
+    with deployment_lock(engine, job.deployment) as lock:
         plan = start_run(
             engine,
             job.deployment,
@@ -219,7 +229,7 @@ async def evaluate_recent(
                 )
                 if future.quarantined:
                     logger.warning("%d future-stamped logs were quarantined", future.quarantined)
-                await run_pages(job, plan, judged, tally)
+                await run_pages(job, plan, judged, tally, lock)
                 if tally.counts.pulled == 0 and job.quality.expect_traffic:
                     tally.contract.batch_failures.append(
                         "no logs in the window although quality.expect_traffic is set"
@@ -291,6 +301,10 @@ def run_details(job: EvalJob, judged: Judging, tally: RunTally) -> dict[str, Any
         details["judges"] = judges.report()
     if ledger is not None:
         details["spend"] = ledger.report().model_dump()
+        gate = pipeline.ledger_gate(judges)
+        if gate is not None and gate.unstored_usd:
+            # Paid for, but the page failed before storing them: judged again on the rerun.
+            details["spend"]["unstored_usd"] = gate.unstored_usd
     return details
 
 

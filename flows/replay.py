@@ -13,7 +13,7 @@ from tasks.db import scores_engine
 from tasks.judging import judge_slots, lease_slots
 from tasks.persist import PageCounts
 from tasks.quarantine import ReplayResult, quarantined_ids
-from tasks.runs import RunSummary, deployment_lock, finish_run, start_run
+from tasks.runs import HeldLock, RunSummary, deployment_lock, finish_run, start_run
 from tasks.source import rows_by_id
 
 
@@ -22,7 +22,7 @@ async def replay_quarantine(job: EvalJob, run_id: str | None = None) -> RunSumma
     """Replay a deployment's quarantined logs (optionally only those from one run)."""
     logger = get_run_logger()
     engine = scores_engine()
-    with deployment_lock(engine, job.deployment):
+    with deployment_lock(engine, job.deployment) as lock:
         ids = quarantined_ids(engine, job.deployment, run_id)
         plan = start_run(
             engine, job.deployment, datetime.now(UTC), job.source.initial_lookback, "manual"
@@ -34,7 +34,7 @@ async def replay_quarantine(job: EvalJob, run_id: str | None = None) -> RunSumma
             # and no paid judge without a price.
             async with judging(job, engine, plan.run_id) as judged:
                 require_prices(job, judged.models)
-                await replay_pages(job, engine, plan.run_id, ids, evaluators, judged, result)
+                await replay_pages(job, engine, plan.run_id, ids, evaluators, judged, result, lock)
             logger.info("replay of %s: %s", job.deployment, result.model_dump())
         except BaseException as exc:
             finish_run(engine, plan.run_id, "failed", error=f"{type(exc).__name__}: {exc}"[:2000])
@@ -54,6 +54,7 @@ async def replay_pages(
     evaluators: list[Any],
     judged: Judging,
     result: ReplayResult,
+    lock: HeldLock,
 ) -> None:
     judges = judged.judges
     slots = await lease_slots(judges, judged.models)
@@ -61,6 +62,7 @@ async def replay_pages(
     size = job.source.page_size
     for start in range(0, len(ids), size):
         chunk = ids[start : start + size]
+        lock.ensure()
         with pipeline.source_engine(job.source).connect() as conn:
             rows = rows_by_id(conn, job.source, chunk)
         result.missing_from_source += len(chunk) - len(rows)

@@ -6,7 +6,9 @@ moves in the same transaction, a crash leaves either the whole page or none of i
 """
 
 import json
+import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -14,6 +16,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from evaluators.records import LogRecord
+from tasks.errors import TransientError
 from tasks.normalize import Reject
 from tasks.redact import redact
 from tasks.rollups import add_usage
@@ -107,7 +110,26 @@ def move_watermark(conn: sa.Connection, deployment: str, run_id: str, cursor: Cu
     )
 
 
-def write_page(
+#: Tries of a page's transaction when its connection drops (the pool hands out a live one).
+WRITE_ATTEMPTS = 4
+
+
+def write_page(engine: sa.Engine, *args: Any, **kwargs: Any) -> PageCounts:
+    """`write_page_once`, again on a fresh connection when the connection was dropped or
+    terminated: the transaction either committed or left nothing, and the judge results it
+    carries are not paid for again. A page that still cannot be written is a TransientError
+    (the page is retried), never a score."""
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            return write_page_once(engine, *args, **kwargs)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            problem = " ".join(str(exc.orig).split())[:200]
+            if attempt + 1 < WRITE_ATTEMPTS:
+                time.sleep(0.25 * 2**attempt)
+    raise TransientError(f"writing the page failed {WRITE_ATTEMPTS} times: {problem}")
+
+
+def write_page_once(
     engine: sa.Engine,
     deployment: str,
     run_id: str,
@@ -118,12 +140,16 @@ def write_page(
     move: bool = True,
     admitted: list[str] | None = None,
     usage: list[LogRecord] | None = None,
+    also: Callable[[sa.Connection], None] | None = None,
 ) -> PageCounts:
     """One transaction: scores, quarantine, re-admission of logs that now pass, counters,
-    (if `move` and a cursor is given) the watermark, and the usage rollups of `usage`, the
-    logs that moving the watermark consumes (so each log counts once)."""
+    (if `move` and a cursor is given) the watermark, the usage rollups of `usage`, the
+    logs that moving the watermark consumes (so each log counts once), and `also` (the spend
+    of the judge calls behind these scores)."""
     statuses = Counter(row.status for row in rows)
     with engine.begin() as conn:
+        if also is not None:
+            also(conn)
         inserted = copy_scores(conn, rows)
         quarantine_rows(conn, deployment, run_id, rejects)
         if admitted:

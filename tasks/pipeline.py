@@ -1,5 +1,6 @@
 """One page of the hourly pipeline: pull, normalize, evaluate, write. Pure of Prefect."""
 
+import contextlib
 import os
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ from pydantic import BaseModel, SecretStr
 from evaluators.base import Cost, EvalContext, Evaluator
 from evaluators.judges.builtin import JudgeEvaluator
 from evaluators.judges.client import JudgeRuntime
+from tasks.budget import LedgerGate
 from tasks.config import FLAGGING_EVALUATORS, EvalJob, SourceConfig
 from tasks.contract import Admission, ContractSummary, admit, future_start
 from tasks.db import engine_for, warehouse_url
@@ -176,22 +178,36 @@ async def process_rows(
         if skip_scored:
             plan = without_scored(scores_db, job.deployment, plan, paid)
         known = known_for(scores_db, job.deployment, plan, paid) if job.sampling.dedupe else {}
-        judged = await judge_plan(plan.items, ctx, known, job.sampling.dedupe)
+        try:
+            judged = await judge_plan(plan.items, ctx, known, job.sampling.dedupe)
+        except BaseException:
+            await release_unstored(judges)
+            raise
         scores += judged.rows
         strata, unscored, copied = plan.strata, judged.unscored, judged.copied
-    counts = write_page(
-        scores_db,
-        job.deployment,
-        run_id,
-        scores,
-        admission.rejects,
-        cursor,
-        len(rows),
-        # A duplicate id's repeat is quarantined while its first occurrence is scored: the
-        # quarantine row documents the duplicate and must stay.
-        admitted=sorted({r.id for r in records} - {r.log_id for r in admission.rejects}),
-        usage=records,
-    )
+    gate = ledger_gate(judges)
+    settled = gate.take() if gate is not None else []
+    try:
+        counts = write_page(
+            scores_db,
+            job.deployment,
+            run_id,
+            scores,
+            admission.rejects,
+            cursor,
+            len(rows),
+            # A duplicate id's repeat is quarantined while its first occurrence is scored: the
+            # quarantine row documents the duplicate and must stay.
+            admitted=sorted({r.id for r in records} - {r.log_id for r in admission.rejects}),
+            usage=records,
+            # The calls behind these scores become spend in the same transaction.
+            also=(lambda conn: gate.ledger.apply(conn, settled)) if gate and settled else None,
+        )
+    except BaseException:
+        if gate is not None:
+            with contextlib.suppress(Exception):
+                await gate.release(settled)
+        raise
     return PageOutcome(
         counts=counts,
         last=cursor,
@@ -201,6 +217,19 @@ async def process_rows(
         unscored=unscored,
         copied=copied,
     )
+
+
+def ledger_gate(judges: JudgeRuntime | None) -> LedgerGate | None:
+    return judges.gate if judges is not None and isinstance(judges.gate, LedgerGate) else None
+
+
+async def release_unstored(judges: JudgeRuntime | None) -> None:
+    """A page that fails after judging stores none of its results: their reservations are
+    released, and the logs are judged (and paid for) again when the page is retried."""
+    gate = ledger_gate(judges)
+    if gate is not None:
+        with contextlib.suppress(Exception):
+            await gate.release(gate.take())
 
 
 def contract_breach(

@@ -1,5 +1,6 @@
 """Run lifecycle in `assay.eval_runs`: one run per deployment at a time, start, finish, summary."""
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +23,36 @@ RunKind = Literal["scheduled", "manual", "backfill"]
 
 class RunBusy(AssayError):
     pass
+
+
+class LockLost(AssayError):
+    """The session holding a run's lock died (a dropped or terminated connection)."""
+
+
+class HeldLock:
+    """A session advisory lock held on its own connection, checked between pages: a run whose
+    lock went with its connection stops, marked failed, instead of continuing unlocked."""
+
+    def __init__(self, conn: sa.Connection, what: str) -> None:
+        self.conn, self.what = conn, what
+
+    def ensure(self) -> None:
+        try:
+            held = self.conn.execute(sa.text(query("runs", "holds_advisory_locks"))).scalar_one()
+            self.conn.commit()
+        except sa.exc.SQLAlchemyError:
+            held = False
+        if not held:
+            raise LockLost(
+                f"the {self.what} lock was lost with its database connection; the run stops "
+                "here rather than go on unlocked (rerun it: nothing written is lost)"
+            )
+
+    def release(self, statement: str, params: dict[str, Any]) -> None:
+        # A dead connection released the lock already.
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            self.conn.execute(sa.text(query("runs", statement)), params)
+            self.conn.commit()
 
 
 class RunPlan(BaseModel):
@@ -76,7 +107,7 @@ class RunSummary(BaseModel):
 
 
 @contextmanager
-def deployment_lock(engine: sa.Engine, deployment: str) -> Iterator[None]:
+def deployment_lock(engine: sa.Engine, deployment: str) -> Iterator[HeldLock]:
     """Hold a session advisory lock for the whole run; it dies with the process if killed."""
     with engine.connect() as conn:
         got = conn.execute(
@@ -85,11 +116,16 @@ def deployment_lock(engine: sa.Engine, deployment: str) -> Iterator[None]:
         if not got.scalar_one():
             raise RunBusy(f"another run of {deployment!r} is in progress; try again when it ends")
         conn.commit()
+        lock = HeldLock(conn, f"deployment {deployment!r}")
         try:
-            yield
+            yield lock
         finally:
-            conn.execute(sa.text(query("runs", "unlock_deployment")), {"deployment": deployment})
-            conn.commit()
+            lock.release("unlock_deployment", {"deployment": deployment})
+
+
+def release_dead_reservations(conn: sa.Connection, deployment: str) -> None:
+    """Runs found dead (just marked abandoned) free what they had reserved but never spent."""
+    conn.execute(sa.text(query("budget", "release_dead_reservations")), {"deployment": deployment})
 
 
 def start_run(
@@ -104,6 +140,9 @@ def start_run(
     run_id = str(uuid.uuid4())
     with engine.begin() as conn:
         conn.execute(sa.text(query("runs", "abandon_stale_runs")), {"deployment": deployment})
+        conn.execute(
+            sa.text(query("budget", "release_dead_reservations")), {"deployment": deployment}
+        )
         mark = conn.execute(
             sa.text(query("runs", "get_watermark")), {"deployment": deployment}
         ).one_or_none()
@@ -204,6 +243,9 @@ def start_backfill_run(
     with engine.begin() as conn:
         conn.execute(sa.text(query("runs", "abandon_dead_backfills")), {"deployment": deployment})
         conn.execute(
+            sa.text(query("budget", "release_dead_reservations")), {"deployment": deployment}
+        )
+        conn.execute(
             sa.text(query("runs", "insert_backfill_run")),
             {
                 "run_id": run_id,
@@ -218,16 +260,17 @@ def start_backfill_run(
 
 
 @contextmanager
-def run_alive(engine: sa.Engine, run_id: str) -> Iterator[None]:
+def run_alive(engine: sa.Engine, run_id: str) -> Iterator[HeldLock]:
     """Hold the run's liveness lock while it works; if the process dies, so does the lock, and
     the next backfill of the deployment marks the run abandoned."""
     with engine.connect() as conn:
         conn.execute(sa.text(query("runs", "hold_run_alive")), {"run_id": run_id})
         conn.commit()
+        lock = HeldLock(conn, f"run {run_id} liveness")
         try:
-            yield
+            yield lock
         finally:
-            conn.execute(sa.text(query("runs", "release_run_alive")), {"run_id": run_id})
+            lock.release("release_run_alive", {"run_id": run_id})
             conn.commit()
 
 

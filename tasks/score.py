@@ -7,8 +7,10 @@ from pydantic import BaseModel
 
 from evaluators.base import EvalContext, Evaluator, Score, ScoreStatus
 from evaluators.judges.builtin import UNSCORED_BUDGET
+from evaluators.judges.client import GateUnavailable
 from evaluators.records import LogRecord
 from tasks.dedupe import KnownVerdict
+from tasks.errors import TransientError
 from tasks.sampling import WorkItem, content_hash
 
 
@@ -47,6 +49,9 @@ MAX_REASON_CHARS = 1000
 async def evaluate_safely(evaluator: Evaluator, record: LogRecord, ctx: EvalContext) -> Score:
     try:
         return await evaluator.evaluate(record, ctx)
+    except GateUnavailable as exc:
+        # Not the log's fault: an error row would block a later real score. The page is retried.
+        raise TransientError(f"the spend ledger is unreachable: {exc}") from None
     except Exception as exc:  # an evaluator bug must cost one row, not the run
         return Score.error(f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS])
 

@@ -105,6 +105,11 @@ class BudgetRefused(Exception):
     """The budget cannot cover one more call: the item stays unjudged (and is counted)."""
 
 
+class GateUnavailable(Exception):
+    """The spend gate could not be reached (its database dropped): no call is made, and the
+    item must not become a score of any kind; the caller retries the work later."""
+
+
 class JudgeResult(BaseModel):
     status: Literal["ok", "error", "skipped"]
     verdict: Verdict | None = None

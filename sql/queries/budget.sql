@@ -76,3 +76,22 @@ RETURNING day
 -- name: reserve_spend
 SELECT assay.reserve_spend(%(run_id)s, %(deployment)s, %(day)s, %(amount)s, %(max_calls)s,
                            %(max_run)s, %(max_day)s)
+
+-- name: release_dead_reservations
+-- Reservations of runs that ended without settling them (killed mid-call) are released, so a
+-- dead run's worst cases stop counting against the day's cap. Its calls that did complete were
+-- settled as they completed.
+WITH dead AS (
+    SELECT rs.run_id, rs.reserved_usd AS amount,
+           CAST(timezone('UTC', r.started_at) AS date) AS day
+    FROM assay.run_spend rs JOIN assay.eval_runs r ON r.run_id = rs.run_id
+    WHERE rs.deployment = :deployment AND rs.reserved_usd > 0 AND r.status <> 'running'
+    FOR UPDATE OF rs
+), cleared AS (
+    UPDATE assay.run_spend rs SET reserved_usd = 0
+    FROM dead WHERE rs.run_id = dead.run_id
+    RETURNING dead.amount, dead.day
+)
+UPDATE assay.spend s SET reserved_usd = greatest(s.reserved_usd - x.amount, 0)
+FROM (SELECT day, sum(amount) AS amount FROM cleared GROUP BY day) x
+WHERE s.deployment = :deployment AND s.day = x.day

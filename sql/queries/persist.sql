@@ -3,8 +3,17 @@ CREATE TEMP TABLE IF NOT EXISTS assay_scores_staging
     (LIKE assay.scores INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
 
 -- name: merge_staging
-INSERT INTO assay.scores SELECT * FROM assay_scores_staging
-ON CONFLICT (deployment, log_id, evaluator, evaluator_version) DO NOTHING
+-- A key already scored stays as it is, unless it was an `error`: a new verdict replaces it
+-- (a backfill re-judges errors), so an error never blocks a later real score.
+INSERT INTO assay.scores AS s SELECT * FROM assay_scores_staging
+ON CONFLICT (deployment, log_id, evaluator, evaluator_version) DO UPDATE
+SET judge_model = EXCLUDED.judge_model, status = EXCLUDED.status, score = EXCLUDED.score,
+    passed = EXCLUDED.passed, label = EXCLUDED.label, reason = EXCLUDED.reason,
+    cost_usd = s.cost_usd + EXCLUDED.cost_usd,  -- both calls were paid for
+    tokens = EXCLUDED.tokens, latency_ms = EXCLUDED.latency_ms,
+    weight = EXCLUDED.weight, run_id = EXCLUDED.run_id, content_hash = EXCLUDED.content_hash,
+    created_at = now()
+WHERE s.status = 'error' AND EXCLUDED.status <> 'error'
 
 -- name: insert_quarantine
 -- A log quarantined again (a rerun, or still broken) keeps its latest run and reasons.
@@ -38,6 +47,7 @@ SET pulled = pulled + :pulled,
 WHERE run_id = :run_id
 
 -- name: scored_log_ids
+-- "Already scored" means a verdict or a deliberate skip; `error` rows are judged again.
 SELECT log_id FROM assay.scores
 WHERE deployment = :deployment AND evaluator = :evaluator AND evaluator_version = :version
-  AND log_id = ANY(:log_ids)
+  AND log_id = ANY(:log_ids) AND status IN ('ok', 'skipped')

@@ -88,3 +88,9 @@ FROM (SELECT coalesce(sum(pulled), 0) AS pulled, coalesce(sum(normalized), 0) AS
              coalesce(sum(errors), 0) AS errors, coalesce(sum(skipped), 0) AS skipped
       FROM assay.eval_runs WHERE parent_run_id = :run_id) c
 WHERE p.run_id = :run_id
+
+-- name: holds_advisory_locks
+-- Whether this session still holds any advisory lock (a terminated session holds none).
+SELECT EXISTS (
+    SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+)
