@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, cast
 
@@ -109,6 +110,37 @@ def _print_unsent(summary: Any) -> None:
     console.print(
         Panel(Text(text), title="Slack is not configured; this run would have posted", expand=False)
     )
+
+
+@app.command()
+def doctor(
+    output: FormatOption = OutputFormat.table,
+    config: Annotated[
+        list[Path] | None,
+        typer.Option(help="Job configs to check (default every deployments/jobs/*.yaml)."),
+    ] = None,
+) -> None:
+    """Check everything a deployment needs: databases, warehouse columns and role, Prefect
+    (API, scheduler, work pool and workers), judge prices, Slack, chromium. Exit 1 on failure."""
+    from rich.table import Table
+
+    from flows.doctor import run_checks
+    from tasks.config import load_job
+
+    paths = config or sorted(JOBS_DIR.glob("*.yaml"))
+    jobs = [_guarded(partial(load_job, path)) for path in paths]
+    checks = run_checks(jobs)
+    if output is OutputFormat.json:
+        print(json.dumps([c.model_dump() for c in checks], indent=2))
+    else:
+        marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
+        table = Table(show_header=False, box=None, pad_edge=False)
+        for check in checks:
+            line = check.detail + (f"\n  [dim]fix:[/] {check.fix}" if check.fix else "")
+            table.add_row(marks[check.status], check.name, line)
+        console.print(table)
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
 
 
 @app.command()

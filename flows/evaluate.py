@@ -97,6 +97,7 @@ class RunTally:
         self.strata: dict[str, dict[str, dict[str, int]]] = {}
         self.unscored: dict[str, dict[str, int]] = {}
         self.copied = 0
+        self.late: dict[str, Any] | None = None
 
     def add(self, counts: PageCounts, contract: ContractSummary) -> None:
         self.counts = self.counts + counts
@@ -224,11 +225,7 @@ async def evaluate_recent(
         rollup_window = (rollup_start(engine, job.deployment, plan.start), plan.until)
         async with judging(job, engine, plan.run_id) as judged:
             try:
-                future = pipeline.quarantine_future_logs(
-                    job, engine, plan.run_id, datetime.now(UTC)
-                )
-                if future.quarantined:
-                    logger.warning("%d future-stamped logs were quarantined", future.quarantined)
+                outside_the_window(job, engine, plan.run_id, tally)
                 await run_pages(job, plan, judged, tally, lock)
                 if tally.counts.pulled == 0 and job.quality.expect_traffic:
                     tally.contract.batch_failures.append(
@@ -253,6 +250,25 @@ async def evaluate_recent(
         await publish_run_artifacts(engine, summary)
         deliver(engine)
         return summary
+
+
+def outside_the_window(job: EvalJob, engine: sa.Engine, run_id: str, tally: RunTally) -> None:
+    """Logs no window will read: stamped in the future, without a timestamp (both quarantined),
+    or arrived behind the watermark (counted, with the backfill that scores them)."""
+    logger = get_run_logger()
+    future = pipeline.quarantine_future_logs(job, engine, run_id, datetime.now(UTC))
+    if future.quarantined:
+        logger.warning("%d future-stamped logs were quarantined", future.quarantined)
+    undated = pipeline.quarantine_undated_logs(job, engine, run_id)
+    if undated.quarantined:
+        logger.warning("%d logs without a timestamp were quarantined", undated.quarantined)
+    tally.late = pipeline.late_logs(job, engine, run_id)
+    if tally.late:
+        logger.warning(
+            "%d logs arrived after their window was read (later than the lag); score them with: %s",
+            tally.late["count"],
+            tally.late["remedy"],
+        )
 
 
 def flow_run_link_for(flow_run_id: str | None) -> str | None:
@@ -290,6 +306,8 @@ def run_details(job: EvalJob, judged: Judging, tally: RunTally) -> dict[str, Any
     """What the run record keeps beyond counts: the contract's findings, the sample (per
     evaluator and stratum), what the budget left unscored, spend, and judge health."""
     details: dict[str, Any] = {"contract": tally.contract.model_dump()}
+    if tally.late:
+        details["late"] = tally.late
     judges, ledger = judged.judges, judged.ledger
     if judges is not None:
         details["sampling"] = {

@@ -83,7 +83,9 @@ async def estimate(
             entry = per[name]
             entry.eligible += 1
             entry.priority += item.priority
-            key = content_hash(item.record) if job.sampling.dedupe else item.record.id
+            key = (
+                content_hash(item.record, item.evaluator) if job.sampling.dedupe else item.record.id
+            )
             if key in seen[name]:
                 continue
             seen[name].add(key)

@@ -17,10 +17,11 @@ from tasks.contract import Admission, ContractSummary, admit, future_start
 from tasks.db import engine_for, warehouse_url
 from tasks.dedupe import KnownVerdict, known_verdicts
 from tasks.errors import ConfigError, DataContractBroken
+from tasks.normalize import reject
 from tasks.persist import PageCounts, write_page
 from tasks.sampling import PagePlan, StratumCount, content_hash, plan_page
 from tasks.score import ScoreRow, judge_plan, score_records
-from tasks.source import Cursor, fetch_page
+from tasks.source import Cursor, count_between, fetch_page, undated_rows
 from tasks.sql import query
 
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
@@ -80,7 +81,9 @@ def known_for(
     """Verdicts already stored for the planned content, per evaluator version."""
     known: dict[tuple[str, str], KnownVerdict] = {}
     for evaluator in paid:
-        hashes = sorted({content_hash(i.record) for i in plan.items if i.evaluator is evaluator})
+        hashes = sorted(
+            {content_hash(i.record, evaluator) for i in plan.items if i.evaluator is evaluator}
+        )
         found = known_verdicts(
             scores_db, deployment, evaluator.score_name, evaluator.evaluator_version, hashes
         )
@@ -161,7 +164,9 @@ async def process_rows(
     """Contract, then free evaluators on every valid log, then paid ones on the sample, then
     one transaction (moving the watermark to `cursor` if given). A batch that breaks the
     contract is quarantined and stops the run before anything is evaluated."""
-    admission = admit(rows, job.source.format, job.quality)
+    admission = without_duplicate_ids(
+        scores_db, job.deployment, admit(rows, job.source.format, job.quality)
+    )
     problem = contract_breach(job, admission, len(rows), so_far) if enforce_contract else None
     if problem:
         write_page(scores_db, job.deployment, run_id, [], admission.rejects, None, len(rows))
@@ -252,6 +257,83 @@ def contract_breach(
         f"Sample ids: {sample}. Nothing was evaluated and the watermark did not move; fix the "
         f"source, then rerun (see `assay quarantine {job.deployment}`)."
     )
+
+
+def without_duplicate_ids(scores_db: sa.Engine, deployment: str, admission: Admission) -> Admission:
+    """A log id already scored at another time is a second log under a reused id: quarantined,
+    naming the copy that was scored (never silently dropped by the score key's conflict)."""
+    if not admission.records:
+        return admission
+    with scores_db.connect() as conn:
+        found = conn.execute(
+            sa.text(query("persist", "scored_times")),
+            {"deployment": deployment, "log_ids": [r.id for r in admission.records]},
+        )
+        scored: dict[str, datetime] = {row.log_id: row.log_ts for row in found}
+    repeats = [r for r in admission.records if r.id in scored and scored[r.id] != r.ts]
+    if not repeats:
+        return admission
+    rejects = [
+        reject(
+            {"id": r.id, "ts": r.ts, "model": r.model, "customer_id": r.customer_id},
+            [
+                f"duplicate id: the log {r.id!r} at {scored[r.id].isoformat()} was already "
+                f"scored; this one at {r.ts.isoformat()} reuses its id"
+            ],
+        )
+        for r in repeats
+    ]
+    kept = [r for r in admission.records if r not in repeats]
+    return admission.model_copy(update={"records": kept, "rejects": [*admission.rejects, *rejects]})
+
+
+def quarantine_undated_logs(job: EvalJob, scores_db: sa.Engine, run_id: str) -> PageCounts:
+    """Logs with a NULL timestamp fall in no window: each run looks for new ones (one cheap
+    `ts IS NULL` probe) and quarantines them, so they are seen, not silently never read."""
+    with source_engine(job.source).connect() as conn:
+        rows = undated_rows(conn, job.source)
+    if not rows:
+        return PageCounts()
+    rejects = [
+        reject(row, ["ts: NULL, so the log belongs to no window and is never read; fix the "
+                     "source, then `assay quarantine --replay`"])
+        for row in rows
+    ]  # fmt: skip
+    with scores_db.connect() as conn:
+        known = set(
+            conn.execute(
+                sa.text(query("persist", "quarantined_among")),
+                {"deployment": job.deployment, "log_ids": [r.log_id for r in rejects]},
+            ).scalars()
+        )
+    new = [r for r in rejects if r.log_id not in known]
+    if not new:
+        return PageCounts()
+    return write_page(scores_db, job.deployment, run_id, [], new, None, len(new))
+
+
+def late_logs(job: EvalJob, scores_db: sa.Engine, run_id: str) -> dict[str, Any] | None:
+    """Logs that arrived behind the watermark (later than `lag` allowed) in the previous run's
+    window: counted, so the summary can say so and name the backfill that scores them."""
+    with scores_db.connect() as conn:
+        previous = conn.execute(
+            sa.text(query("runs", "previous_window")),
+            {"deployment": job.deployment, "run_id": run_id},
+        ).one_or_none()
+    if previous is None or previous.window_start is None:
+        return None
+    with source_engine(job.source).connect() as conn:
+        now = count_between(conn, job.source, previous.window_start, previous.window_end)
+    late = now - previous.pulled
+    if late <= 0:
+        return None
+    start, end = previous.window_start.isoformat(), previous.window_end.isoformat()
+    return {
+        "count": late,
+        "window_start": start,
+        "window_end": end,
+        "remedy": f"assay backfill {job.deployment} --start {start} --end {end}",
+    }
 
 
 def quarantine_future_logs(

@@ -10,6 +10,7 @@ from typing import NamedTuple
 from pydantic import BaseModel
 
 from evaluators.base import Evaluator
+from evaluators.judges.prompting import log_values, template_variables
 from evaluators.records import LogRecord
 from tasks.config import SamplingConfig
 
@@ -134,9 +135,18 @@ def plan_page(
     return PagePlan(items=priority_items + sample_items, strata=counts)
 
 
-def content_hash(record: LogRecord) -> str:
-    """Identity of what a judge sees: identical (prompt, response, context) share it."""
+def content_hash(record: LogRecord, evaluator: Evaluator | None = None) -> str:
+    """Identity of what a judge sees. For a judge, every variable its template reads (prompt,
+    response, context, and `{reference}` or `{metadata.KEY}` where it uses them): two logs
+    share a verdict only when the judge would have been shown the same thing."""
     digest = hashlib.blake2b(digest_size=16)
+    template = getattr(evaluator, "template", None)
+    if callable(template):
+        values = log_values(record)
+        for name in sorted(template_variables(template())):
+            value = values.get(name)
+            digest.update(name.encode() + b"=" + (value or "").encode("utf-8", "replace") + b"\0")
+        return digest.hexdigest()
     for part in (record.prompt, record.response or "", *record.context):
         digest.update(part.encode("utf-8", "replace") + b"\0")
     return digest.hexdigest()

@@ -128,7 +128,7 @@ async def judge_plan(
     calls: list[int] = []
     keys = []
     for position, item in enumerate(items):
-        key = (item.evaluator.score_name, content_hash(item.record))
+        key = (item.evaluator.score_name, content_hash(item.record, item.evaluator))
         keys.append(key)
         if dedupe and (key in known or key in first):
             continue

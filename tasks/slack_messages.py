@@ -239,6 +239,14 @@ def summary_message(
         _section("*Evaluators*\n" + ("\n".join(rows) or "no scores in this window")),
         _section(f"*Judge spend* ${spend:,.4f}"),
     ]
+    late = (run.get("details") or {}).get("late")
+    if late:
+        blocks.append(
+            _section(
+                f"*Late logs* {late['count']:,} arrived after their window was read; score "
+                f"them with `{clean(late['remedy'], 300)}`"
+            )
+        )
     if open_breaches:
         blocks.append(_section("*Open breaches*\n" + "\n".join(f"• {b}" for b in open_breaches)))
     if examples:

@@ -87,6 +87,25 @@ def fetch_page(
     return read_rows(conn, source, page_statement(source, first_page=after is None), params)
 
 
+def undated_rows(conn: sa.Connection, source: SourceConfig) -> list[dict[str, Any]]:
+    """Rows whose timestamp is NULL: no window ever reads them, so each run looks for them."""
+    stmt, _id_col, ts_col = _mapped_select(source)
+    stmt = stmt.where(ts_col.is_(None)).limit(sa.bindparam("limit"))
+    return read_rows(conn, source, stmt, {"limit": source.page_size})
+
+
+def count_between(
+    conn: sa.Connection, source: SourceConfig, after: datetime, until: datetime
+) -> int:
+    """Rows with `after < ts <= until` (the source's filters applied)."""
+    stmt, _id_col, ts_col = _mapped_select(source)
+    counted = sa.select(sa.func.count().label("n")).select_from(
+        stmt.where(ts_col > sa.bindparam("after"), ts_col <= sa.bindparam("until")).subquery()
+    )
+    [row] = read_rows(conn, source, counted, {"after": after, "until": until})
+    return int(row["n"])
+
+
 def rows_by_id(
     conn: sa.Connection, source: SourceConfig, log_ids: list[str]
 ) -> list[dict[str, Any]]:

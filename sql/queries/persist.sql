@@ -51,3 +51,12 @@ WHERE run_id = :run_id
 SELECT log_id FROM assay.scores
 WHERE deployment = :deployment AND evaluator = :evaluator AND evaluator_version = :version
   AND log_id = ANY(:log_ids) AND status IN ('ok', 'skipped')
+
+-- name: scored_times
+-- When each of these ids was scored (a log id seen again with another time is a duplicate).
+SELECT log_id, min(log_ts) AS log_ts FROM assay.scores
+WHERE deployment = :deployment AND log_id = ANY(:log_ids)
+GROUP BY log_id
+
+-- name: quarantined_among
+SELECT log_id FROM assay.quarantine WHERE deployment = :deployment AND log_id = ANY(:log_ids)

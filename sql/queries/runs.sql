@@ -94,3 +94,10 @@ WHERE p.run_id = :run_id
 SELECT EXISTS (
     SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
 )
+
+-- name: previous_window
+-- The window of the deployment's last completed scheduled or manual run before this one.
+SELECT window_start, window_end, pulled FROM assay.eval_runs
+WHERE deployment = :deployment AND kind <> 'backfill' AND status = 'completed'
+  AND run_id <> CAST(:run_id AS uuid)
+ORDER BY started_at DESC LIMIT 1
