@@ -5,6 +5,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 
 from evaluators.base import Evaluator
+from evaluators.errors import describe_validation_error
 
 REGISTRY: dict[str, type[Evaluator]] = {}
 
@@ -37,10 +38,7 @@ def build_evaluator(name: str, params: dict[str, object] | None = None) -> Evalu
     try:
         return cls.model_validate(params or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(params)'}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = describe_validation_error(exc, root="(params)")
         raise InvalidEvaluatorParams(f"evaluator {name!r} params are invalid: {problems}") from None
 
 

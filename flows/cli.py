@@ -4,6 +4,7 @@ Exit codes: 0 ok (a run that completed, breaches or not), 1 failure, 2 usage or 
 """
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -164,19 +165,31 @@ class RunStopped(AssayError):
     pass
 
 
-async def stoppable(work: Any) -> Any:
+async def stoppable(work: Any, deployment: str) -> Any:
     """Await `work`; SIGTERM or SIGINT cancels it (the run records itself as failed on the way
-    out) and, should that hang, ends the process after STOP_GRACE_S."""
+    out). A watchdog thread (the event loop may be blocked by a client retrying a server that
+    is already gone) ends the process after STOP_GRACE_S, recording the run as stopped first."""
     import os
     import signal
+    import threading
 
     task = asyncio.ensure_future(work)
     loop = asyncio.get_running_loop()
 
+    def last_resort() -> None:
+        from tasks.db import scores_engine
+        from tasks.runs import mark_stopped
+
+        with contextlib.suppress(Exception):
+            mark_stopped(scores_engine(), deployment)
+        os._exit(1)
+
     def stop(name: str) -> None:
         err_console.print(f"[bold red]{name}:[/] stopping the run (it is recorded as failed)")
         task.cancel()
-        loop.call_later(STOP_GRACE_S, os._exit, 1)
+        watchdog = threading.Timer(STOP_GRACE_S, last_resort)
+        watchdog.daemon = True  # a run that ends in time exits without waiting for it
+        watchdog.start()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop, sig.name)
@@ -190,7 +203,7 @@ def _run_flow(job: Any, until: datetime | None, kind: Literal["manual", "schedul
     from flows.evaluate import evaluate_recent
 
     with console.status(f"evaluating {job.deployment} …", spinner="dots"):
-        return asyncio.run(stoppable(evaluate_recent(job, until=until, kind=kind)))
+        return asyncio.run(stoppable(evaluate_recent(job, until=until, kind=kind), job.deployment))
 
 
 @app.command()
@@ -636,17 +649,66 @@ def _submit_backfill(job: Any, params: dict[str, Any], output: OutputFormat) -> 
 
 @app.command()
 def deploy(
-    prefect_file: Annotated[Path, typer.Option(help="The prefect.yaml to deploy.")] = Path(
-        "deployments/prefect.yaml"
-    ),
+    prefect_file: Annotated[
+        Path | None,
+        typer.Option(help="Deploy this prefect.yaml instead of the one generated from the jobs."),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Compare the server's parameters with the job files, field by field; exit 3 "
+            "on drift, 2 when a job has no deployment or the server's no longer validate.",
+        ),
+    ] = False,
+    show: Annotated[
+        bool, typer.Option("--print", help="Print the generated prefect.yaml and exit.")
+    ] = False,
+    output: FormatOption = OutputFormat.table,
 ) -> None:
-    """Register every deployment in deployments/prefect.yaml with the Prefect server (and
-    create the process work pool if missing)."""
-    from flows.deploy import deploy_all
+    """Register every job of deployments/jobs/ (hourly, and NAME-backfill) with the Prefect
+    server, scheduled and pooled as deployments/deploy.yaml says (creating the process work
+    pool if missing)."""
+    from flows import deploy as deployer
 
-    names = _guarded(lambda: deploy_all(prefect_file))
+    if show:
+        print(_guarded(deployer.generated_prefect_yaml), end="")
+        return
+    if check:
+        _check_deployments(output)
+        return
+    names = _guarded(lambda: deployer.deploy_all(prefect_file))
     console.print(f"registered {len(names)} deployment(s): {', '.join(names)}")
     console.print("start a worker: prefect worker start --pool assay-process")
+
+
+def _check_deployments(output: OutputFormat) -> None:
+    from rich.table import Table
+
+    from flows import deploy as deployer
+
+    result = _guarded(lambda: deployer.check_drift(deployer.read_jobs()))
+    if output is OutputFormat.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        for problem in result.problems:
+            err_console.print(f"[bold red]problem:[/] {problem}")
+        if result.drift:
+            table = Table("deployment", "field", "job file", "server", title="Drift")
+            for d in result.drift:
+                table.add_row(d.deployment, d.field, _short(d.in_files), _short(d.on_server))
+            console.print(table)
+        elif not result.problems:
+            console.print("the server's deployments match the job files")
+    if result.problems:
+        raise typer.Exit(2)
+    if result.drift:
+        raise typer.Exit(3)
+
+
+def _short(value: Any, width: int = 24) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 if __name__ == "__main__":

@@ -1,24 +1,154 @@
-"""`assay deploy`: register deployments/prefect.yaml with the Prefect server."""
+"""`assay deploy`: the Prefect deployments, generated from the job files.
+
+`deployments/jobs/NAME.yaml` is the job: what `assay run|estimate|backfill|digest NAME` run and
+what the schedule runs. `deployments/deploy.yaml` only says *how* each job is deployed (schedule,
+work pool, backfill defaults). `assay deploy` combines the two into a prefect.yaml (printable
+with `--print`) and registers it with `prefect deploy`; every job file gets an hourly deployment
+and a `NAME-backfill` deployment.
+
+Edits made in the Prefect UI change a deployment's parameters on the server, not the files:
+`assay deploy --check` lists, field by field, where they differ (exit 3), and `assay run NAME
+--from-server` runs with the server's parameters.
+"""
 
 import asyncio
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from evaluators.errors import describe_validation_error
+from tasks.config import EvalJob, load_job
 from tasks.errors import AssayError, ConfigError
+from tasks.safe_yaml import load_yaml
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+JOBS_DIR = PROJECT_DIR / "deployments" / "jobs"
+DEPLOY_FILE = PROJECT_DIR / "deployments" / "deploy.yaml"
+EVALUATE_ENTRYPOINT = "flows/evaluate.py:evaluate_recent"
+BACKFILL_ENTRYPOINT = "flows/backfill.py:backfill"
 
 
-def deployments_in(prefect_file: Path) -> list[dict[str, Any]]:
-    if not prefect_file.exists():
-        raise ConfigError(f"no prefect.yaml at {prefect_file}")
-    spec = yaml.safe_load(prefect_file.read_text())
-    return list(spec.get("deployments") or [])
+class Schedule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cron: str = Field(default="7 * * * *", description="When the hourly run starts.")
+    timezone: str = "UTC"
+    active: bool = True
+
+
+class BackfillDefaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    chunk: str = "1d"
+    max_parallel: int = Field(default=2, ge=1, le=64)
+
+
+class HowToDeploy(BaseModel):
+    """How one job is deployed; every field falls back to `defaults`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    work_pool: str | None = None
+    schedule: Schedule | None = None
+    backfill: BackfillDefaults | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
+class DeployFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    defaults: HowToDeploy = Field(default_factory=HowToDeploy)
+    deployments: dict[str, HowToDeploy] = Field(default_factory=dict)
+
+
+def read_deploy_file(path: Path = DEPLOY_FILE) -> DeployFile:
+    if not path.exists():
+        return DeployFile()
+    data = load_yaml(path.read_text(), str(path)) or {}
+    try:
+        return DeployFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path} is invalid: {describe_validation_error(exc)}") from None
+
+
+def read_jobs(jobs_dir: Path = JOBS_DIR) -> list[EvalJob]:
+    jobs = []
+    for path in sorted(jobs_dir.glob("*.yaml")):
+        job = load_job(path)
+        if job.deployment != path.stem:
+            raise ConfigError(f"{path} configures {job.deployment!r}; name the file after it")
+        jobs.append(job)
+    return jobs
+
+
+def prefect_spec(jobs: list[EvalJob], how: DeployFile) -> dict[str, Any]:
+    """The prefect.yaml for these jobs: per job, an hourly and a backfill deployment."""
+    unknown = sorted(set(how.deployments) - {job.deployment for job in jobs})
+    if unknown:
+        raise ConfigError(
+            f"deployments/deploy.yaml names {', '.join(unknown)}, which have no job file in "
+            "deployments/jobs/"
+        )
+    pull = [{"prefect.deployments.steps.set_working_directory": {
+        "directory": "{{ $ASSAY_PROJECT_DIR }}"}}]  # fmt: skip
+    deployments: list[dict[str, Any]] = []
+    for job in jobs:
+        mine = how.deployments.get(job.deployment, HowToDeploy())
+        pool = mine.work_pool or how.defaults.work_pool or "assay-process"
+        schedule = mine.schedule or how.defaults.schedule or Schedule()
+        backfill = mine.backfill or how.defaults.backfill or BackfillDefaults()
+        tags = ["assay", *how.defaults.tags, *mine.tags, job.deployment]
+        params = job.model_dump(mode="json", exclude_defaults=True)
+        work_pool = {"name": pool, "work_queue_name": "default"}
+        deployments.append(
+            {
+                "name": job.deployment,
+                "description": mine.description or f"Hourly evaluation of {job.deployment}.",
+                "entrypoint": EVALUATE_ENTRYPOINT,
+                "tags": [*tags, "hourly"],
+                "schedules": [schedule.model_dump()],
+                "concurrency_limit": 1,
+                "work_pool": work_pool,
+                "pull": pull,
+                "parameters": {"job": params, "kind": "scheduled"},
+            }
+        )
+        deployments.append(
+            {
+                "name": f"{job.deployment}-backfill",
+                "description": f"Evaluate a past range of {job.deployment}'s logs (start, end), "
+                "optionally with only some evaluators and a budget of its own, in chunks.",
+                "entrypoint": BACKFILL_ENTRYPOINT,
+                "tags": [*tags, "backfill"],
+                "work_pool": work_pool,
+                "pull": pull,
+                "parameters": {"job": params, **backfill.model_dump()},
+            }
+        )
+    return {"name": "assay", "prefect-version": "3.8.8", "deployments": deployments}
+
+
+def generated_prefect_yaml(jobs_dir: Path = JOBS_DIR, deploy_file: Path = DEPLOY_FILE) -> str:
+    spec = prefect_spec(read_jobs(jobs_dir), read_deploy_file(deploy_file))
+    header = (
+        "# Generated by `assay deploy` from deployments/jobs/*.yaml and deployments/deploy.yaml;\n"
+        "# edit those, not this.\n"
+    )
+    return header + yaml.dump(spec, Dumper=_PlainDumper, sort_keys=False)
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Repeated values written out in full, not as anchors: the file is read by people."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 async def ensure_work_pools(pools: set[str]) -> None:
@@ -35,18 +165,109 @@ async def ensure_work_pools(pools: set[str]) -> None:
                 await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
 
 
-def deploy_all(prefect_file: Path) -> list[str]:
-    """Every deployment of the file, registered with `prefect deploy --all` from the project
-    root (entrypoints are relative to it; workers run flows from ASSAY_PROJECT_DIR)."""
-    deployments = deployments_in(prefect_file)
-    pools = {d["work_pool"]["name"] for d in deployments if d.get("work_pool")}
-    asyncio.run(ensure_work_pools(pools))
-    env = {**os.environ, "ASSAY_PROJECT_DIR": str(PROJECT_DIR)}
-    command = [
-        sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all",
-        "--prefect-file", str(prefect_file.resolve()),
-    ]  # fmt: skip
-    done = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
+def deploy_all(prefect_file: Path | None = None) -> list[str]:
+    """Register the deployments (generated from the job files, or an explicit prefect.yaml)
+    with `prefect deploy --all` from the project root; workers run flows from
+    ASSAY_PROJECT_DIR (the pull step)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if prefect_file is None:
+            prefect_file = Path(tmp) / "prefect.yaml"
+            prefect_file.write_text(generated_prefect_yaml())
+        elif not prefect_file.exists():
+            raise ConfigError(f"no prefect.yaml at {prefect_file}")
+        spec = yaml.safe_load(prefect_file.read_text())
+        deployments = list(spec.get("deployments") or [])
+        pools = {d["work_pool"]["name"] for d in deployments if d.get("work_pool")}
+        asyncio.run(ensure_work_pools(pools))
+        env = {**os.environ, "ASSAY_PROJECT_DIR": str(PROJECT_DIR)}
+        command = [
+            sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all",
+            "--prefect-file", str(prefect_file.resolve()),
+        ]  # fmt: skip
+        done = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise AssayError(f"prefect deploy failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return [d["name"] for d in deployments]
+
+
+# -- drift between the files and the server ---------------------------------------------------
+class Drift(BaseModel):
+    deployment: str
+    field: str
+    in_files: Any = None
+    on_server: Any = None
+
+
+class CheckResult(BaseModel):
+    drift: list[Drift] = Field(default_factory=list)
+    problems: list[str] = Field(default_factory=list)  # missing or invalid deployments
+
+
+def differences(path: str, files: Any, server: Any) -> list[tuple[str, Any, Any]]:
+    """Field-by-field differences between two JSON values (dotted paths, list indexes)."""
+    if isinstance(files, dict) and isinstance(server, dict):
+        found = []
+        for key in sorted(set(files) | set(server), key=str):
+            found += differences(f"{path}.{key}" if path else str(key), files.get(key),
+                                 server.get(key))  # fmt: skip
+        return found
+    if isinstance(files, list) and isinstance(server, list) and len(files) == len(server):
+        found = []
+        for i, (a, b) in enumerate(zip(files, server, strict=True)):
+            found += differences(f"{path}[{i}]", a, b)
+        return found
+    return [] if files == server else [(path, files, server)]
+
+
+async def server_jobs(names: list[str]) -> dict[str, dict[str, Any] | None]:
+    """Each hourly deployment's `job` parameter as the server holds it (None: not deployed)."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    found: dict[str, dict[str, Any] | None] = {}
+    async with get_client() as client:
+        for name in names:
+            try:
+                deployment = await client.read_deployment_by_name(f"evaluate_recent/{name}")
+            except ObjectNotFound:
+                found[name] = None
+                continue
+            found[name] = dict(deployment.parameters.get("job") or {})
+    return found
+
+
+def check_drift(jobs: list[EvalJob]) -> CheckResult:
+    result = CheckResult()
+    on_server = asyncio.run(server_jobs([job.deployment for job in jobs]))
+    for job in jobs:
+        params = on_server[job.deployment]
+        if params is None:
+            result.problems.append(f"{job.deployment}: job file without a deployment (deploy it)")
+            continue
+        try:
+            server_job = EvalJob.model_validate(params)
+        except ValidationError as exc:
+            result.problems.append(
+                f"{job.deployment}: the server's parameters no longer validate: "
+                f"{describe_validation_error(exc)}"
+            )
+            continue
+        for field, in_files, on in differences(
+            "", job.model_dump(mode="json"), server_job.model_dump(mode="json")
+        ):
+            result.drift.append(
+                Drift(deployment=job.deployment, field=field, in_files=in_files, on_server=on)
+            )
+    return result
+
+
+def job_from_server(name: str) -> EvalJob:
+    params = asyncio.run(server_jobs([name]))[name]
+    if params is None:
+        raise ConfigError(f"no deployment evaluate_recent/{name} on the Prefect server")
+    try:
+        return EvalJob.model_validate(params)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"the server's parameters of {name} are invalid: {describe_validation_error(exc)}"
+        ) from None

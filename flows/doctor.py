@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from tasks.redact import redact
+from tasks.sql import query
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -67,9 +68,7 @@ def scores_database() -> list[Check]:
     name = "scores database"
     try:
         with scores_engine().connect() as conn:
-            applied = set(
-                conn.execute(sa.text("SELECT name FROM assay.schema_migrations")).scalars()
-            )
+            applied = set(conn.execute(sa.text(query("migrate", "applied_migrations"))).scalars())
     except sa.exc.ProgrammingError:
         return [problem(name, "reachable, but Assay's tables are missing", "run `assay migrate`")]
     except Exception as exc:
@@ -85,6 +84,7 @@ def warehouse(jobs: list[Any]) -> list[Check]:
     import sqlalchemy as sa
 
     from tasks.pipeline import source_engine
+    from tasks.source import query_columns
 
     checks: list[Check] = []
     for job in jobs:
@@ -96,17 +96,12 @@ def warehouse(jobs: list[Any]) -> list[Check]:
                     schema, table = source.table_parts()
                     columns = set(
                         conn.execute(
-                            sa.text(
-                                "SELECT column_name FROM information_schema.columns "
-                                "WHERE table_schema = coalesce(:schema, current_schema()) "
-                                "AND table_name = :table"
-                            ),
+                            sa.text(query("doctor", "table_columns")),
                             {"schema": schema, "table": table},
                         ).scalars()
                     )
                 else:
-                    cur = conn.exec_driver_sql(f"SELECT * FROM ({source.query}) q LIMIT 0")
-                    columns = set(cur.keys())
+                    columns = query_columns(conn, source)
                 writable = _can_write(conn, source)
                 conn.rollback()
         except Exception as exc:
@@ -143,18 +138,13 @@ def warehouse(jobs: list[Any]) -> list[Check]:
 def _can_write(conn: Any, source: Any) -> str | None:
     import sqlalchemy as sa
 
-    superuser = conn.execute(
-        sa.text("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
-    ).scalar()
+    superuser = conn.execute(sa.text(query("doctor", "is_superuser"))).scalar()
     if superuser:
         return "do anything (it is a superuser)"
     if source.table is None:
         return None
     writes = conn.execute(
-        sa.text(
-            "SELECT has_table_privilege(current_user, :table, 'INSERT,UPDATE,DELETE,TRUNCATE')"
-        ),
-        {"table": source.table},
+        sa.text(query("doctor", "can_write_table")), {"table": source.table}
     ).scalar()
     return f"write to {source.table}" if writes else None
 

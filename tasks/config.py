@@ -17,6 +17,7 @@ from pydantic import (
 )
 
 from evaluators.base import Cost, Evaluator
+from evaluators.errors import describe_validation_error
 from evaluators.judges.breaker import BreakerPolicy
 from evaluators.judges.client import JudgeSettings
 from evaluators.judges.limits import ModelLimits
@@ -561,12 +562,6 @@ class EvalJob(BaseModel):
             prices=self.budget.prices,
             token_margin=self.budget.token_margin,
         )
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
-    )
 
 
 def parse_job(data: dict[str, Any], origin: str = "config") -> EvalJob:

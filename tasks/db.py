@@ -8,7 +8,7 @@ from pydantic import SecretStr
 
 from tasks.errors import ConfigError
 from tasks.settings import get_settings
-from tasks.sql import migration_files, view_files
+from tasks.sql import migration_files, query, view_files
 
 # A fixed key so every `assay migrate`, in any process, serializes on the same lock.
 MIGRATION_LOCK_KEY = 0x61737361_79000001 & 0x7FFFFFFFFFFFFFFF
@@ -73,9 +73,7 @@ def build_rollups_of_existing_scores(conn: sa.Connection) -> None:
     (Usage rollups start with the next run: they come from the logs as runs read them.)"""
     from tasks.rollups import refresh_score_rollups
 
-    spans = conn.execute(
-        sa.text("SELECT deployment, min(log_ts), max(log_ts) FROM assay.scores GROUP BY 1")
-    ).all()
+    spans = conn.execute(sa.text(query("migrate", "scored_spans"))).all()
     conn.commit()
     for deployment, first, last in spans:
         with conn.begin():
@@ -90,18 +88,13 @@ def migrate(engine: sa.Engine) -> list[str]:
     """
     applied: list[str] = []
     with engine.connect() as conn:
-        conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        conn.execute(sa.text(query("migrate", "lock_migrations")), {"key": MIGRATION_LOCK_KEY})
         conn.commit()
         try:
             with conn.begin():
-                conn.execute(sa.text("CREATE SCHEMA IF NOT EXISTS assay"))
-                conn.execute(
-                    sa.text(
-                        "CREATE TABLE IF NOT EXISTS assay.schema_migrations ("
-                        " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-                    )
-                )
-                names = conn.execute(sa.text("SELECT name FROM assay.schema_migrations"))
+                conn.execute(sa.text(query("migrate", "create_schema")))
+                conn.execute(sa.text(query("migrate", "create_migrations_table")))
+                names = conn.execute(sa.text(query("migrate", "applied_migrations")))
                 done: set[str] = set(names.scalars())
             for path in migration_files():
                 if path.name in done:
@@ -109,7 +102,7 @@ def migrate(engine: sa.Engine) -> list[str]:
                 with conn.begin():
                     conn.exec_driver_sql(path.read_text())
                     conn.execute(
-                        sa.text("INSERT INTO assay.schema_migrations (name) VALUES (:name)"),
+                        sa.text(query("migrate", "record_migration")),
                         {"name": path.name},
                     )
                 applied.append(path.name)
@@ -119,6 +112,8 @@ def migrate(engine: sa.Engine) -> list[str]:
             if ROLLUPS_MIGRATION in applied:
                 build_rollups_of_existing_scores(conn)
         finally:
-            conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.execute(
+                sa.text(query("migrate", "unlock_migrations")), {"key": MIGRATION_LOCK_KEY}
+            )
             conn.commit()
     return applied

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from evaluators.errors import validation_problems
 from evaluators.records import LogRecord, canonical_fields
 from tasks.redact import redact
 from tasks.sanitize import UnreadableJson, row_problems, storable, storable_text, storage_key
@@ -274,10 +275,7 @@ def reject(
 
 def reasons_of(exc: Exception) -> list[str]:
     if isinstance(exc, ValidationError):
-        return [
-            f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}"
-            for err in exc.errors()
-        ]
+        return validation_problems(exc, root="record")
     return [str(exc)]
 
 

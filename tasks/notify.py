@@ -262,9 +262,7 @@ def deliver_pending(engine: sa.Engine, settings: AssaySettings, limit: int = 200
             conn.execute(sa.text(query("alerts", "mark_sent")), {"id": row.id})
             report.sent += 1
     with engine.connect() as conn:
-        report.pending = conn.execute(
-            sa.text("SELECT count(*) FROM assay.outbox WHERE status = 'pending'")
-        ).scalar_one()
+        report.pending = conn.execute(sa.text(query("alerts", "count_pending"))).scalar_one()
     return report
 
 

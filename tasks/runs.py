@@ -51,7 +51,7 @@ class HeldLock:
     def release(self, statement: str, params: dict[str, Any]) -> None:
         # A dead connection released the lock already.
         with contextlib.suppress(sa.exc.SQLAlchemyError):
-            self.conn.execute(sa.text(query("runs", statement)), params)
+            self.conn.execute(sa.text(statement), params)
             self.conn.commit()
 
 
@@ -120,7 +120,13 @@ def deployment_lock(engine: sa.Engine, deployment: str) -> Iterator[HeldLock]:
         try:
             yield lock
         finally:
-            lock.release("unlock_deployment", {"deployment": deployment})
+            lock.release(query("runs", "unlock_deployment"), {"deployment": deployment})
+
+
+def mark_stopped(engine: sa.Engine, deployment: str) -> None:
+    """Record the deployment's running run as stopped (a process exiting on a signal)."""
+    with engine.begin() as conn:
+        conn.execute(sa.text(query("runs", "mark_stopped")), {"deployment": deployment})
 
 
 def release_dead_reservations(conn: sa.Connection, deployment: str) -> None:
@@ -270,7 +276,7 @@ def run_alive(engine: sa.Engine, run_id: str) -> Iterator[HeldLock]:
         try:
             yield lock
         finally:
-            lock.release("release_run_alive", {"run_id": run_id})
+            lock.release(query("runs", "release_run_alive"), {"run_id": run_id})
             conn.commit()
 
 

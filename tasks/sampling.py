@@ -135,18 +135,21 @@ def plan_page(
     return PagePlan(items=priority_items + sample_items, strata=counts)
 
 
+#: Always part of the content hash, whether or not a template reads them.
+BASE_VARIABLES = frozenset({"prompt", "response", "context"})
+
+
 def content_hash(record: LogRecord, evaluator: Evaluator | None = None) -> str:
-    """Identity of what a judge sees. For a judge, every variable its template reads (prompt,
-    response, context, and `{reference}` or `{metadata.KEY}` where it uses them): two logs
-    share a verdict only when the judge would have been shown the same thing."""
+    """Identity of what a judge sees: the prompt, response and context, plus every other
+    variable the judge's template reads (`{reference}`, `{metadata.KEY}`), so two logs share a
+    verdict only when the judge would have been shown the same thing."""
     digest = hashlib.blake2b(digest_size=16)
+    for part in (record.prompt, record.response or "", *record.context):
+        digest.update(part.encode("utf-8", "replace") + b"\0")
     template = getattr(evaluator, "template", None)
     if callable(template):
         values = log_values(record)
-        for name in sorted(template_variables(template())):
-            value = values.get(name)
-            digest.update(name.encode() + b"=" + (value or "").encode("utf-8", "replace") + b"\0")
-        return digest.hexdigest()
-    for part in (record.prompt, record.response or "", *record.context):
-        digest.update(part.encode("utf-8", "replace") + b"\0")
+        for name in sorted(template_variables(template()) - BASE_VARIABLES):
+            value = values.get(name) or ""
+            digest.update(name.encode() + b"=" + value.encode("utf-8", "replace") + b"\0")
     return digest.hexdigest()

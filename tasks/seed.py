@@ -65,5 +65,5 @@ def seed_demo(
                 demo_data.agent_otel_spans(sizes["agent-otel"], now), progress,
             ),
         }  # fmt: skip
-        conn.exec_driver_sql("ANALYZE assay.llm_logs")
+        conn.exec_driver_sql(query("demo", "analyze_logs"))
     return counts

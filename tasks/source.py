@@ -19,6 +19,7 @@ from tasks.config import SourceConfig
 from tasks.errors import SourceError, TransientError
 from tasks.redact import redact
 from tasks.sanitize import tolerant_json_loads
+from tasks.sql import query
 
 #: Connection-level failures worth a retry: admin shutdown / terminated backend, crash recovery,
 #: too many connections, serialization failures.
@@ -106,6 +107,25 @@ def count_between(
     return int(row["n"])
 
 
+def query_columns(conn: sa.Connection, source: SourceConfig) -> set[str]:
+    """The columns a `query:` source returns (no rows read), in a READ ONLY transaction."""
+    assert source.query is not None
+    stmt: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(
+        sa.text(source.query).columns().subquery("assay_source")
+    )
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    if driver.info.transaction_status != TransactionStatus.IDLE:
+        driver.rollback()
+    try:
+        with driver.cursor() as cur:
+            cur.execute(query("source", "read_only"))
+            cur.execute(str(stmt.limit(0).compile(dialect=conn.dialect)))
+            return {column.name for column in cur.description or []}
+    finally:
+        driver.rollback()
+
+
 def rows_by_id(
     conn: sa.Connection, source: SourceConfig, log_ids: list[str]
 ) -> list[dict[str, Any]]:
@@ -134,8 +154,9 @@ def read_rows(
         if driver.info.transaction_status != TransactionStatus.IDLE:
             driver.rollback()
         with driver.cursor(row_factory=dict_row) as cur:
-            cur.execute("SET TRANSACTION READ ONLY")
-            cur.execute(f"SET LOCAL statement_timeout = {timeout_ms:d}")
+            cur.execute(query("source", "read_only"))
+            timeout = sa.text(query("source", "statement_timeout")).compile(dialect=conn.dialect)
+            cur.execute(str(timeout), timeout.construct_params({"timeout_ms": str(timeout_ms)}))
             cur.execute(str(compiled), compiled.construct_params(params))
             rows = cur.fetchall()
         driver.rollback()  # nothing to keep: the transaction only read

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Protocol
 import aiohttp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
+from evaluators.errors import EvaluatorError
 from evaluators.judges import local
 from evaluators.judges.breaker import BreakerPolicy, CircuitBreaker
 from evaluators.judges.keys import KeyEnvName, base_is_trusted
@@ -101,11 +102,11 @@ class SpendGate(Protocol):
     async def settle(self, reservation: Any, actual_usd: float) -> None: ...
 
 
-class BudgetRefused(Exception):
+class BudgetRefused(EvaluatorError):
     """The budget cannot cover one more call: the item stays unjudged (and is counted)."""
 
 
-class GateUnavailable(Exception):
+class GateUnavailable(EvaluatorError):
     """The spend gate could not be reached (its database dropped): no call is made, and the
     item must not become a score of any kind; the caller retries the work later."""
 
@@ -161,7 +162,7 @@ class _Spend(BaseModel):
             self.cost_usd += price.cost(tokens_in, tokens_out)
 
 
-class BreakerOpen(Exception):
+class BreakerOpen(EvaluatorError):
     """The model's breaker tripped: the call is not made (the row will be `skipped`)."""
 
 

@@ -17,6 +17,7 @@ import aiohttp
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from evaluators.errors import EvaluatorError
 from evaluators.judges.quiet_litellm import litellm_module
 
 #: Providers whose wire format is OpenAI's chat completions, served on the fast path.
@@ -47,7 +48,7 @@ class Completion(BaseModel):
     cost_estimated: bool = False
 
 
-class CallFailed(Exception):
+class CallFailed(EvaluatorError):
     """One failed try. `retryable` covers 429, 5xx, timeouts and dropped connections."""
 
     def __init__(

@@ -5,6 +5,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from evaluators.errors import EvaluatorError, describe_validation_error
+
 MAX_RAW_CHARS = 500
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
@@ -20,7 +22,7 @@ class Verdict(BaseModel):
     reason: str = Field(min_length=1, max_length=2000)
 
 
-class VerdictUnparseable(ValueError):
+class VerdictUnparseable(EvaluatorError, ValueError):
     """The judge's answer is not a valid verdict; `raw` keeps (a truncated copy of) what it said."""
 
     def __init__(self, problem: str, raw: str) -> None:
@@ -84,9 +86,7 @@ def parse_verdict(text: str | None) -> Verdict:
     try:
         return Verdict.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = describe_validation_error(exc)
         raise VerdictUnparseable(f"invalid verdict: {problems}", text) from None
 
 

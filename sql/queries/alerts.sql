@@ -105,3 +105,6 @@ FROM assay.scores
 WHERE deployment = :deployment AND created_at >= :since AND created_at < :until
 GROUP BY evaluator
 ORDER BY evaluator
+
+-- name: count_pending
+SELECT count(*) FROM assay.outbox WHERE status = 'pending'

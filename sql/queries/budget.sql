@@ -1,31 +1,6 @@
--- name: ensure_day
-INSERT INTO assay.spend (deployment, day) VALUES (:deployment, :day)
-ON CONFLICT (deployment, day) DO NOTHING
-
 -- name: ensure_run
 INSERT INTO assay.run_spend (run_id, deployment) VALUES (CAST(:run_id AS uuid), :deployment)
 ON CONFLICT (run_id) DO NOTHING
-
--- name: lock_day
-SELECT spent_usd, reserved_usd, calls FROM assay.spend
-WHERE deployment = :deployment AND day = :day
-FOR UPDATE
-
--- name: lock_run
-SELECT spent_usd, reserved_usd, calls FROM assay.run_spend
-WHERE run_id = CAST(:run_id AS uuid)
-FOR UPDATE
-
--- name: reserve_day
-UPDATE assay.spend SET reserved_usd = reserved_usd + :amount, calls = calls + 1
-WHERE deployment = :deployment AND day = :day
-
--- name: reserve_run
-UPDATE assay.run_spend SET reserved_usd = reserved_usd + :amount, calls = calls + 1
-WHERE run_id = CAST(:run_id AS uuid)
-
--- name: refuse_run
-UPDATE assay.run_spend SET refused = refused + 1 WHERE run_id = CAST(:run_id AS uuid)
 
 -- name: settle_day
 UPDATE assay.spend
@@ -53,25 +28,6 @@ WHERE deployment = :deployment AND evaluator = :evaluator
   AND evaluator_version = :evaluator_version AND status = 'ok'
   AND content_hash = ANY(:hashes)
 ORDER BY evaluator, content_hash, created_at
-
--- name: reserve_run_capped
--- Caps are checked by the UPDATE itself: Postgres re-checks the WHERE on the locked row, so
--- concurrent reservations can never both pass a cap. Always the run row first, then the day.
-UPDATE assay.run_spend
-SET reserved_usd = reserved_usd + :amount, calls = calls + 1
-WHERE run_id = CAST(:run_id AS uuid)
-  AND (CAST(:max_calls AS bigint) IS NULL OR calls + 1 <= CAST(:max_calls AS bigint))
-  AND (CAST(:max_run AS double precision) IS NULL
-       OR spent_usd + reserved_usd + :amount <= CAST(:max_run AS double precision) + 1e-12)
-RETURNING run_id
-
--- name: reserve_day_capped
-UPDATE assay.spend
-SET reserved_usd = reserved_usd + :amount, calls = calls + 1
-WHERE deployment = :deployment AND day = :day
-  AND (CAST(:max_day AS double precision) IS NULL
-       OR spent_usd + reserved_usd + :amount <= CAST(:max_day AS double precision) + 1e-12)
-RETURNING day
 
 -- name: reserve_spend
 SELECT assay.reserve_spend(%(run_id)s, %(deployment)s, %(day)s, %(amount)s, %(max_calls)s,

@@ -23,3 +23,6 @@ DELETE FROM assay.scores WHERE deployment IN ('support-bot', 'search-rag', 'agen
 DELETE FROM assay.quarantine WHERE deployment IN ('support-bot', 'search-rag', 'agent-otel');
 DELETE FROM assay.watermarks WHERE deployment IN ('support-bot', 'search-rag', 'agent-otel');
 DELETE FROM assay.eval_runs WHERE deployment IN ('support-bot', 'search-rag', 'agent-otel');
+
+-- name: analyze_logs
+ANALYZE assay.llm_logs

@@ -101,3 +101,11 @@ SELECT window_start, window_end, pulled FROM assay.eval_runs
 WHERE deployment = :deployment AND kind <> 'backfill' AND status = 'completed'
   AND run_id <> CAST(:run_id AS uuid)
 ORDER BY started_at DESC LIMIT 1
+
+-- name: mark_stopped
+-- A process told to stop that could not finish its run normally: its deployment's running
+-- (non-backfill) run is its own (the deployment lock), and is recorded as failed.
+UPDATE assay.eval_runs
+SET status = 'failed', finished_at = now(),
+    error = 'stopped: the process was told to stop (SIGTERM or SIGINT) and ended the run'
+WHERE deployment = :deployment AND status = 'running' AND kind <> 'backfill'

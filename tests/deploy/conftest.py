@@ -1,5 +1,6 @@
 """A real `prefect server` (Postgres-backed, analytics off) on a free loopback port for the
-session, deployments registered from deployments/prefect.yaml, and real process workers."""
+session, the deployments `assay deploy` generates from deployments/jobs/, and real process
+workers."""
 
 import contextlib
 import os
@@ -140,7 +141,7 @@ def running_server(
 
 @pytest.fixture(scope="session")
 def deployed(prefect_server: PrefectServer) -> PrefectServer:
-    """Every deployment of deployments/prefect.yaml registered through `assay deploy`."""
+    """Every job's deployments, registered through `assay deploy`."""
     done = subprocess.run(
         [sys.executable, "-m", "flows.cli", "deploy"],
         cwd=PROJECT, env=prefect_server.env(), capture_output=True, text=True, timeout=300,

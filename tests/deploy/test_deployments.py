@@ -226,3 +226,45 @@ async def test_killing_the_worker_mid_backfill_then_rerunning_completes_without_
         "SELECT count(*) FROM assay.eval_runs WHERE kind = 'backfill' AND error LIKE 'abandoned%'",
     )
     assert abandoned >= 1  # the killed runs are marked, not left 'running'
+
+
+async def test_deploy_check_reports_ui_edits_field_by_field_and_run_from_server_uses_them(
+    deployed: PrefectServer, engine: sa.Engine, assay_env: str
+) -> None:
+    import subprocess
+    import sys
+
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    from tests.deploy.conftest import PROJECT
+
+    def assay(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flows.cli", *args], cwd=PROJECT, capture_output=True,
+            text=True, timeout=300, env=deployed.env(ASSAY_DATABASE_URL=assay_env),
+        )  # fmt: skip
+
+    clean = assay("deploy", "--check")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    async with client_for(deployed) as client:
+        (hourly,) = [d for d in await client.read_deployments() if d.name == "support-bot"]
+        original = dict(hourly.parameters)
+        edited_job = {**original["job"], "sampling": {**original["job"]["sampling"], "rate": 1.0}}
+        # An edit made in the UI: the deployment's parameters change on the server only.
+        await client.update_deployment(
+            hourly.id, DeploymentUpdate(parameters={**original, "job": edited_job})
+        )
+        try:
+            drifted = assay("deploy", "--check", "--format", "json")
+            assert drifted.returncode == 3, drifted.stdout + drifted.stderr
+            drift = json.loads(drifted.stdout)["drift"]
+            assert {
+                (d["deployment"], d["field"], d["in_files"], d["on_server"]) for d in drift
+            } == {("support-bot", "sampling.rate", 0.2, 1.0)}
+            insert_logs(engine, [log(f"fs-{i}", NOW - timedelta(hours=2, minutes=i),
+                                     environment="production") for i in range(10)])  # fmt: skip
+            ran = assay("run", "support-bot", "--from-server", "--format", "json")
+            assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-2000:]
+            assert json.loads(ran.stdout)["details"]["sampling"]["rule"]["rate"] == 1.0
+        finally:
+            await client.update_deployment(hourly.id, DeploymentUpdate(parameters=original))

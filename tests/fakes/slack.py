@@ -28,6 +28,7 @@ class FakeSlack(LoopbackServer):
         self.attempts = 0
         self.down = False  # answer 500 to everything while set
         self._script: list[str] = []  # next answers: "ratelimited", "500", "channel_not_found"
+        self.valid_token: str | None = None  # auth.test accepts only this token when set
 
     @property
     def api_base(self) -> str:
@@ -41,6 +42,7 @@ class FakeSlack(LoopbackServer):
         self._script.extend(answers)
 
     def reset(self) -> None:
+        self.valid_token = None
         self.posted.clear()
         self._script.clear()
         self.attempts = 0
@@ -48,6 +50,7 @@ class FakeSlack(LoopbackServer):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/api/chat.postMessage", self._post_message)
+        app.router.add_post("/api/auth.test", self._auth_test)
         app.router.add_post("/webhook/{path:.*}", self._webhook)
 
     def _scripted_failure(self) -> web.Response | None:
@@ -82,6 +85,12 @@ class FakeSlack(LoopbackServer):
         return web.json_response(
             {"ok": True, "channel": payload.get("channel"), "ts": f"{len(self.posted)}.000"}
         )
+
+    async def _auth_test(self, request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.valid_token is not None and token != self.valid_token:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        return web.json_response({"ok": True, "team": "Acme", "user": "assay", "team_id": "T1"})
 
     async def _webhook(self, request: web.Request) -> web.Response:
         payload = await self._payload(request)

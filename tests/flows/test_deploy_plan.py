@@ -1,5 +1,6 @@
-"""deployments/prefect.yaml: every deployment's parameters validate against its flow's
-parameter model (the same check the Prefect server and UI apply)."""
+"""The deployments `assay deploy` generates from deployments/jobs/ and deployments/deploy.yaml:
+one job file is one hourly and one backfill deployment, with the job file's exact config, and
+every deployment's parameters validate against its flow (the check the server and UI apply)."""
 
 from pathlib import Path
 from typing import Any
@@ -8,10 +9,11 @@ import pytest
 import yaml
 
 from flows.backfill import backfill
+from flows.deploy import JOBS_DIR, generated_prefect_yaml, prefect_spec, read_deploy_file
 from flows.evaluate import evaluate_recent
-from tasks.config import EvalJob
+from tasks.config import EvalJob, load_job
+from tasks.errors import ConfigError
 
-PREFECT_YAML = Path(__file__).resolve().parents[2] / "deployments" / "prefect.yaml"
 FLOWS: dict[str, Any] = {
     "flows/evaluate.py:evaluate_recent": evaluate_recent,
     "flows/backfill.py:backfill": backfill,
@@ -21,7 +23,7 @@ RUN_TIME = {"start": "2026-11-01T00:00:00Z", "end": "2026-11-03T00:00:00Z"}
 
 
 def deployments() -> list[dict[str, Any]]:
-    return yaml.safe_load(PREFECT_YAML.read_text())["deployments"]
+    return yaml.safe_load(generated_prefect_yaml())["deployments"]
 
 
 @pytest.mark.parametrize("deployment", deployments(), ids=lambda d: d["name"])
@@ -36,12 +38,29 @@ def test_parameters_validate_against_the_flow(deployment: dict[str, Any]) -> Non
         assert deployment["schedules"][0]["cron"]  # hourly deployments are scheduled
 
 
-def test_every_job_has_an_hourly_and_a_backfill_deployment() -> None:
+def test_every_job_file_has_an_hourly_and_a_backfill_deployment() -> None:
     by_job: dict[str, set[str]] = {}
     for d in deployments():
         by_job.setdefault(d["parameters"]["job"]["deployment"], set()).add(d["entrypoint"])
-    assert len(by_job) >= 2
+    files = {path.stem for path in JOBS_DIR.glob("*.yaml")}
+    assert set(by_job) == files and len(files) >= 3  # agent-otel included
     assert all(entrypoints == set(FLOWS) for entrypoints in by_job.values())
+
+
+def test_the_scheduled_job_is_the_job_file_exactly() -> None:
+    for d in deployments():
+        name = d["parameters"]["job"]["deployment"]
+        in_file = load_job(JOBS_DIR / f"{name}.yaml")
+        deployed = EvalJob.model_validate(d["parameters"]["job"])
+        assert deployed == in_file, name  # what `assay estimate NAME` sees is what runs
+
+
+def test_deploy_settings_for_a_job_that_does_not_exist_are_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "deploy.yaml"
+    bad.write_text("deployments:\n  suport-bot: {}\n")
+    jobs = [load_job(path) for path in sorted(JOBS_DIR.glob("*.yaml"))]
+    with pytest.raises(ConfigError, match="suport-bot"):
+        prefect_spec(jobs, read_deploy_file(bad))
 
 
 def test_an_out_of_range_parameter_is_rejected_with_its_path() -> None:
