@@ -257,6 +257,7 @@ def judge_prices(jobs: list[Any]) -> list[Check]:
 
 
 def slack() -> list[Check]:
+    from tasks.secrets import resolve
     from tasks.settings import get_settings
 
     settings = get_settings()
@@ -264,7 +265,7 @@ def slack() -> list[Check]:
         from slack_sdk import WebClient
 
         client = WebClient(
-            token=settings.slack_bot_token.get_secret_value(),
+            token=resolve(settings.slack_bot_token.get_secret_value()),
             base_url=settings.slack_base_url,
             timeout=10,
         )

@@ -126,14 +126,19 @@ async def judging(job: EvalJob, engine: sa.Engine, budget_key: str) -> AsyncIter
     Every run passes through here, so this is where its log lines start being redacted."""
     redact.refresh()
     redact.install_log_redaction()
-    models = pipeline.judge_models(pipeline.build_evaluators(job))
+    evaluators = pipeline.build_evaluators(job)
+    models = pipeline.judge_models(evaluators)
     ledger = (
         Ledger(engine, job.deployment, budget_key, job.budget)
         if models and job.budget.capped
         else None
     )
     gate = LedgerGate(ledger) if ledger else None
-    judges = JudgeRuntime(job.judge_settings(), gate=gate) if models else None
+    judges = (
+        JudgeRuntime(job.judge_settings(), gate=gate, env=pipeline.judge_env(evaluators))
+        if models
+        else None
+    )
     try:
         yield Judging(judges, ledger, models)
     finally:

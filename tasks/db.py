@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from tasks.errors import ConfigError
+from tasks.secrets import resolve
 from tasks.settings import get_settings
 from tasks.sql import migration_files, query, view_files
 
@@ -38,13 +39,15 @@ def embedded_database_url(home: Path) -> str:
 def database_url() -> SecretStr:
     settings = get_settings()
     if settings.database_url is not None:
-        return settings.database_url
+        return SecretStr(resolve(settings.database_url.get_secret_value()))
     return SecretStr(embedded_database_url(settings.home))
 
 
 def warehouse_url() -> SecretStr:
     settings = get_settings()
-    return settings.warehouse_url or database_url()
+    if settings.warehouse_url is not None:
+        return SecretStr(resolve(settings.warehouse_url.get_secret_value()))
+    return database_url()
 
 
 @cache

@@ -26,6 +26,7 @@ from tasks.alerting import (
 from tasks.config import EvalJob
 from tasks.redact import redact
 from tasks.runs import RunSummary
+from tasks.secrets import resolve
 from tasks.settings import AssaySettings
 from tasks.slack_messages import (
     EvaluatorLine,
@@ -204,7 +205,7 @@ def _sender(settings: AssaySettings) -> Any:
         from slack_sdk import WebClient
 
         client = WebClient(
-            token=settings.slack_bot_token.get_secret_value(),
+            token=resolve(settings.slack_bot_token.get_secret_value()),
             base_url=settings.slack_base_url,
             retry_handlers=_retry_handlers(),
             timeout=15,
@@ -220,7 +221,9 @@ def _sender(settings: AssaySettings) -> Any:
     from slack_sdk.webhook import WebhookClient
 
     webhook = WebhookClient(
-        settings.slack_webhook_url.get_secret_value(), retry_handlers=_retry_handlers(), timeout=15
+        resolve(settings.slack_webhook_url.get_secret_value()),
+        retry_handlers=_retry_handlers(),
+        timeout=15,
     )
 
     def send(payload: dict[str, Any]) -> None:

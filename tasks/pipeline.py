@@ -1,5 +1,6 @@
 """One page of the hourly pipeline: pull, normalize, evaluate, write. Pure of Prefect."""
 
+import asyncio
 import contextlib
 import os
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from tasks.normalize import reject
 from tasks.persist import PageCounts, write_page
 from tasks.sampling import PagePlan, StratumCount, content_hash, plan_page
 from tasks.score import ScoreRow, judge_plan, score_records
+from tasks.secrets import is_reference, resolve
 from tasks.source import Cursor, count_between, fetch_page, undated_rows
 from tasks.sql import query
 
@@ -40,10 +42,12 @@ class PageOutcome(BaseModel):
 def source_engine(source: SourceConfig) -> sa.Engine:
     if source.url_env is None:
         return engine_for(warehouse_url())
+    if is_reference(source.url_env):
+        return engine_for(SecretStr(resolve(source.url_env)))
     value = os.environ.get(source.url_env)
     if not value:
         raise ConfigError(f"source.url_env names {source.url_env}, which is not set")
-    return engine_for(SecretStr(value))
+    return engine_for(SecretStr(resolve(value)))
 
 
 def build_evaluators(job: EvalJob) -> list[Evaluator]:
@@ -64,6 +68,19 @@ def judge_models(evaluators: list[Evaluator]) -> list[str]:
             route = evaluator.route
             models.update(endpoint.model for endpoint in (route.primary, *route.fallbacks))
     return sorted(models)
+
+
+def judge_env(evaluators: list[Evaluator]) -> dict[str, str]:
+    """The environment the judge runtime reads keys from, with every `secret://BLOCK` its
+    judges name resolved (on the worker, at run time; never stored in parameters)."""
+    env = dict(os.environ)
+    for evaluator in evaluators:
+        if isinstance(evaluator, JudgeEvaluator):
+            route = evaluator.route
+            for endpoint in (route.primary, *route.fallbacks):
+                if endpoint.api_key_env and is_reference(endpoint.api_key_env):
+                    env[endpoint.api_key_env] = resolve(endpoint.api_key_env)
+    return env
 
 
 def flagged_ids(scores: list[ScoreRow]) -> set[str]:
@@ -116,6 +133,13 @@ def without_scored(
     return plan.model_copy(update={"items": left})
 
 
+def read_page(
+    source: SourceConfig, after: Cursor | None, start: datetime, until: datetime
+) -> list[dict[str, Any]]:
+    with source_engine(source).connect() as conn:
+        return fetch_page(conn, source, after, start, until)
+
+
 async def process_page(
     job: EvalJob,
     scores_db: sa.Engine,
@@ -130,8 +154,7 @@ async def process_page(
 ) -> PageOutcome:
     """The next keyset page of the window, through `process_rows`; the watermark follows it,
     except in a backfill, which leaves it alone and skips what is already scored."""
-    with source_engine(job.source).connect() as conn:
-        rows = fetch_page(conn, job.source, after, start, until)
+    rows = await asyncio.to_thread(read_page, job.source, after, start, until)
     if not rows:
         return PageOutcome(counts=PageCounts(), last=None, full=False)
     last = Cursor(ts=rows[-1]["ts"], log_id=rows[-1]["id"])
@@ -164,12 +187,15 @@ async def process_rows(
     """Contract, then free evaluators on every valid log, then paid ones on the sample, then
     one transaction (moving the watermark to `cursor` if given). A batch that breaks the
     contract is quarantined and stops the run before anything is evaluated."""
-    admission = without_duplicate_ids(
-        scores_db, job.deployment, admit(rows, job.source.format, job.quality)
-    )
+    # Database work runs in a worker thread, never on the event loop: chunks and judges of
+    # other runs in this process go on while a page is read or written.
+    admission = admit(rows, job.source.format, job.quality)
+    admission = await asyncio.to_thread(without_duplicate_ids, scores_db, job.deployment, admission)
     problem = contract_breach(job, admission, len(rows), so_far) if enforce_contract else None
     if problem:
-        write_page(scores_db, job.deployment, run_id, [], admission.rejects, None, len(rows))
+        await asyncio.to_thread(
+            write_page, scores_db, job.deployment, run_id, [], admission.rejects, None, len(rows)
+        )
         raise DataContractBroken(problem, admission.summary)
     records = admission.records
     ctx = EvalContext(deployment=job.deployment, run_id=run_id, judges=judges)
@@ -181,8 +207,12 @@ async def process_rows(
     if paid:
         plan = plan_page(records, paid, job.sampling, flagged_ids(scores))
         if skip_scored:
-            plan = without_scored(scores_db, job.deployment, plan, paid)
-        known = known_for(scores_db, job.deployment, plan, paid) if job.sampling.dedupe else {}
+            plan = await asyncio.to_thread(without_scored, scores_db, job.deployment, plan, paid)
+        known = (
+            await asyncio.to_thread(known_for, scores_db, job.deployment, plan, paid)
+            if job.sampling.dedupe
+            else {}
+        )
         try:
             judged = await judge_plan(plan.items, ctx, known, job.sampling.dedupe)
         except BaseException:
@@ -193,7 +223,8 @@ async def process_rows(
     gate = ledger_gate(judges)
     settled = gate.take() if gate is not None else []
     try:
-        counts = write_page(
+        counts = await asyncio.to_thread(
+            write_page,
             scores_db,
             job.deployment,
             run_id,

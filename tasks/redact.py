@@ -86,12 +86,23 @@ class Redactor:
 
 _current: Redactor | None = None
 _read_at = 0.0
+#: Secrets read from elsewhere than the environment (Prefect Secret blocks).
+_remembered: set[str] = set()
+
+
+def remember_secret(value: str) -> None:
+    """Mask `value` from now on (a secret read from a Secret block, not the environment)."""
+    global _current
+    if len(value) >= MIN_SECRET_CHARS and value not in _remembered:
+        _remembered.add(value)
+        _current = None  # rebuilt with it on the next call
 
 
 def refresh() -> Redactor:
     """Re-read the secrets now (a run calls this when it starts)."""
     global _current, _read_at
-    _current, _read_at = Redactor(secret_values()), time.monotonic()
+    secrets = sorted({*secret_values(), *_remembered}, key=len, reverse=True)
+    _current, _read_at = Redactor(secrets), time.monotonic()
     return _current
 
 

@@ -66,8 +66,15 @@ def key_prefix(env: Mapping[str, str] | None = None) -> str:
     return env.get("ASSAY_JUDGE_KEY_PREFIX") or DEFAULT_KEY_PREFIX
 
 
+#: `api_key_env: secret://BLOCK` names a Prefect Secret block instead of a variable; the
+#: pipeline resolves it on the worker (evaluators never import Prefect).
+SECRET_SCHEME = "secret://"
+
+
 def check_key_env(name: str, env: Mapping[str, str] | None = None) -> str:
     """`name` if a config may send that variable's value to a judge; KeyNotAllowed otherwise."""
+    if name.startswith(SECRET_SCHEME):
+        return name
     prefix = key_prefix(env)
     if name in PROVIDER_KEY_VARS or (name.startswith(prefix) and len(name) > len(prefix)):
         return name
