@@ -125,7 +125,7 @@ def scored(conninfo: str) -> int:
 
 
 def main() -> None:
-    from tasks.db import _engine, migrate
+    from tasks.store.db import _engine, migrate
     from tests.deploy.conftest import running_server, stop
 
     name, conninfo, url = create_database()

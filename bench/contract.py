@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import END, create_database, drop_database, seed
 from tasks.config import parse_job
-from tasks.contract import admit, check_batch, contract_frame, suite_for
-from tasks.db import _engine, migrate
-from tasks.normalize import normalize_rows
-from tasks.source import Cursor, fetch_page
+from tasks.contract.suite import admit, check_batch, contract_frame, suite_for
+from tasks.store.db import _engine, migrate
+from tasks.warehouse.normalize import normalize_rows
+from tasks.warehouse.source import Cursor, fetch_page
 
 BATCH = 10_000
 BATCHES = int(os.environ.get("BENCH_BATCHES", "5"))

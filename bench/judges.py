@@ -32,7 +32,7 @@ from evaluators.base import EvalContext
 from evaluators.judges.client import JudgeRuntime
 from evaluators.records import LogRecord
 from tasks.config import EvalJob, parse_job
-from tasks.contract import admit
+from tasks.contract.suite import admit
 from tasks.score import judge_records
 
 CALLS = int(os.environ.get("BENCH_CALLS", "2000"))
@@ -202,7 +202,7 @@ async def rpm_run(base: str, n: int, rpm: int) -> dict[str, Any]:
 async def main() -> None:
     name, conninfo, url = create_database()
     try:
-        from tasks.db import _engine, migrate
+        from tasks.store.db import _engine, migrate
 
         engine = _engine(url)
         migrate(engine)

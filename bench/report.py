@@ -55,9 +55,9 @@ GROUP BY evaluator, value
 def measure(n: int) -> dict[str, Any]:
     import sqlalchemy as sa
 
-    from tasks.db import _engine, migrate
-    from tasks.report import build_report
-    from tasks.rollups import refresh_score_rollups
+    from tasks.analytics.report import build_report
+    from tasks.store.db import _engine, migrate
+    from tasks.store.rollups import refresh_score_rollups
 
     name, conninfo, url = create_database()
     try:

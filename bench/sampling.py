@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import create_database, drop_database
 from evaluators.records import LogRecord
 from evaluators.registry import build_evaluator
-from tasks.budget import Ledger, LedgerGate
+from tasks.budget.ledger import Ledger, LedgerGate
+from tasks.budget.sampling import plan_page
 from tasks.config import BudgetConfig, SamplingConfig
-from tasks.db import _engine, migrate
-from tasks.sampling import plan_page
+from tasks.store.db import _engine, migrate
 
 LOGS = int(os.environ.get("BENCH_LOGS", "1000000"))
 PAGE = 5000

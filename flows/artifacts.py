@@ -1,7 +1,7 @@
 """What a flow run shows in the Prefect UI: a per-evaluator table and a markdown summary.
 
-The numbers come from `tasks.report` over the rollups of the run's hours, the same code the
-`assay report` command and the dashboard use.
+The numbers come from `tasks.analytics.report` over the rollups of the run's hours, the same
+code the `assay report` command and the dashboard use.
 """
 
 from typing import Any
@@ -10,10 +10,10 @@ import sqlalchemy as sa
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from flows.render import num, pct
-from tasks.alerting import open_alerts
-from tasks.report import ScoreStats, score_rows
-from tasks.rollups import hour_ceil, hour_floor
-from tasks.runs import RunSummary
+from tasks.alerts.rules import open_alerts
+from tasks.analytics.report import ScoreStats, score_rows
+from tasks.store.rollups import hour_ceil, hour_floor
+from tasks.store.runs import RunSummary
 
 
 def evaluator_table(stats: list[ScoreStats]) -> list[dict[str, Any]]:

@@ -19,15 +19,14 @@ from prefect.runtime import deployment, flow_run
 from pydantic import Field
 
 from flows.artifacts import publish_run_artifacts
-from flows.evaluate import RunTally, fail_run, judging, run_details, run_pages
-from tasks.budget import Ledger
+from flows.lifecycle import KINDS, fail_run, run_lifecycle
+from tasks.budget.ledger import Ledger
 from tasks.config import Duration, EvalJob
-from tasks.db import scores_engine
 from tasks.errors import AssayError, ConfigError
-from tasks.runs import RunPlan, RunSummary, finish_run, run_alive, start_backfill_run, sum_children
+from tasks.store.db import scores_engine
+from tasks.store.runs import RunSummary, finish_run, run_alive, start_backfill_run, sum_children
 
 #: The last instant of a chunk: windows are [start, end), the source reads `ts <= until`.
-JUST_BEFORE = timedelta(microseconds=1)
 
 
 class BackfillIncomplete(AssayError):
@@ -85,37 +84,13 @@ async def run_chunk(
     job: EvalJob, start: datetime, end: datetime, budget_key: str, parent_run_id: str | None
 ) -> RunSummary:
     """Evaluate logs in [start, end) that are not scored yet, as one backfill run."""
-    engine = scores_engine()
-    run_id = str(uuid.uuid4())
-    names = evaluator_names(job)
-    with run_alive(engine, run_id) as alive:
-        start_backfill_run(
-            engine, run_id, job.deployment, start, end, names, flow_run.id, parent_run_id
-        )
-        plan = RunPlan(
-            run_id=run_id,
-            deployment=job.deployment,
-            cursor=None,
-            start=start,
-            until=end - JUST_BEFORE,
-            backfill=True,
-        )
-        tally = RunTally()
-        async with judging(job, engine, budget_key) as judged:
-            try:
-                await run_pages(job, plan, judged, tally, alive)
-            except BaseException as exc:
-                fail_run(engine, run_id, exc, run_details(job, judged, tally), rollups=(start, end))
-                raise
-        summary = finish_run(
-            engine,
-            run_id,
-            "completed",
-            details={**run_details(job, judged, tally), "parent_run_id": parent_run_id},
-            rollups=(start, end),
-        )
-    await publish_run_artifacts(engine, summary, names)
-    return summary
+    async with run_lifecycle(
+        job, KINDS["backfill"], window_end=end, start=start, budget_key=budget_key,
+        parent_run_id=parent_run_id, evaluators=evaluator_names(job),
+    ) as run:  # fmt: skip
+        await run.pages()
+    assert run.summary is not None
+    return run.summary
 
 
 def deployment_parameters(

@@ -8,7 +8,7 @@ from typing import Any, get_args
 
 import sqlalchemy as sa
 
-from tasks.report import Bucket, By, score_rows, spend_rows, usage_rows
+from tasks.analytics.report import Bucket, By, score_rows, spend_rows, usage_rows
 
 TEMPLATE = Path(__file__).with_name("dashboard.html")
 SAFETY_EVALUATORS = ("pii", "secrets", "prompt_injection")

@@ -4,16 +4,16 @@ from datetime import UTC, datetime, timedelta
 
 from prefect import flow, get_run_logger
 
-from flows.evaluate import deliver
-from tasks.config import EvalJob
-from tasks.db import scores_engine
-from tasks.notify import (
+from flows.lifecycle import deliver
+from tasks.alerts.notify import (
     digest_message,
     queue,
     slack_channel,
     slack_configured,
 )
+from tasks.config import EvalJob
 from tasks.settings import get_settings
+from tasks.store.db import scores_engine
 
 
 @flow(name="digest", log_prints=False)

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from tasks.redact import redact
-from tasks.sql import query
+from tasks.store.sql import query
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -62,8 +62,8 @@ def installed_stack() -> list[Check]:
 def scores_database() -> list[Check]:
     import sqlalchemy as sa
 
-    from tasks.db import scores_engine
-    from tasks.sql import migration_files
+    from tasks.store.db import scores_engine
+    from tasks.store.sql import migration_files
 
     name = "scores database"
     try:
@@ -84,7 +84,7 @@ def warehouse(jobs: list[Any]) -> list[Check]:
     import sqlalchemy as sa
 
     from tasks.pipeline import source_engine
-    from tasks.source import query_columns
+    from tasks.warehouse.source import query_columns
 
     checks: list[Check] = []
     for job in jobs:

@@ -6,9 +6,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from tasks.estimate import Estimate
-from tasks.quarantine import QuarantinedLog
-from tasks.runs import RunSummary
+from tasks.budget.estimate import Estimate
+from tasks.contract.quarantine import QuarantinedLog
+from tasks.store.runs import RunSummary
 
 
 def pct(value: float | None) -> str:

@@ -326,7 +326,7 @@
 -- column assay_analytics.usage.value text
 -- constraint assay.alerts alerts_pkey PRIMARY KEY (deployment, evaluator, metric, segment)
 -- constraint assay.alerts alerts_status_check CHECK ((status = ANY (ARRAY['open'::text, 'resolved'::text])))
--- constraint assay.eval_runs eval_runs_kind_check CHECK ((kind = ANY (ARRAY['scheduled'::text, 'manual'::text, 'backfill'::text])))
+-- constraint assay.eval_runs eval_runs_kind_check CHECK ((kind = ANY (ARRAY['scheduled'::text, 'manual'::text, 'backfill'::text, 'replay'::text])))
 -- constraint assay.eval_runs eval_runs_pkey PRIMARY KEY (run_id)
 -- constraint assay.eval_runs eval_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text])))
 -- constraint assay.llm_logs llm_logs_pkey PRIMARY KEY (id)

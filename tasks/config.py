@@ -459,7 +459,7 @@ class QualityConfig(BaseModel):
     @classmethod
     def _known_to_gx(cls, value: list[ExpectationSpec]) -> list[ExpectationSpec]:
         if value:
-            from tasks.contract import build_expectation
+            from tasks.contract.suite import build_expectation
 
             for spec in value:
                 build_expectation(spec.type, spec.kwargs, spec.description)

@@ -12,19 +12,19 @@ from pydantic import BaseModel, SecretStr
 from evaluators.base import Cost, EvalContext, Evaluator
 from evaluators.judges.builtin import JudgeEvaluator
 from evaluators.judges.client import JudgeRuntime
-from tasks.budget import LedgerGate
+from tasks.budget.dedupe import KnownVerdict, known_verdicts
+from tasks.budget.ledger import LedgerGate
+from tasks.budget.sampling import PagePlan, StratumCount, content_hash, plan_page
 from tasks.config import FLAGGING_EVALUATORS, EvalJob, SourceConfig
-from tasks.contract import Admission, ContractSummary, admit, future_start
-from tasks.db import engine_for, warehouse_url
-from tasks.dedupe import KnownVerdict, known_verdicts
+from tasks.contract.suite import Admission, ContractSummary, admit, future_start
 from tasks.errors import ConfigError, DataContractBroken
-from tasks.normalize import reject
-from tasks.persist import PageCounts, write_page
-from tasks.sampling import PagePlan, StratumCount, content_hash, plan_page
 from tasks.score import ScoreRow, judge_plan, score_records
 from tasks.secrets import is_reference, resolve
-from tasks.source import Cursor, count_between, fetch_page, undated_rows
-from tasks.sql import query
+from tasks.store.db import engine_for, warehouse_url
+from tasks.store.persist import PageCounts, write_page
+from tasks.store.sql import query
+from tasks.warehouse.normalize import reject
+from tasks.warehouse.source import Cursor, count_between, fetch_page, undated_rows
 
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 

@@ -9,9 +9,9 @@ from evaluators.base import EvalContext, Evaluator, Score, ScoreStatus
 from evaluators.judges.builtin import UNSCORED_BUDGET
 from evaluators.judges.client import GateUnavailable
 from evaluators.records import LogRecord
-from tasks.dedupe import KnownVerdict
+from tasks.budget.dedupe import KnownVerdict
+from tasks.budget.sampling import WorkItem, content_hash
 from tasks.errors import TransientError
-from tasks.sampling import WorkItem, content_hash
 
 
 class ScoreRow(BaseModel):

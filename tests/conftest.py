@@ -22,7 +22,7 @@ def admin_url() -> str:
 @pytest.fixture(scope="session")
 def template_db(admin_url: str) -> Iterator[str]:
     """A database with every migration applied, cloned for each test (fast, isolated)."""
-    from tasks.db import _engine, migrate
+    from tasks.store.db import _engine, migrate
 
     name = pg.create_database(admin_url)
     url = pg.as_sqlalchemy_url(pg.with_database(admin_url, name))
@@ -38,7 +38,7 @@ def db_url(admin_url: str, template_db: str) -> Iterator[str]:
     name = pg.create_database(admin_url, template=template_db)
     url = pg.as_sqlalchemy_url(pg.with_database(admin_url, name))
     yield url
-    from tasks.db import _engine
+    from tasks.store.db import _engine
 
     _engine(url).dispose()
     pg.drop_database(admin_url, name)
@@ -58,7 +58,7 @@ def assay_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def engine(assay_env: str) -> sa.Engine:
-    from tasks.db import scores_engine
+    from tasks.store.db import scores_engine
 
     return scores_engine()
 
@@ -74,7 +74,7 @@ def prefect_api() -> Iterator[str]:
 
 
 def insert_logs(engine: sa.Engine, rows: list[dict[str, object]]) -> None:
-    from tasks.seed import SUPPORT_COLUMNS, copy_rows
+    from tasks.demo.seed import SUPPORT_COLUMNS, copy_rows
 
     with engine.begin() as conn:
         copy_rows(conn, "assay.llm_logs", SUPPORT_COLUMNS, ({**BLANK_LOG, **r} for r in rows))

@@ -25,7 +25,7 @@ def admin_url() -> str:
         return explicit
     if _reachable(LOCAL_URL):
         return LOCAL_URL
-    from tasks.db import embedded_database_url
+    from tasks.store.db import embedded_database_url
 
     return embedded_database_url(Path(".assay/test"))
 

@@ -14,11 +14,11 @@ WHERE deployment = :deployment AND status = 'running' AND kind <> 'backfill'
 -- name: unrefreshed_since
 -- Hourly runs that died after writing pages but before refreshing their rollups.
 SELECT min(window_start) FROM assay.eval_runs
-WHERE deployment = :deployment AND kind <> 'backfill' AND status = 'failed'
+WHERE deployment = :deployment AND kind IN ('scheduled', 'manual') AND status = 'failed'
   AND error LIKE 'abandoned:%'
   AND started_at > coalesce(
       (SELECT max(started_at) FROM assay.eval_runs
-       WHERE deployment = :deployment AND kind <> 'backfill' AND status = 'completed'),
+       WHERE deployment = :deployment AND kind IN ('scheduled', 'manual') AND status = 'completed'),
       '-infinity')
 
 -- name: get_watermark
@@ -98,7 +98,7 @@ SELECT EXISTS (
 -- name: previous_window
 -- The window of the deployment's last completed scheduled or manual run before this one.
 SELECT window_start, window_end, pulled FROM assay.eval_runs
-WHERE deployment = :deployment AND kind <> 'backfill' AND status = 'completed'
+WHERE deployment = :deployment AND kind IN ('scheduled', 'manual') AND status = 'completed'
   AND run_id <> CAST(:run_id AS uuid)
 ORDER BY started_at DESC LIMIT 1
 

@@ -219,7 +219,7 @@ async def test_webhook_delivery(
 
 
 def test_block_kit_limits_hold_with_huge_inputs() -> None:
-    from tasks.slack_messages import EvaluatorLine, summary_message
+    from tasks.alerts.slack_messages import EvaluatorLine, summary_message
 
     lines = [
         EvaluatorLine(evaluator=f"rubric:check-{i}-" + "x" * 200, ok=10, pass_rate=0.5,

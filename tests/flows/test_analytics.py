@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from flows.evaluate import evaluate_recent
+from tasks.analytics.report import ScoreStats, build_report
 from tasks.config import parse_job
-from tasks.report import ScoreStats, build_report
 from tests.browser import CHROMIUM_ARGS, chromium_path
 from tests.conftest import insert_logs, log
 from tests.fakes.llm import FakeLLM, Reply, verdict

@@ -13,9 +13,9 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from tasks import demo_data
-from tasks.db import _engine
-from tasks.seed import SUPPORT_COLUMNS, copy_rows
+from tasks.demo import data as demo_data
+from tasks.demo.seed import SUPPORT_COLUMNS, copy_rows
+from tasks.store.db import _engine
 from tests import pg
 
 pytestmark = [pytest.mark.slow]

@@ -13,9 +13,9 @@ from prefect import get_client
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from flows.evaluate import evaluate_recent
+from tasks.budget.sampling import sampled
+from tasks.budget.slots import limit_name
 from tasks.config import EvalJob, parse_job
-from tasks.judging import limit_name
-from tasks.sampling import sampled
 from tests.conftest import insert_logs, log
 from tests.fakes.llm import FakeLLM, Reply, always, verdict
 

@@ -50,22 +50,29 @@ def start_run(config_file: Path, db_url: str, home: Path) -> subprocess.Popen[by
     )  # fmt: skip
 
 
+def judging_run(
+    engine: sa.Engine, db_url: str, fake: FakeLLM, tmp_path: Path, calls: int
+) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """`assay run` over LOGS logs with a slow judge, returned once `calls` calls were made."""
+    fake.latency = 0.4
+    fake.script("judge", always(Reply(content=verdict(0.9, True, "fine"))))
+    insert_logs(engine, [log(f"k{i:03d}", BASE + timedelta(seconds=i * 10)) for i in range(LOGS)])
+    config_file = tmp_path / "killed.yaml"
+    config_file.write_text(config(fake.api_base))
+    home = tmp_path / "prefect"
+    home.mkdir()
+    run = start_run(config_file, db_url, home)
+    deadline = time.monotonic() + 180
+    while len(fake.requests) < calls and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert run.poll() is None, (run.stdout.read() if run.stdout else b"").decode()[-3000:]
+    return run, config_file, home
+
+
 def test_a_killed_local_run_leaks_no_slots_no_reservations_and_no_scores(
     engine: sa.Engine, assay_env: str, fake_llm: FakeLLM, tmp_path: Path
 ) -> None:
-    fake_llm.latency = 0.4
-    fake_llm.script("judge", always(Reply(content=verdict(0.9, True, "fine"))))
-    insert_logs(engine, [log(f"k{i:03d}", BASE + timedelta(seconds=i * 10)) for i in range(LOGS)])
-    config_file = tmp_path / "killed.yaml"
-    config_file.write_text(config(fake_llm.api_base))
-    home = tmp_path / "prefect"
-    home.mkdir()
-
-    first = start_run(config_file, assay_env, home)
-    deadline = time.monotonic() + 180
-    while len(fake_llm.requests) < 60 and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert first.poll() is None, (first.stdout.read() if first.stdout else b"").decode()[-3000:]
+    first, config_file, home = judging_run(engine, assay_env, fake_llm, tmp_path, calls=60)
     os.killpg(first.pid, signal.SIGKILL)  # the CLI and its temporary server, mid-judging
     first.wait()
     killed_at = time.monotonic()
@@ -106,18 +113,7 @@ def test_a_killed_local_run_leaks_no_slots_no_reservations_and_no_scores(
 def test_sigterm_ends_a_run_within_seconds_marked_failed_even_without_its_server(
     engine: sa.Engine, assay_env: str, fake_llm: FakeLLM, tmp_path: Path
 ) -> None:
-    fake_llm.latency = 0.4
-    fake_llm.script("judge", always(Reply(content=verdict(0.9, True, "fine"))))
-    insert_logs(engine, [log(f"t{i:03d}", BASE + timedelta(seconds=i * 10)) for i in range(LOGS)])
-    config_file = tmp_path / "killed.yaml"
-    config_file.write_text(config(fake_llm.api_base))
-    home = tmp_path / "prefect"
-    home.mkdir()
-    run = start_run(config_file, assay_env, home)
-    deadline = time.monotonic() + 180
-    while len(fake_llm.requests) < 20 and run.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert run.poll() is None
+    run, _config, _home = judging_run(engine, assay_env, fake_llm, tmp_path, calls=20)
 
     os.killpg(run.pid, signal.SIGTERM)  # the CLI and its temporary server together
     told = time.monotonic()

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from flows.evaluate import evaluate_recent
 from tasks.config import parse_job
-from tasks.seed import SUPPORT_COLUMNS, copy_rows
+from tasks.demo.seed import SUPPORT_COLUMNS, copy_rows
 from tests.conftest import BLANK_LOG, insert_logs, log
 from tests.fakes.llm import FakeLLM, Reply, verdict
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from flows.evaluate import evaluate_recent
 from tasks.config import SourceConfig, parse_job
 from tasks.errors import SourceError, TransientError
-from tasks.source import fetch_page
+from tasks.warehouse.source import fetch_page
 from tests.conftest import insert_logs, log
 
 BASE = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)

@@ -4,7 +4,7 @@ name the code asks for exists, and no SQL statement is written inline in Python.
 import re
 from pathlib import Path
 
-from tasks.sql import SQL_DIR, queries
+from tasks.store.sql import SQL_DIR, queries
 
 PROJECT = Path(__file__).resolve().parents[2]
 CODE = [p for d in ("tasks", "flows", "evaluators") for p in (PROJECT / d).rglob("*.py")]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tasks.sql import SQL_DIR, query
+from tasks.store.sql import SQL_DIR, query
 
 SNAPSHOT = SQL_DIR / "schema.sql"
 HEADER = (

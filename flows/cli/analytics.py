@@ -1,0 +1,147 @@
+"""Commands that read results: evaluators, report, dashboard."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, cast
+
+import typer
+
+from evaluators import offline as _offline  # noqa: F401
+from flows.cli.common import (
+    FormatOption,
+    OutputFormat,
+    _guarded,
+    _parse_ts,
+    _since,
+    app,
+    console,
+    err_console,
+)
+
+
+@app.command()
+def evaluators(
+    output: FormatOption = OutputFormat.table,
+) -> None:
+    """List registered evaluators with their versions and whether they cost money."""
+    from rich.table import Table
+
+    from evaluators.registry import all_evaluators
+
+    rows = [
+        {
+            "name": name,
+            "version": cls.version,
+            "cost": cls.cost.value,
+            "description": cls.describe(),
+        }
+        for name, cls in all_evaluators().items()
+    ]
+    if output is OutputFormat.json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="evaluators")
+    for column in ("name", "version", "cost", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row.values())
+    console.print(table)
+
+
+class ReportFormat(StrEnum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+SEGMENTS = ("all", "model", "provider", "prompt_slug", "topic", "customer_id", "environment")
+
+
+@app.command()
+def report(
+    deployment: Annotated[
+        str | None, typer.Argument(help="Deployment name (all deployments when omitted).")
+    ] = None,
+    since: Annotated[
+        str, typer.Option(help="Start: ISO 8601 time or a duration back from now (7d, 24h).")
+    ] = "7d",
+    until: Annotated[
+        str | None, typer.Option(help="End (ISO 8601); default: the end of this hour.")
+    ] = None,
+    by: Annotated[str, typer.Option(help=f"Slice by one segment: {', '.join(SEGMENTS)}.")] = "all",
+    evaluator: Annotated[
+        list[str] | None, typer.Option(help="Only this evaluator (repeat for more).")
+    ] = None,
+    confidence: Annotated[
+        float, typer.Option(min=0.5, max=0.999, help="Confidence level of the intervals.")
+    ] = 0.95,
+    output: Annotated[
+        ReportFormat, typer.Option("--format", help="table, json, or csv (evaluator rows).")
+    ] = ReportFormat.table,
+) -> None:
+    """Quality per evaluator (pass rates and means with intervals, p5-p95, change against the
+    previous window of the same length), usage and eval spend, from the hourly rollups."""
+    import csv
+    import sys
+
+    from flows.render import report_renderable
+    from tasks.analytics.report import By, ScoreStats, build_report
+    from tasks.store.db import scores_engine
+    from tasks.store.rollups import hour_ceil
+
+    if by not in SEGMENTS:
+        err_console.print(f"[bold red]usage error:[/] --by must be one of {', '.join(SEGMENTS)}")
+        raise typer.Exit(2)
+    now = datetime.now(UTC)
+    end = _guarded(lambda: _parse_ts(until)) or hour_ceil(now + timedelta(microseconds=1))
+    start = _guarded(lambda: _since(since, now))
+    if start >= end:
+        err_console.print(f"[bold red]usage error:[/] --since {start} is not before {end}")
+        raise typer.Exit(2)
+    result = _guarded(
+        lambda: build_report(
+            scores_engine(),
+            deployment,
+            start,
+            end,
+            cast(By, by),
+            evaluator or None,
+            confidence,
+        )
+    )
+    if output is ReportFormat.json:
+        print(result.model_dump_json(indent=2))
+    elif output is ReportFormat.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(ScoreStats.model_fields))
+        writer.writeheader()
+        for row in result.evaluators:
+            fields = row.model_dump(mode="json")
+            fields["versions"] = ";".join(row.versions)
+            writer.writerow(fields)
+    else:
+        console.print(report_renderable(result, console.width))
+
+
+@app.command()
+def dashboard(
+    out: Annotated[Path, typer.Option("--out", help="HTML file to write.")] = Path(
+        "assay-dashboard.html"
+    ),
+    deployment: Annotated[
+        str | None, typer.Option(help="Only this deployment (default: all).")
+    ] = None,
+    since: Annotated[
+        str, typer.Option(help="Start: ISO 8601 time or a duration back from now.")
+    ] = "14d",
+) -> None:
+    """Write one self-contained HTML dashboard (charts and filters; opens with no network)."""
+    from flows.dashboard import write_dashboard
+    from tasks.store.db import scores_engine
+
+    now = datetime.now(UTC)
+    start = _guarded(lambda: _since(since, now))
+    with console.status("reading rollups …", spinner="dots"):
+        size = _guarded(lambda: write_dashboard(scores_engine(), out, deployment, start, now))
+    console.print(f"wrote {out} ({size / 1e6:.1f} MB); open it in any browser, offline")

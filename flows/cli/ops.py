@@ -1,0 +1,179 @@
+"""Commands that operate Assay: migrate, deploy, doctor, demo."""
+
+import json
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from evaluators import offline as _offline  # noqa: F401
+from flows.cli.common import (
+    DEMO_SIZES,
+    JOBS_DIR,
+    FormatOption,
+    OutputFormat,
+    _guarded,
+    _load,
+    _print_unsent,
+    app,
+    console,
+    err_console,
+)
+from flows.cli.runs import run_flow
+
+
+@app.command()
+def doctor(
+    output: FormatOption = OutputFormat.table,
+    config: Annotated[
+        list[Path] | None,
+        typer.Option(help="Job configs to check (default every deployments/jobs/*.yaml)."),
+    ] = None,
+) -> None:
+    """Check everything a deployment needs: databases, warehouse columns and role, Prefect
+    (API, scheduler, work pool and workers), judge prices, Slack, chromium. Exit 1 on failure."""
+    from rich.table import Table
+
+    from flows.doctor import run_checks
+    from tasks.config import load_job
+
+    paths = config or sorted(JOBS_DIR.glob("*.yaml"))
+    jobs = [_guarded(partial(load_job, path)) for path in paths]
+    checks = run_checks(jobs)
+    if output is OutputFormat.json:
+        print(json.dumps([c.model_dump() for c in checks], indent=2))
+    else:
+        marks = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[red]✗[/]"}
+        table = Table(show_header=False, box=None, pad_edge=False)
+        for check in checks:
+            line = check.detail + (f"\n  [dim]fix:[/] {check.fix}" if check.fix else "")
+            table.add_row(marks[check.status], check.name, line)
+        console.print(table)
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations and views (idempotent; safe to run concurrently)."""
+    from tasks.store.db import migrate as apply
+    from tasks.store.db import scores_engine
+
+    applied = _guarded(lambda: apply(scores_engine()))
+    console.print(
+        f"applied {len(applied)} migration(s)" + (f": {', '.join(applied)}" if applied else "")
+    )
+
+
+@app.command()
+def demo(
+    scale: Annotated[
+        float, typer.Option(min=0.01, max=100, help="Multiply the demo's log counts.")
+    ] = 1.0,
+) -> None:
+    """Seed a synthetic production warehouse and run every demo deployment once."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows.render import summary_renderable
+    from tasks.demo.seed import seed_demo
+    from tasks.settings import get_settings
+    from tasks.store.db import migrate as apply
+    from tasks.store.db import scores_engine
+
+    if get_settings().database_url is None:
+        console.print(
+            f"ASSAY_DATABASE_URL is not set: using an embedded Postgres in {get_settings().home}/"
+        )
+    engine = _guarded(scores_engine)
+    _guarded(lambda: apply(engine))
+    sizes = {name: max(10, int(n * scale)) for name, n in DEMO_SIZES.items()}
+    with Progress(
+        TextColumn("seeding warehouse"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console,
+    ) as progress:  # fmt: skip
+        bar = progress.add_task("seed", total=sum(sizes.values()))
+        seeded = seed_demo(engine, datetime.now(UTC), sizes, lambda n: progress.advance(bar, n))
+    console.print("seeded " + ", ".join(f"{n:,} rows in {table}" for table, n in seeded.items()))
+    for deployment in DEMO_SIZES:
+        job = _guarded(lambda d=deployment: _load(d, None))  # type: ignore[misc]
+        summary = _guarded(lambda j=job: run_flow(j, None, "manual"))  # type: ignore[misc]
+        console.print(summary_renderable(summary))
+        _print_unsent(summary)
+    from flows.render import quarantine_table
+    from tasks.contract.quarantine import list_quarantine
+
+    console.print(quarantine_table(_guarded(lambda: list_quarantine(engine, limit=8))))
+    console.print(
+        "Scores are in assay.scores; quarantined logs and reasons in assay.quarantine "
+        "(`assay quarantine DEPLOYMENT`, and `--replay` once the source is fixed)."
+    )
+    console.print(
+        "Next: `assay report support-bot --by model` for quality with intervals, usage and "
+        "spend, or `assay dashboard --out assay.html` for charts you can open offline."
+    )
+
+
+@app.command()
+def deploy(
+    prefect_file: Annotated[
+        Path | None,
+        typer.Option(help="Deploy this prefect.yaml instead of the one generated from the jobs."),
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Compare the server's parameters with the job files, field by field; exit 3 "
+            "on drift, 2 when a job has no deployment or the server's no longer validate.",
+        ),
+    ] = False,
+    show: Annotated[
+        bool, typer.Option("--print", help="Print the generated prefect.yaml and exit.")
+    ] = False,
+    output: FormatOption = OutputFormat.table,
+) -> None:
+    """Register every job of deployments/jobs/ (hourly, and NAME-backfill) with the Prefect
+    server, scheduled and pooled as deployments/deploy.yaml says (creating the process work
+    pool if missing)."""
+    from flows import deploy as deployer
+
+    if show:
+        print(_guarded(deployer.generated_prefect_yaml), end="")
+        return
+    if check:
+        _check_deployments(output)
+        return
+    names = _guarded(lambda: deployer.deploy_all(prefect_file))
+    console.print(f"registered {len(names)} deployment(s): {', '.join(names)}")
+    console.print("start a worker: prefect worker start --pool assay-process")
+
+
+def _check_deployments(output: OutputFormat) -> None:
+    from rich.table import Table
+
+    from flows import deploy as deployer
+
+    result = _guarded(lambda: deployer.check_drift(deployer.read_jobs()))
+    if output is OutputFormat.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        for problem in result.problems:
+            err_console.print(f"[bold red]problem:[/] {problem}")
+        if result.drift:
+            table = Table("deployment", "field", "job file", "server", title="Drift")
+            for d in result.drift:
+                table.add_row(d.deployment, d.field, _short(d.in_files), _short(d.on_server))
+            console.print(table)
+        elif not result.problems:
+            console.print("the server's deployments match the job files")
+    if result.problems:
+        raise typer.Exit(2)
+    if result.drift:
+        raise typer.Exit(3)
+
+
+def _short(value: Any, width: int = 24) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"

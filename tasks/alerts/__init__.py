@@ -1,0 +1,1 @@
+"""Alerting: rule statistics and state, Slack messages, the outbox and its delivery."""

@@ -1,0 +1,270 @@
+"""Slack messages as Block Kit with a plain-text fallback, kept inside Slack's limits.
+
+Pure: models in, `SlackMessage` out. Every piece of log, judge or config text goes through
+`clean()` or `escape()` first: secrets redacted, PII masked, truncated, and `&`, `<`, `>` escaped,
+so a log line cannot mention `<!channel>`, ping a user or disguise a link.
+"""
+
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from evaluators.heuristics.pii import mask_pii
+from tasks.alerts.rules import Measurement, Transition
+from tasks.redact import redact
+
+MAX_BLOCKS = 50
+MAX_SECTION_CHARS = 3000
+MAX_HEADER_CHARS = 150
+MAX_FALLBACK_CHARS = 3000
+EXAMPLE_CHARS = 200
+MessageKind = Literal["summary", "breach", "reminder", "recovery", "health", "contract"]
+
+
+class SlackMessage(BaseModel):
+    kind: MessageKind
+    text: str  # the plain-text fallback (notifications, screen readers, clients without blocks)
+    blocks: list[dict[str, Any]]
+
+    def payload(self, channel: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"text": self.text, "blocks": self.blocks}
+        if channel:
+            body["channel"] = channel
+        return body
+
+
+class Example(BaseModel):
+    evaluator: str
+    log_id: str
+    score: float | None
+    prompt: str
+    response: str
+    reason: str | None
+
+
+def escape(text: str) -> str:
+    """Text that Slack shows as written: its three control characters escaped (Slack's rule)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def clean(text: str | None, limit: int = EXAMPLE_CHARS) -> str:
+    """Log text made safe to post: secrets and PII masked, truncated, then escaped."""
+    if not text:
+        return ""
+    text = mask_pii(redact(text))
+    text = " ".join(text.split())
+    text = text if len(text) <= limit else text[: limit - 1] + "…"
+    return escape(text)
+
+
+def _section(text: str) -> dict[str, Any]:
+    if len(text) > MAX_SECTION_CHARS:
+        text = text[: MAX_SECTION_CHARS - 20] + "\n… (truncated)"
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _header(text: str) -> dict[str, Any]:
+    if len(text) > MAX_HEADER_CHARS:
+        text = text[: MAX_HEADER_CHARS - 1] + "…"
+    return {"type": "header", "text": {"type": "plain_text", "text": text}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:MAX_SECTION_CHARS]}]}
+
+
+def fit(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most 50 blocks: the overflow becomes one line saying how much was left out."""
+    if len(blocks) <= MAX_BLOCKS:
+        return blocks
+    kept = blocks[: MAX_BLOCKS - 1]
+    return [*kept, _context(f"… {len(blocks) - len(kept)} more blocks not shown")]
+
+
+def _fallback(lines: list[str]) -> str:
+    text = "\n".join(lines)
+    return text if len(text) <= MAX_FALLBACK_CHARS else text[: MAX_FALLBACK_CHARS - 1] + "…"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def _value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return _pct(value) if metric.endswith("rate") else f"{value:.3f}"
+
+
+def _duration(delta: timedelta | None) -> str:
+    if delta is None:
+        return ""
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.1f} h" if hours >= 1 else f"{delta.total_seconds() / 60:.0f} min"
+
+
+def describe(m: Measurement, confidence: float) -> str:
+    where = f" [{clean(m.segment, 80)}]" if m.segment else ""
+    interval = (
+        f" ({confidence:.0%} CI {_value(m.metric, m.low)}–{_value(m.metric, m.high)})"
+        if m.low is not None
+        else ""
+    )
+    name = clean(m.evaluator, 80)
+    return f"*{name}*{where} {m.metric} {_value(m.metric, m.value)}{interval}, n={m.n}"
+
+
+def _examples_blocks(examples: list[Example]) -> list[dict[str, Any]]:
+    return [
+        _section(
+            f"*{clean(e.evaluator, 80)}* `{clean(e.log_id, 80)}` "
+            f"score {e.score if e.score is not None else 'n/a'}\n"
+            f">*prompt* {clean(e.prompt)}\n>*response* {clean(e.response)}\n"
+            f">*why* {clean(e.reason)}"
+        )
+        for e in examples
+    ]
+
+
+def transition_message(
+    deployment: str,
+    change: Transition,
+    confidence: float,
+    examples: list[Example],
+    link: str | None,
+) -> SlackMessage:
+    rule = change.verdict.rule
+    measured = describe(change.verdict.measurement, confidence)
+    threshold = f"alert when {rule.metric} {rule.op} {rule.value:g} ({rule.mode})"
+    title, icon = {
+        "breach": ("Quality breach", ":red_circle:"),
+        "reminder": (
+            f"Still breaching after {_duration(change.open_for)}",
+            ":large_orange_circle:",
+        ),
+        "recovery": (f"Recovered after {_duration(change.open_for)}", ":large_green_circle:"),
+    }[change.kind]
+    blocks = [
+        _header(f"{title}: {deployment}"),
+        _section(f"{icon} {measured}\n{threshold}"),
+        *(_examples_blocks(examples) if change.kind != "recovery" else []),
+    ]
+    if link:
+        blocks.append(_context(f"<{link}|Prefect flow run>"))
+    text = _fallback(
+        [f"{title}: {deployment}: {measured.replace('*', '')}; {threshold}"]
+        + [f"- {clean(e.log_id, 80)}: {clean(e.reason, 120)}" for e in examples[:3]]
+    )
+    return SlackMessage(kind=change.kind, text=text, blocks=fit(blocks))
+
+
+def health_message(deployment: str, problems: list[str], link: str | None) -> SlackMessage:
+    """Judges that could not measure: an outage, not a quality drop."""
+    problems = [clean(p, 500) for p in problems]
+    body = "\n".join(f"• {p}" for p in problems)
+    blocks = [
+        _header(f"Could not measure: {deployment}"),
+        _section(
+            ":warning: Some scores are missing because the judges could not answer, not "
+            f"because quality dropped:\n{body}"
+        ),
+    ]
+    if link:
+        blocks.append(_context(f"<{link}|Prefect flow run>"))
+    return SlackMessage(
+        kind="health",
+        text=_fallback([f"Could not measure {deployment}:", *problems]),
+        blocks=fit(blocks),
+    )
+
+
+def contract_message(deployment: str, error: str, link: str | None) -> SlackMessage:
+    blocks = [
+        _header(f"Data contract broken: {deployment}"),
+        _section(f":no_entry: {clean(error, MAX_SECTION_CHARS - 100)}"),
+    ]
+    if link:
+        blocks.append(_context(f"<{link}|Prefect flow run>"))
+    return SlackMessage(
+        kind="contract",
+        text=_fallback([f"Data contract broken for {deployment}: {clean(error, 1500)}"]),
+        blocks=fit(blocks),
+    )
+
+
+class EvaluatorLine(BaseModel):
+    evaluator: str
+    ok: int
+    pass_rate: float | None
+    previous: float | None
+    errors: int
+    skipped: int
+    cost_usd: float
+
+
+def summary_message(
+    deployment: str,
+    run: dict[str, Any],
+    lines: list[EvaluatorLine],
+    open_breaches: list[str],
+    health: list[str],
+    link: str | None,
+    examples: list[Example] | None = None,
+    title: str | None = None,
+) -> SlackMessage:
+    title = title or f"Assay run summary: {deployment}"
+    window = f"{run['window_start']:%Y-%m-%d %H:%M} → {run['window_end']:%Y-%m-%d %H:%M} UTC"
+    counts = (
+        f"*Window* {window}\n*Logs* {run['pulled']:,} pulled · {run['quarantined']:,} "
+        f"quarantined · {run['scored']:,} new scores"
+    )
+    spend = sum(line.cost_usd for line in lines)
+    rows = []
+    for line in lines:
+        delta = ""
+        if line.pass_rate is not None and line.previous is not None:
+            delta = f" ({(line.pass_rate - line.previous) * 100:+.1f} pp)"
+        extra = "".join(
+            [
+                f", {line.errors} errors" if line.errors else "",
+                f", {line.skipped} skipped" if line.skipped else "",
+            ]
+        )
+        name = clean(line.evaluator, 80)
+        rows.append(f"• *{name}* pass {_pct(line.pass_rate)}{delta} · n={line.ok}{extra}")
+    blocks = [
+        _header(title),
+        _section(counts),
+        _section("*Evaluators*\n" + ("\n".join(rows) or "no scores in this window")),
+        _section(f"*Judge spend* ${spend:,.4f}"),
+    ]
+    late = (run.get("details") or {}).get("late")
+    if late:
+        blocks.append(
+            _section(
+                f"*Late logs* {late['count']:,} arrived after their window was read; score "
+                f"them with `{clean(late['remedy'], 300)}`"
+            )
+        )
+    if open_breaches:
+        blocks.append(_section("*Open breaches*\n" + "\n".join(f"• {b}" for b in open_breaches)))
+    if examples:
+        blocks.append(_section("*Failing examples* (up to 3 per breached evaluator)"))
+        blocks += _examples_blocks(examples)
+    health = [clean(h, 500) for h in health]
+    if health:
+        blocks.append(_section("*Could not measure*\n" + "\n".join(f"• {h}" for h in health)))
+    if link:
+        blocks.append(_context(f"<{link}|Prefect flow run>"))
+    text = _fallback(
+        [
+            title,
+            f"Window {window}; logs {run['pulled']:,} pulled, {run['quarantined']:,} "
+            f"quarantined, {run['scored']:,} new scores; judge spend ${spend:,.4f}",
+            *(r.replace("*", "") for r in rows),
+            *(f"Open breach: {b.replace('*', '')}" for b in open_breaches),
+            *(f"Could not measure: {h}" for h in health),
+        ]
+    )
+    return SlackMessage(kind="summary", text=text, blocks=fit(blocks))

@@ -1,0 +1,1 @@
+"""Analytics: the report over rollups."""

@@ -1,0 +1,1 @@
+"""Sampling and money: the sample plan, dedupe, the spend ledger, estimates, judge slots."""

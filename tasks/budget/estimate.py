@@ -1,0 +1,156 @@
+"""`assay estimate`: what a run over a window would judge and cost, without calling any judge."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from evaluators.base import EvalContext
+from evaluators.judges.builtin import JudgeEvaluator
+from evaluators.judges.client import count_tokens
+from evaluators.judges.pricing import price_for
+from tasks.budget.sampling import content_hash, merge_strata, plan_page
+from tasks.config import FLAGGING_EVALUATORS, EvalJob
+from tasks.contract.suite import admit
+from tasks.pipeline import build_evaluators, flagged_ids, source_engine, split_by_cost
+from tasks.score import score_records
+from tasks.store.sql import query
+from tasks.warehouse.source import Cursor, fetch_page
+
+TOKEN_SAMPLE = 300  # prompts tokenized per evaluator; the rest is extrapolated from them
+
+
+class EvaluatorEstimate(BaseModel):
+    evaluator: str
+    model: str
+    eligible: int = 0  # planned: sample plus priority
+    priority: int = 0
+    to_judge: int = 0  # after dedupe: calls to make
+    mean_input_tokens: float | None = None
+    usd_per_call: float | None = None
+    projected_usd: float | None = None
+    strata: dict[str, dict[str, int]] = {}
+
+
+class Estimate(BaseModel):
+    deployment: str
+    start: datetime
+    end: datetime
+    logs: int = 0
+    quarantined: int = 0
+    evaluators: list[EvaluatorEstimate] = []
+    projected_usd: float | None = 0.0
+    max_usd_per_run: float | None = None
+    max_usd_per_day: float | None = None
+    spent_today_usd: float = 0.0
+    max_calls_per_run: int | None = None
+    verdict: str = ""
+
+
+async def estimate(
+    job: EvalJob,
+    scores_db: sa.Engine,
+    start: datetime,
+    end: datetime,
+    progress: Callable[[int], None] | None = None,
+) -> Estimate:
+    evaluators = build_evaluators(job)
+    free, paid = split_by_cost(evaluators)
+    judges = [e for e in paid if isinstance(e, JudgeEvaluator)]
+    result = Estimate(deployment=job.deployment, start=start, end=end)
+    per = {e.score_name: EvaluatorEstimate(evaluator=e.score_name, model=e.model) for e in judges}
+    seen: dict[str, set[str]] = {e.score_name: set() for e in judges}
+    tokens: dict[str, list[int]] = {e.score_name: [] for e in judges}
+    ctx = EvalContext(deployment=job.deployment, run_id="00000000-0000-0000-0000-000000000000")
+    flagging = [e for e in free if e.score_name in FLAGGING_EVALUATORS]
+    cursor: Cursor | None = None
+    while True:
+        with source_engine(job.source).connect() as conn:
+            rows = fetch_page(conn, job.source, cursor, start, end)
+        if not rows:
+            break
+        admission = admit(rows, job.source.format, job.quality)
+        result.logs += len(rows)
+        result.quarantined += len(admission.rejects)
+        flagged: set[str] = set()
+        if "flagged" in job.sampling.priority and flagging:
+            flagged = flagged_ids(await score_records(admission.records, flagging, ctx))
+        plan = plan_page(admission.records, list(judges), job.sampling, flagged)
+        for item in plan.items:
+            name = item.evaluator.score_name
+            entry = per[name]
+            entry.eligible += 1
+            entry.priority += item.priority
+            key = (
+                content_hash(item.record, item.evaluator) if job.sampling.dedupe else item.record.id
+            )
+            if key in seen[name]:
+                continue
+            seen[name].add(key)
+            entry.to_judge += 1
+            if len(tokens[name]) < TOKEN_SAMPLE and isinstance(item.evaluator, JudgeEvaluator):
+                try:
+                    messages = item.evaluator.messages(item.record)
+                except KeyError:
+                    continue
+                tokens[name].append(count_tokens(item.evaluator.model, messages))
+        for name, strata in plan.strata.items():
+            merge_strata(per[name].strata, strata)
+        if progress is not None:
+            progress(len(rows))
+        if len(rows) < job.source.page_size:
+            break
+        cursor = Cursor(ts=rows[-1]["ts"], log_id=rows[-1]["id"])
+    total: float | None = 0.0
+    for judge in judges:
+        entry = per[judge.score_name]
+        price = price_for(judge.model, job.budget.prices)
+        if tokens[entry.evaluator]:
+            entry.mean_input_tokens = sum(tokens[entry.evaluator]) / len(tokens[entry.evaluator])
+        if price is not None and entry.mean_input_tokens is not None:
+            entry.usd_per_call = price.cost(
+                round(entry.mean_input_tokens), job.budget.expected_output_tokens
+            )
+            entry.projected_usd = entry.usd_per_call * entry.to_judge
+        elif price is not None:
+            entry.projected_usd = 0.0
+        if entry.projected_usd is None or total is None:
+            total = None
+        else:
+            total += entry.projected_usd
+    result.evaluators = list(per.values())
+    result.projected_usd = total
+    result.max_usd_per_run = job.budget.max_usd_per_run
+    result.max_usd_per_day = job.budget.max_usd_per_day
+    result.max_calls_per_run = job.budget.max_calls_per_run
+    with scores_db.connect() as conn:
+        today = conn.execute(
+            sa.text(query("budget", "day_spend")),
+            {"deployment": job.deployment, "day": datetime.now(UTC).date()},
+        ).one_or_none()
+    result.spent_today_usd = today.spent_usd if today else 0.0
+    result.verdict = _verdict(result)
+    return result
+
+
+def _verdict(e: Estimate) -> str:
+    if e.projected_usd is None:
+        return "cannot project: a judge model has no known price (set budget.prices)"
+    calls = sum(x.to_judge for x in e.evaluators)
+    notes = []
+    if e.max_calls_per_run is not None and calls > e.max_calls_per_run:
+        notes.append(f"{calls:,} calls exceed max_calls_per_run {e.max_calls_per_run:,}")
+    if e.max_usd_per_run is not None and e.projected_usd > e.max_usd_per_run:
+        notes.append(f"${e.projected_usd:.4f} exceeds max_usd_per_run ${e.max_usd_per_run:g}")
+    if e.max_usd_per_day is not None and e.spent_today_usd + e.projected_usd > e.max_usd_per_day:
+        left = max(e.max_usd_per_day - e.spent_today_usd, 0)
+        notes.append(f"${e.projected_usd:.4f} exceeds today's remaining ${left:.4f}")
+    if notes:
+        return "over budget: " + "; ".join(notes) + " (the rest would be counted as unscored)"
+    return "fits the budget"
+
+
+def as_rows(e: Estimate) -> list[dict[str, Any]]:
+    return [x.model_dump(exclude={"strata"}) for x in e.evaluators]

@@ -1,0 +1,1 @@
+"""The synthetic warehouse of `make demo`."""

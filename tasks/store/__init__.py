@@ -1,0 +1,1 @@
+"""Storage: engines and migrations, named SQL, the page transaction, run records, rollups."""

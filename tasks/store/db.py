@@ -1,0 +1,122 @@
+"""Database access: engines from settings, the embedded fallback, and `assay migrate`."""
+
+from functools import cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from pydantic import SecretStr
+
+from tasks.errors import ConfigError
+from tasks.secrets import resolve
+from tasks.settings import get_settings
+from tasks.store.sql import migration_files, query, view_files
+
+# A fixed key so every `assay migrate`, in any process, serializes on the same lock.
+MIGRATION_LOCK_KEY = 0x61737361_79000001 & 0x7FFFFFFFFFFFFFFF
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and route them to psycopg 3."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def embedded_database_url(home: Path) -> str:
+    """Start (or reattach to) an embedded Postgres under `home`; it outlives this process."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        import pgserver
+
+        home.mkdir(parents=True, exist_ok=True)
+        server = pgserver.get_server(home.resolve() / "pgdata", cleanup_mode=None)
+    return str(server.get_uri())
+
+
+def database_url() -> SecretStr:
+    settings = get_settings()
+    if settings.database_url is not None:
+        return SecretStr(resolve(settings.database_url.get_secret_value()))
+    return SecretStr(embedded_database_url(settings.home))
+
+
+def warehouse_url() -> SecretStr:
+    settings = get_settings()
+    if settings.warehouse_url is not None:
+        return SecretStr(resolve(settings.warehouse_url.get_secret_value()))
+    return database_url()
+
+
+@cache
+def _engine(url: str) -> sa.Engine:
+    return sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=4)
+
+
+def engine_for(url: SecretStr) -> sa.Engine:
+    try:
+        return _engine(url.get_secret_value())
+    except sa.exc.ArgumentError:
+        # The message would echo the URL, password included.
+        raise ConfigError("database URL is not a valid SQLAlchemy URL") from None
+
+
+def scores_engine() -> sa.Engine:
+    return engine_for(database_url())
+
+
+#: The migration that introduced rollups; scores written before it get their rollups built once.
+ROLLUPS_MIGRATION = "0007_create_rollups.sql"
+
+
+def build_rollups_of_existing_scores(conn: sa.Connection) -> None:
+    """Upgrading a database that already holds scores: roll them up, deployment by deployment.
+    (Usage rollups start with the next run: they come from the logs as runs read them.)"""
+    from tasks.store.rollups import refresh_score_rollups
+
+    spans = conn.execute(sa.text(query("migrate", "scored_spans"))).all()
+    conn.commit()
+    for deployment, first, last in spans:
+        with conn.begin():
+            refresh_score_rollups(conn, deployment, first, last)
+
+
+def migrate(engine: sa.Engine) -> list[str]:
+    """Apply pending migrations in order, then re-apply views. Returns the files applied.
+
+    A session-level advisory lock makes concurrent runs wait for each other; whoever comes
+    second finds nothing left to do.
+    """
+    applied: list[str] = []
+    with engine.connect() as conn:
+        conn.execute(sa.text(query("migrate", "lock_migrations")), {"key": MIGRATION_LOCK_KEY})
+        conn.commit()
+        try:
+            with conn.begin():
+                conn.execute(sa.text(query("migrate", "create_schema")))
+                conn.execute(sa.text(query("migrate", "create_migrations_table")))
+                names = conn.execute(sa.text(query("migrate", "applied_migrations")))
+                done: set[str] = set(names.scalars())
+            for path in migration_files():
+                if path.name in done:
+                    continue
+                with conn.begin():
+                    conn.exec_driver_sql(path.read_text())
+                    conn.execute(
+                        sa.text(query("migrate", "record_migration")),
+                        {"name": path.name},
+                    )
+                applied.append(path.name)
+            with conn.begin():
+                for path in view_files():
+                    conn.exec_driver_sql(path.read_text())
+            if ROLLUPS_MIGRATION in applied:
+                build_rollups_of_existing_scores(conn)
+        finally:
+            conn.execute(
+                sa.text(query("migrate", "unlock_migrations")), {"key": MIGRATION_LOCK_KEY}
+            )
+            conn.commit()
+    return applied

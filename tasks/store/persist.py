@@ -1,0 +1,174 @@
+"""Write one page's outcome atomically: scores, quarantine, run counters and the watermark.
+
+Scores go in with COPY; any key already stored is skipped (`ON CONFLICT DO NOTHING` from a
+staging table), so a rerun over the same logs adds nothing, and because the watermark
+moves in the same transaction, a crash leaves either the whole page or none of it.
+"""
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from evaluators.records import LogRecord
+from tasks.errors import TransientError
+from tasks.redact import redact
+from tasks.score import MAX_REASON_CHARS, SCORE_COLUMNS, ScoreRow
+from tasks.store.rollups import add_usage
+from tasks.store.sql import query
+from tasks.warehouse.normalize import Reject
+from tasks.warehouse.sanitize import storable, storable_text
+from tasks.warehouse.source import Cursor
+
+
+class PageCounts(BaseModel):
+    pulled: int = 0
+    normalized: int = 0
+    quarantined: int = 0
+    scored: int = 0
+    errors: int = 0
+    skipped: int = 0
+
+    def __add__(self, other: "PageCounts") -> "PageCounts":
+        return PageCounts(
+            **{k: getattr(self, k) + getattr(other, k) for k in PageCounts.model_fields}
+        )
+
+
+#: Free text a judge, a provider's error body or a log can put into a score: made storable (no
+#: NUL, valid UTF-8, bounded) and redacted at this boundary.
+_FREE_TEXT = tuple(SCORE_COLUMNS.index(name) for name in ("reason", "label"))
+
+
+def _copy(driver: psycopg.Connection[Any], table: str, rows: list[ScoreRow]) -> None:
+    columns = ", ".join(SCORE_COLUMNS)
+    with driver.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            values = [getattr(row, name) for name in SCORE_COLUMNS]
+            for i in _FREE_TEXT:
+                if values[i]:
+                    values[i] = redact(storable_text(values[i], MAX_REASON_CHARS))
+            copy.write_row(values)
+
+
+def copy_scores(conn: sa.Connection, rows: list[ScoreRow]) -> int:
+    """Bulk-insert rows, skipping any already stored. Returns how many were new.
+
+    Fresh logs never conflict, so COPY goes straight into `assay.scores` inside a savepoint;
+    if any key already exists (a rerun, or a concurrent backfill), the savepoint is rolled
+    back and the page goes through a staging table and `ON CONFLICT DO NOTHING` instead.
+
+    The savepoint is SQLAlchemy's, inside the caller's transaction. (psycopg's own
+    `transaction()` on a connection that has not run a statement yet is a BEGIN/COMMIT of its
+    own: the scores would commit even if the rest of the page then failed.)
+    """
+    if not rows:
+        return 0
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    try:
+        with conn.begin_nested():
+            _copy(driver, "assay.scores", rows)
+        return len(rows)
+    except psycopg.errors.UniqueViolation:
+        pass
+    conn.execute(sa.text(query("persist", "create_staging")))
+    _copy(driver, "assay_scores_staging", rows)
+    return conn.execute(sa.text(query("persist", "merge_staging"))).rowcount
+
+
+def quarantine_rows(
+    conn: sa.Connection, deployment: str, run_id: str, rejects: list[Reject]
+) -> int:
+    if not rejects:
+        return 0
+    params = [
+        {
+            "deployment": deployment,
+            "log_id": r.log_id,
+            "log_ts": r.log_ts,
+            "run_id": run_id,
+            "stage": r.stage,
+            "reasons": redact(json.dumps(r.reasons)),
+            "expectations": r.expectations,
+            "raw": redact(json.dumps(storable(r.raw))),
+        }
+        for r in rejects
+    ]
+    return conn.execute(sa.text(query("persist", "insert_quarantine")), params).rowcount
+
+
+def move_watermark(conn: sa.Connection, deployment: str, run_id: str, cursor: Cursor) -> None:
+    conn.execute(
+        sa.text(query("persist", "upsert_watermark")),
+        {"deployment": deployment, "ts": cursor.ts, "log_id": str(cursor.log_id), "run_id": run_id},
+    )
+
+
+#: Tries of a page's transaction when its connection drops (the pool hands out a live one).
+WRITE_ATTEMPTS = 4
+
+
+def write_page(engine: sa.Engine, *args: Any, **kwargs: Any) -> PageCounts:
+    """`write_page_once`, again on a fresh connection when the connection was dropped or
+    terminated: the transaction either committed or left nothing, and the judge results it
+    carries are not paid for again. A page that still cannot be written is a TransientError
+    (the page is retried), never a score."""
+    for attempt in range(WRITE_ATTEMPTS):
+        try:
+            return write_page_once(engine, *args, **kwargs)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+            problem = " ".join(str(exc.orig).split())[:200]
+            if attempt + 1 < WRITE_ATTEMPTS:
+                time.sleep(0.25 * 2**attempt)
+    raise TransientError(f"writing the page failed {WRITE_ATTEMPTS} times: {problem}")
+
+
+def write_page_once(
+    engine: sa.Engine,
+    deployment: str,
+    run_id: str,
+    rows: list[ScoreRow],
+    rejects: list[Reject],
+    cursor: Cursor | None,
+    pulled: int,
+    move: bool = True,
+    admitted: list[str] | None = None,
+    usage: list[LogRecord] | None = None,
+    also: Callable[[sa.Connection], None] | None = None,
+) -> PageCounts:
+    """One transaction: scores, quarantine, re-admission of logs that now pass, counters,
+    (if `move` and a cursor is given) the watermark, the usage rollups of `usage`, the
+    logs that moving the watermark consumes (so each log counts once), and `also` (the spend
+    of the judge calls behind these scores)."""
+    statuses = Counter(row.status for row in rows)
+    with engine.begin() as conn:
+        if also is not None:
+            also(conn)
+        inserted = copy_scores(conn, rows)
+        quarantine_rows(conn, deployment, run_id, rejects)
+        if admitted:
+            conn.execute(
+                sa.text(query("persist", "readmit_quarantined")),
+                {"deployment": deployment, "log_ids": admitted},
+            )
+        counts = PageCounts(
+            pulled=pulled,
+            normalized=pulled - len(rejects),
+            quarantined=len(rejects),
+            scored=inserted,
+            errors=statuses["error"],
+            skipped=statuses["skipped"],
+        )
+        conn.execute(
+            sa.text(query("persist", "add_run_counts")), {"run_id": run_id, **counts.model_dump()}
+        )
+        if move and cursor is not None:
+            move_watermark(conn, deployment, run_id, cursor)
+            add_usage(conn, deployment, usage or [])
+    return counts

@@ -1,0 +1,1 @@
+"""Reading the warehouse: keyset pages (READ ONLY), normalizing formats, what cannot be stored."""

@@ -1,0 +1,171 @@
+"""Incremental pull: keyset pages of source rows after a (ts, id) cursor, up to `until`.
+
+Statements are built with SQLAlchemy Core from validated identifiers; every value from
+config or state is a bound parameter.
+"""
+
+import contextlib
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
+from pydantic import BaseModel
+
+from tasks.config import SourceConfig
+from tasks.errors import SourceError, TransientError
+from tasks.redact import redact
+from tasks.store.sql import query
+from tasks.warehouse.sanitize import tolerant_json_loads
+
+#: Connection-level failures worth a retry: admin shutdown / terminated backend, crash recovery,
+#: too many connections, serialization failures.
+TRANSIENT_SQLSTATES = frozenset(
+    {"57P01", "57P02", "57P03", "53300", "40001", "40P01", "08000", "08001", "08003", "08006"}
+)
+
+
+class Cursor(BaseModel):
+    """Position after the last row processed; the watermark stores exactly this."""
+
+    ts: datetime
+    log_id: Any
+
+
+def _relation(source: SourceConfig, columns: set[str]) -> sa.FromClause:
+    column_objects: list[sa.ColumnClause[Any]] = [sa.column(name) for name in sorted(columns)]
+    if source.table is not None:
+        schema, name = source.table_parts()
+        return sa.table(name, *column_objects, schema=schema)
+    assert source.query is not None
+    return sa.text(source.query).columns(*column_objects).subquery("assay_source")
+
+
+def _mapped_select(
+    source: SourceConfig,
+) -> tuple[sa.Select[Any], sa.ColumnElement[Any], sa.ColumnElement[Any]]:
+    """SELECT of every mapped slot (labelled by slot), with the id and ts columns."""
+    mapping = source.column_mapping()
+    relation = _relation(source, set(mapping.values()) | set(source.filters))
+    stmt = sa.select(*(relation.c[column].label(slot) for slot, column in mapping.items()))
+    for column, value in source.filters.items():
+        if isinstance(value, list):
+            stmt = stmt.where(relation.c[column].in_(value))
+        else:
+            stmt = stmt.where(relation.c[column] == value)
+    return stmt, relation.c[mapping["id"]], relation.c[mapping["ts"]]
+
+
+def page_statement(source: SourceConfig, first_page: bool) -> sa.Select[Any]:
+    """The page query. Binds: `start` (first page) or `after_ts`/`after_id`, `until`, `limit`."""
+    stmt, id_col, ts_col = _mapped_select(source)
+    if first_page:
+        stmt = stmt.where(ts_col >= sa.bindparam("start"))
+    else:
+        stmt = stmt.where(
+            sa.tuple_(ts_col, id_col)
+            > sa.tuple_(sa.bindparam("after_ts"), sa.bindparam("after_id"))
+        )
+    stmt = stmt.where(ts_col <= sa.bindparam("until"))
+    return stmt.order_by(ts_col, id_col).limit(sa.bindparam("limit"))
+
+
+def fetch_page(
+    conn: sa.Connection,
+    source: SourceConfig,
+    after: Cursor | None,
+    start: datetime,
+    until: datetime,
+) -> list[dict[str, Any]]:
+    params: dict[str, Any] = {"until": until, "limit": source.page_size}
+    if after is None:
+        params["start"] = start
+    else:
+        params["after_ts"], params["after_id"] = after.ts, after.log_id
+    return read_rows(conn, source, page_statement(source, first_page=after is None), params)
+
+
+def undated_rows(conn: sa.Connection, source: SourceConfig) -> list[dict[str, Any]]:
+    """Rows whose timestamp is NULL: no window ever reads them, so each run looks for them."""
+    stmt, _id_col, ts_col = _mapped_select(source)
+    stmt = stmt.where(ts_col.is_(None)).limit(sa.bindparam("limit"))
+    return read_rows(conn, source, stmt, {"limit": source.page_size})
+
+
+def count_between(
+    conn: sa.Connection, source: SourceConfig, after: datetime, until: datetime
+) -> int:
+    """Rows with `after < ts <= until` (the source's filters applied)."""
+    stmt, _id_col, ts_col = _mapped_select(source)
+    counted = sa.select(sa.func.count().label("n")).select_from(
+        stmt.where(ts_col > sa.bindparam("after"), ts_col <= sa.bindparam("until")).subquery()
+    )
+    [row] = read_rows(conn, source, counted, {"after": after, "until": until})
+    return int(row["n"])
+
+
+def query_columns(conn: sa.Connection, source: SourceConfig) -> set[str]:
+    """The columns a `query:` source returns (no rows read), in a READ ONLY transaction."""
+    assert source.query is not None
+    stmt: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(
+        sa.text(source.query).columns().subquery("assay_source")
+    )
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    if driver.info.transaction_status != TransactionStatus.IDLE:
+        driver.rollback()
+    try:
+        with driver.cursor() as cur:
+            cur.execute(query("source", "read_only"))
+            cur.execute(str(stmt.limit(0).compile(dialect=conn.dialect)))
+            return {column.name for column in cur.description or []}
+    finally:
+        driver.rollback()
+
+
+def rows_by_id(
+    conn: sa.Connection, source: SourceConfig, log_ids: list[str]
+) -> list[dict[str, Any]]:
+    """Source rows with these ids (in `(ts, id)` order), e.g. to replay quarantined logs."""
+    stmt, id_col, ts_col = _mapped_select(source)
+    stmt = stmt.where(sa.cast(id_col, sa.Text).in_(log_ids))
+    return read_rows(conn, source, stmt.order_by(ts_col, id_col), {})
+
+
+def read_rows(
+    conn: sa.Connection, source: SourceConfig, stmt: sa.Select[Any], params: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Run one warehouse read in its own READ ONLY transaction with a statement timeout.
+
+    Compiled by SQLAlchemy, executed on the psycopg cursor: SQLAlchemy's Row objects cost as
+    much as the fetch itself, and these rows are turned into dicts right away anyway. JSON the
+    driver cannot parse (nested past the recursion limit) becomes a marker the contract
+    quarantines, instead of an error that stops every page after it.
+    """
+    compiled = stmt.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    set_json_loads(tolerant_json_loads, driver)
+    timeout_ms = int(source.statement_timeout.total_seconds() * 1000)
+    try:
+        if driver.info.transaction_status != TransactionStatus.IDLE:
+            driver.rollback()
+        with driver.cursor(row_factory=dict_row) as cur:
+            cur.execute(query("source", "read_only"))
+            timeout = sa.text(query("source", "statement_timeout")).compile(dialect=conn.dialect)
+            cur.execute(str(timeout), timeout.construct_params({"timeout_ms": str(timeout_ms)}))
+            cur.execute(str(compiled), compiled.construct_params(params))
+            rows = cur.fetchall()
+        driver.rollback()  # nothing to keep: the transaction only read
+        return rows
+    except psycopg.Error as exc:
+        with contextlib.suppress(psycopg.Error):
+            driver.rollback()
+        # Keep the driver's message (it names the missing column or table), drop the SQL echo.
+        detail = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+        if isinstance(exc, psycopg.OperationalError) or exc.sqlstate in TRANSIENT_SQLSTATES:
+            raise TransientError(f"the warehouse connection failed: {detail}") from None
+        raise SourceError(f"reading the source failed: {detail}") from None
