@@ -12,6 +12,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from flows.render import num, pct
 from tasks.alerts.rules import open_alerts
 from tasks.analytics.report import ScoreStats, score_rows
+from tasks.redact import redact
 from tasks.store.rollups import hour_ceil, hour_floor
 from tasks.store.runs import RunSummary
 
@@ -101,13 +102,18 @@ async def publish_run_artifacts(
         )
         breaches = open_alerts(conn, summary.deployment)
     prefix = f"{summary.deployment.replace('_', '-')}-{summary.kind}"
+    # Artifacts are outward strings like any other: redacted (breach segments come from logs).
+    table = [
+        {k: redact(v) if isinstance(v, str) else v for k, v in row.items()}
+        for row in evaluator_table(stats) or [{"evaluator": "none", "n": 0}]
+    ]
     await acreate_table_artifact(
-        table=evaluator_table(stats) or [{"evaluator": "none", "n": 0}],
+        table=table,
         key=f"{prefix}-evaluators",
         description=f"Per-evaluator results for {summary.deployment}, run {summary.run_id}",
     )
     await acreate_markdown_artifact(
-        markdown=summary_markdown(summary, stats, breaches),
+        markdown=redact(summary_markdown(summary, stats, breaches)),
         key=f"{prefix}-summary",
         description=f"Run summary for {summary.deployment}",
     )

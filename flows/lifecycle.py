@@ -272,7 +272,8 @@ async def publish_contract_artifact(deployment: str, contract: ContractSummary) 
         {"expectation": label, "unexpected_rows": n} for label, n in contract.unexpected.items()
     ]
     rows += [
-        {"expectation": failure, "unexpected_rows": "batch"} for failure in contract.batch_failures
+        {"expectation": redact.redact(failure), "unexpected_rows": "batch"}
+        for failure in contract.batch_failures
     ]
     description = (
         f"Data contract for {deployment}: {contract.batches} batches, {contract.rows:,} logs, "

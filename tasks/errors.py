@@ -4,10 +4,11 @@
     ├── ConfigError            the job config or environment is wrong: fix it, don't retry (exit 2)
     ├── SourceError            the warehouse query failed or returned an unusable shape
     ├── TransientError         worth retrying (connection drops, timeouts, 429/5xx)
-    ├── BudgetExhausted        the spend cap is reached; the rest is counted, not scored
     └── DataContractBroken     too many logs failed the data contract; the watermark stays
 
-Only `TransientError` is retried by the task shells.
+Only `TransientError` is retried by the task shells. A spend cap that is reached is not an
+error here: the judge client's `BudgetRefused` (evaluators/errors.py) leaves the item unjudged,
+and the run counts it per evaluator and stratum as "unscored by the budget".
 """
 
 
@@ -24,10 +25,6 @@ class SourceError(AssayError):
 
 
 class TransientError(AssayError):
-    pass
-
-
-class BudgetExhausted(AssayError):
     pass
 
 

@@ -98,3 +98,54 @@ async def test_terminated_sessions_mid_run_lose_nothing_and_duplicate_nothing(
     assert distinct == 2 * LOGS and statuses == {"ok"}
     assert reserved == pytest.approx(0, abs=1e-9)
     assert cost > 0 and spent == pytest.approx(cost)  # the ledger equals the scores' cost
+
+
+async def test_a_warehouse_connection_terminated_mid_page_is_retried_and_nothing_is_lost(
+    engine: sa.Engine, admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warehouse read alone is cut (a failover, an idle-session killer): the page is retried
+    on a fresh connection and the run completes, every log scored once."""
+    from tasks.settings import get_settings
+
+    insert_logs(engine, [log(f"w{i:02d}", BASE + timedelta(minutes=i)) for i in range(30)])
+    with engine.begin() as conn:  # a slow warehouse: each page takes about a second to read
+        conn.execute(sa.text(
+            "CREATE VIEW public.slow_logs AS SELECT l.*, pg_sleep(0.1) AS slow "
+            "FROM assay.llm_logs l"
+        ))  # fmt: skip
+    warehouse = engine.url.set(query={"application_name": "assay-warehouse"})
+    monkeypatch.setenv("ASSAY_WAREHOUSE_URL", warehouse.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    job = parse_job({"deployment": "cut", "evaluators": [{"name": "refusal"}],
+                     "source": {"table": "public.slow_logs", "initial_lookback": "1d",
+                                "page_size": 10}})  # fmt: skip
+
+    cut: list[int] = []
+
+    def cut_once() -> None:
+        deadline = time.monotonic() + 60
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            while time.monotonic() < deadline:
+                killed = admin.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE application_name = 'assay-warehouse' AND state = 'active' "
+                    "AND query LIKE '%%slow_logs%%'"
+                ).fetchone()
+                if killed and killed[0]:
+                    cut.append(killed[0])
+                    return
+                time.sleep(0.02)
+
+    cutter = threading.Thread(target=cut_once, daemon=True)
+    cutter.start()
+    summary = await evaluate_recent(job, until=BASE + timedelta(hours=1))
+    cutter.join(timeout=5)
+    get_settings.cache_clear()
+
+    assert cut, "the warehouse connection was never cut mid-read"
+    assert summary.status == "completed" and summary.pulled == 30
+    with engine.connect() as conn:
+        scored = conn.execute(
+            sa.text("SELECT count(*), count(DISTINCT log_id) FROM assay.scores")
+        ).one()
+    assert tuple(scored) == (30, 30)
