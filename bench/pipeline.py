@@ -134,20 +134,26 @@ def full_run(url: str, workdir: Path) -> dict[str, Any]:
     }
 
 
-def backfill_seconds(url: str, workdir: Path, days: int, parallel: int) -> float:
-    """One local `assay backfill` of the last `days` days (one chunk per day), run seconds."""
+#: Seeded logs are half a second apart: a chunk of this length holds the same number of logs
+#: wherever it falls (43,200 when BENCH_LOGS covers it).
+CHUNK = timedelta(hours=6)
+
+
+def backfill_seconds(url: str, workdir: Path, chunks: int, parallel: int) -> float:
+    """One local `assay backfill` of the last `chunks` chunks, `parallel` at once; run seconds."""
     config = workdir / "bench-chunks.yaml"
     config.write_text(
         yaml.safe_dump(
-            {"deployment": f"bench-{days}-{parallel}", "source": {"initial_lookback": "30d"}}
+            {"deployment": f"bench-{chunks}-{parallel}", "source": {"initial_lookback": "30d"}}
         )
     )
     env = {**os.environ, "ASSAY_DATABASE_URL": url, "PREFECT_LOGGING_LEVEL": "WARNING"}
-    start = (END - timedelta(days=days)).isoformat()
+    start = (END - chunks * CHUNK).isoformat()
     done = subprocess.run(
         [sys.executable, "-c", "from flows.cli import app; app()", "backfill",
-         f"bench-{days}-{parallel}", "--config", str(config), "--start", start,
-         "--end", END.isoformat(), "--chunk", "1d", "--max-parallel", str(parallel),
+         f"bench-{chunks}-{parallel}", "--config", str(config), "--start", start,
+         "--end", END.isoformat(), "--chunk", f"{CHUNK.total_seconds():g}s",
+         "--max-parallel", str(parallel),
          "--format", "json"],
         env=env, capture_output=True, text=True, check=False,
     )  # fmt: skip
@@ -161,9 +167,10 @@ def backfill_seconds(url: str, workdir: Path, days: int, parallel: int) -> float
 
 
 def two_chunks(url: str, workdir: Path) -> dict[str, Any]:
-    one = backfill_seconds(url, workdir, days=1, parallel=1)
-    two = backfill_seconds(url, workdir, days=2, parallel=2)
+    one = backfill_seconds(url, workdir, chunks=1, parallel=1)
+    two = backfill_seconds(url, workdir, chunks=2, parallel=2)
     return {
+        "logs_per_chunk": min(LOGS, int(CHUNK.total_seconds() / 0.5)),
         "one_chunk_seconds": round(one, 1),
         "two_chunks_at_once_seconds": round(two, 1),
         "ratio": round(two / one, 2),

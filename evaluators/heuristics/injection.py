@@ -44,6 +44,19 @@ INJECTION_PATTERNS: dict[str, re.Pattern[str]] = {
 }
 
 
+#: Words every match of a pattern contains (lowercase): a text without any of them cannot match,
+#: and is not scanned by that pattern.
+TRIGGERS: dict[str, tuple[str, ...]] = {
+    "ignore_instructions": ("ignore", "disregard", "forget", "override"),
+    "reveal_prompt": ("reveal", "print", "show", "repeat", "output", "leak"),
+    "persona_override": ("you are now", "from now on", "pretend", "act as"),
+    "developer_mode": (" mode",),
+    "judge_steering": ("judge", "grader", "evaluator", "reviewer", "assistant", "model",
+                       "score", "rating", "mark", "grade"),
+    "role_markup": ("<|", "[inst", "[/inst", "<<sys", "system", "assistant"),
+}  # fmt: skip
+
+
 @registered
 class PromptInjection(Evaluator):
     """Flags known injection phrasings and role-override markup in the prompt, the retrieved
@@ -57,4 +70,5 @@ class PromptInjection(Evaluator):
     fields: tuple[TextField, ...] = ("prompt", "context", "response")
 
     async def evaluate(self, record: LogRecord, ctx: EvalContext) -> Score:
-        return flag_hits(pattern_hits(record, self.fields, INJECTION_PATTERNS), "matched")
+        hits = pattern_hits(record, self.fields, INJECTION_PATTERNS, TRIGGERS)
+        return flag_hits(hits, "matched")
