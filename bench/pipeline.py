@@ -27,7 +27,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import END, create_database, drop_database, seed
+from bench.common import END, create_database, drop_database, fake_server, seed
 from tasks.config import parse_job
 from tasks.score import SCORE_COLUMNS, ScoreRow
 from tasks.store.db import _engine, migrate
@@ -139,14 +139,25 @@ def full_run(url: str, workdir: Path) -> dict[str, Any]:
 CHUNK = timedelta(hours=6)
 
 
-def backfill_seconds(url: str, workdir: Path, chunks: int, parallel: int) -> float:
-    """One local `assay backfill` of the last `chunks` chunks, `parallel` at once; run seconds."""
+def backfill_seconds(url: str, workdir: Path, chunks: int, parallel: int, api_base: str) -> float:
+    """One local `assay backfill` of the last `chunks` chunks, `parallel` at once; run seconds.
+    Free evaluators on every log and a judge (the fake server, 200 ms) on a 2% sample: each
+    chunk waits on the network as a real one does, which a blocked event loop would serialise."""
     config = workdir / "bench-chunks.yaml"
+    judge = {"name": "toxicity", "model": "openai/judge", "api_base": f"{api_base}/v1"}
     config.write_text(
         yaml.safe_dump(
-            {"deployment": f"bench-{chunks}-{parallel}", "source": {"initial_lookback": "30d"}}
+            {
+                "deployment": f"bench-{chunks}-{parallel}",
+                "source": {"initial_lookback": "30d"},
+                "evaluators": [{"name": n} for n in ("pii", "refusal", "length")] + [judge],
+                "sampling": {"rate": 0.02, "dedupe": False},
+                "budget": {"prices": {"openai/judge": {"input_usd_per_mtok": 1,
+                                                       "output_usd_per_mtok": 1}}},
+                "limits": {"default": {"concurrency": 16, "retries": 0}},
+            }
         )
-    )
+    )  # fmt: skip
     env = {**os.environ, "ASSAY_DATABASE_URL": url, "PREFECT_LOGGING_LEVEL": "WARNING"}
     start = (END - chunks * CHUNK).isoformat()
     done = subprocess.run(
@@ -167,8 +178,9 @@ def backfill_seconds(url: str, workdir: Path, chunks: int, parallel: int) -> flo
 
 
 def two_chunks(url: str, workdir: Path) -> dict[str, Any]:
-    one = backfill_seconds(url, workdir, chunks=1, parallel=1)
-    two = backfill_seconds(url, workdir, chunks=2, parallel=2)
+    with fake_server(0.2) as api_base:
+        one = backfill_seconds(url, workdir, chunks=1, parallel=1, api_base=api_base)
+        two = backfill_seconds(url, workdir, chunks=2, parallel=2, api_base=api_base)
     return {
         "logs_per_chunk": min(LOGS, int(CHUNK.total_seconds() / 0.5)),
         "one_chunk_seconds": round(one, 1),
