@@ -118,7 +118,11 @@ def write_page(engine: sa.Engine, *args: Any, **kwargs: Any) -> PageCounts:
     """`write_page_once`, again on a fresh connection when the connection was dropped or
     terminated: the transaction either committed or left nothing, and the judge results it
     carries are not paid for again. A page that still cannot be written is a TransientError
-    (the page is retried), never a score."""
+    (the page is retried), never a score.
+
+    One case is not exact: a commit that succeeded but whose acknowledgement was lost with the
+    connection. The retry then finds its scores already stored (none is duplicated) but adds the
+    page's run counters and usage rollups a second time."""
     for attempt in range(WRITE_ATTEMPTS):
         try:
             return write_page_once(engine, *args, **kwargs)
