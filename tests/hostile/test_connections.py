@@ -110,8 +110,8 @@ async def test_a_warehouse_connection_terminated_mid_page_is_retried_and_nothing
     insert_logs(engine, [log(f"w{i:02d}", BASE + timedelta(minutes=i)) for i in range(30)])
     with engine.begin() as conn:  # a slow warehouse: each page takes about a second to read
         conn.execute(sa.text(
-            "CREATE VIEW public.slow_logs AS SELECT l.*, pg_sleep(0.1) AS slow "
-            "FROM assay.llm_logs l"
+            "CREATE VIEW public.slow_logs AS SELECT l.* FROM assay.llm_logs l, "
+            "LATERAL (SELECT pg_sleep(0.1)) AS slow"
         ))  # fmt: skip
     warehouse = engine.url.set(query={"application_name": "assay-warehouse"})
     monkeypatch.setenv("ASSAY_WAREHOUSE_URL", warehouse.render_as_string(hide_password=False))
