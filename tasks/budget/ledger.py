@@ -11,16 +11,15 @@ spend never exceeds a cap as long as actual cost stays within the worst case res
 import asyncio
 import contextlib
 import threading
-import time
 from datetime import UTC, date, datetime
 from typing import Any
 
-import psycopg
 import sqlalchemy as sa
 from pydantic import BaseModel
 
 from evaluators.judges.client import GateUnavailable
 from tasks.config import BudgetConfig
+from tasks.store.db import on_fresh_connections
 from tasks.store.sql import query
 
 #: Tries to reach the ledger's database before a call is given up as unreachable.
@@ -92,19 +91,24 @@ class Ledger:
         """`work(driver)` on the ledger's own autocommit connection, reconnecting (a bounded
         number of times, with backoff) when the connection was dropped or terminated. A
         reservation is one statement in autocommit: it either happened or it did not."""
-        for attempt in range(CONNECT_ATTEMPTS):
+
+        def once() -> Any:
             with self._lock:
-                try:
-                    if self._raw is None:
-                        self._raw = self.engine.raw_connection()
-                        self._raw.driver_connection.autocommit = True
-                    return work(self._raw.driver_connection)
-                except (psycopg.OperationalError, psycopg.InterfaceError, sa.exc.DBAPIError) as exc:
-                    self._discard()
-                    problem = " ".join(str(exc).split())[:200]
-            if attempt + 1 < CONNECT_ATTEMPTS:
-                time.sleep(0.2 * 2**attempt)
-        raise GateUnavailable(f"the spend ledger's database is unreachable ({problem})")
+                if self._raw is None:
+                    self._raw = self.engine.raw_connection()
+                    self._raw.driver_connection.autocommit = True
+                return work(self._raw.driver_connection)
+
+        return on_fresh_connections(
+            once,
+            CONNECT_ATTEMPTS,
+            lambda problem: GateUnavailable(f"the spend ledger is unreachable ({problem})"),
+            on_drop=self._discard_locked,
+        )
+
+    def _discard_locked(self) -> None:
+        with self._lock:
+            self._discard()
 
     def _discard(self) -> None:
         raw, self._raw = self._raw, None
@@ -126,15 +130,14 @@ class Ledger:
     def settle_many(self, settled: list[tuple[Reservation, float]]) -> None:
         """Replace reservations by actual costs, in a transaction of their own (retried on a
         fresh connection if it drops: it committed entirely or not at all)."""
-        for attempt in range(CONNECT_ATTEMPTS):
-            try:
-                with self.engine.begin() as conn:
-                    self.apply(conn, settled)
-                return
-            except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-                if attempt + 1 == CONNECT_ATTEMPTS:
-                    raise GateUnavailable(f"settling spend failed: {exc.orig}") from None
-                time.sleep(0.2 * 2**attempt)
+
+        def once() -> None:
+            with self.engine.begin() as conn:
+                self.apply(conn, settled)
+
+        on_fresh_connections(
+            once, CONNECT_ATTEMPTS, lambda problem: GateUnavailable(f"settling failed: {problem}")
+        )
 
     def apply(
         self, conn: sa.Connection, settled: list[tuple[Reservation, float]], spent: bool = True

@@ -1,8 +1,12 @@
 """Database access: engines from settings, the embedded fallback, and `assay migrate`."""
 
+import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
+import psycopg
 import sqlalchemy as sa
 from pydantic import SecretStr
 
@@ -10,6 +14,33 @@ from tasks.errors import ConfigError
 from tasks.secrets import resolve
 from tasks.settings import get_settings
 from tasks.store.sql import migration_files, query, view_files
+
+T = TypeVar("T")
+#: Errors of a connection that dropped or was terminated (psycopg's, or SQLAlchemy's wrapping).
+DROPPED = (psycopg.OperationalError, psycopg.InterfaceError, sa.exc.OperationalError,
+           sa.exc.InterfaceError)  # fmt: skip
+
+
+def on_fresh_connections(
+    work: Callable[[], T],
+    attempts: int,
+    give_up: Callable[[str], Exception],
+    on_drop: Callable[[], None] | None = None,
+) -> T:
+    """`work()`, again (with backoff) when its connection dropped: for work that commits whole
+    or not at all. After `attempts`, raises `give_up(what went wrong)`."""
+    problem = ""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except DROPPED as exc:
+            problem = " ".join(str(getattr(exc, "orig", None) or exc).split())[:200]
+            if on_drop is not None:
+                on_drop()
+        if attempt + 1 < attempts:
+            time.sleep(0.2 * 2**attempt)
+    raise give_up(problem)
+
 
 # A fixed key so every `assay migrate`, in any process, serializes on the same lock.
 MIGRATION_LOCK_KEY = 0x61737361_79000001 & 0x7FFFFFFFFFFFFFFF

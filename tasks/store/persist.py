@@ -6,7 +6,6 @@ moves in the same transaction, a crash leaves either the whole page or none of i
 """
 
 import json
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -19,10 +18,11 @@ from evaluators.records import LogRecord
 from tasks.errors import TransientError
 from tasks.redact import redact
 from tasks.score import MAX_REASON_CHARS, SCORE_COLUMNS, ScoreRow
+from tasks.store.db import on_fresh_connections
 from tasks.store.rollups import add_usage
 from tasks.store.sql import query
 from tasks.warehouse.normalize import Reject
-from tasks.warehouse.sanitize import storable, storable_text
+from tasks.warehouse.sanitize import storable_text
 from tasks.warehouse.source import Cursor
 
 
@@ -94,9 +94,10 @@ def quarantine_rows(
             "log_ts": r.log_ts,
             "run_id": run_id,
             "stage": r.stage,
-            "reasons": redact(json.dumps(r.reasons)),
+            # `reject()` made both bounded, storable and redacted.
+            "reasons": json.dumps(r.reasons),
             "expectations": r.expectations,
-            "raw": redact(json.dumps(storable(r.raw))),
+            "raw": json.dumps(r.raw),
         }
         for r in rejects
     ]
@@ -123,14 +124,13 @@ def write_page(engine: sa.Engine, *args: Any, **kwargs: Any) -> PageCounts:
     One case is not exact: a commit that succeeded but whose acknowledgement was lost with the
     connection. The retry then finds its scores already stored (none is duplicated) but adds the
     page's run counters and usage rollups a second time."""
-    for attempt in range(WRITE_ATTEMPTS):
-        try:
-            return write_page_once(engine, *args, **kwargs)
-        except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
-            problem = " ".join(str(exc.orig).split())[:200]
-            if attempt + 1 < WRITE_ATTEMPTS:
-                time.sleep(0.25 * 2**attempt)
-    raise TransientError(f"writing the page failed {WRITE_ATTEMPTS} times: {problem}")
+    return on_fresh_connections(
+        lambda: write_page_once(engine, *args, **kwargs),
+        WRITE_ATTEMPTS,
+        lambda problem: TransientError(
+            f"writing the page failed {WRITE_ATTEMPTS} times: {problem}"
+        ),
+    )
 
 
 def write_page_once(

@@ -29,7 +29,8 @@ _CANONICAL = frozenset(canonical_fields())
 
 
 class Reject(BaseModel):
-    """A row that will not be evaluated, with why: quarantined, never dropped."""
+    """A row that will not be evaluated, with why: quarantined, never dropped. Built by
+    `reject()`, which makes the reasons and the raw copy bounded, storable and redacted."""
 
     log_id: str
     log_ts: datetime | None

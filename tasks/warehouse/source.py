@@ -5,6 +5,7 @@ config or state is a bound parameter.
 """
 
 import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -113,17 +114,9 @@ def query_columns(conn: sa.Connection, source: SourceConfig) -> set[str]:
     stmt: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(
         sa.text(source.query).columns().subquery("assay_source")
     )
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    if driver.info.transaction_status != TransactionStatus.IDLE:
-        driver.rollback()
-    try:
-        with driver.cursor() as cur:
-            cur.execute(query("source", "read_only"))
-            cur.execute(str(stmt.limit(0).compile(dialect=conn.dialect)))
-            return {column.name for column in cur.description or []}
-    finally:
-        driver.rollback()
+    with read_only(conn, source) as cur:
+        cur.execute(str(stmt.limit(0).compile(dialect=conn.dialect)))
+        return {column.name for column in cur.description or []}
 
 
 def rows_by_id(
@@ -138,7 +131,7 @@ def rows_by_id(
 def read_rows(
     conn: sa.Connection, source: SourceConfig, stmt: sa.Select[Any], params: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """Run one warehouse read in its own READ ONLY transaction with a statement timeout.
+    """Run one warehouse read (see `read_only`).
 
     Compiled by SQLAlchemy, executed on the psycopg cursor: SQLAlchemy's Row objects cost as
     much as the fetch itself, and these rows are turned into dicts right away anyway. JSON the
@@ -149,6 +142,18 @@ def read_rows(
     driver = conn.connection.driver_connection
     assert driver is not None
     set_json_loads(tolerant_json_loads, driver)
+    with read_only(conn, source) as cur:
+        cur.execute(str(compiled), compiled.construct_params(params))
+        return cur.fetchall()
+
+
+@contextlib.contextmanager
+def read_only(conn: sa.Connection, source: SourceConfig) -> Iterator[Any]:
+    """A dict cursor in a transaction of its own: READ ONLY, with the source's statement
+    timeout, rolled back afterwards (it only read). Driver errors become a TransientError
+    (dropped connection, timeout) or a SourceError, with the driver's first line, redacted."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
     timeout_ms = int(source.statement_timeout.total_seconds() * 1000)
     try:
         if driver.info.transaction_status != TransactionStatus.IDLE:
@@ -157,10 +162,8 @@ def read_rows(
             cur.execute(query("source", "read_only"))
             timeout = sa.text(query("source", "statement_timeout")).compile(dialect=conn.dialect)
             cur.execute(str(timeout), timeout.construct_params({"timeout_ms": str(timeout_ms)}))
-            cur.execute(str(compiled), compiled.construct_params(params))
-            rows = cur.fetchall()
-        driver.rollback()  # nothing to keep: the transaction only read
-        return rows
+            yield cur
+        driver.rollback()
     except psycopg.Error as exc:
         with contextlib.suppress(psycopg.Error):
             driver.rollback()
