@@ -6,6 +6,7 @@ from prefect import flow, get_run_logger
 
 from flows.lifecycle import deliver
 from tasks.alerts.notify import (
+    SlackMessage,
     digest_message,
     queue,
     slack_channel,
@@ -14,6 +15,12 @@ from tasks.alerts.notify import (
 from tasks.config import EvalJob
 from tasks.settings import get_settings
 from tasks.store.db import scores_engine
+
+
+def digest_preview(job: EvalJob, hours: int = 24) -> SlackMessage | None:
+    """The digest as it would be posted, without posting it (no flow, no Prefect server)."""
+    with scores_engine().connect() as conn:
+        return digest_message(conn, job, datetime.now(UTC), timedelta(hours=hours))
 
 
 @flow(name="digest", log_prints=False)

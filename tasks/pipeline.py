@@ -20,6 +20,7 @@ from tasks.contract.suite import Admission, ContractSummary, admit, future_start
 from tasks.errors import ConfigError, DataContractBroken
 from tasks.score import ScoreRow, judge_plan, score_records
 from tasks.secrets import is_reference, resolve
+from tasks.settings import get_settings
 from tasks.store.db import engine_for, warehouse_url
 from tasks.store.persist import PageCounts, write_page
 from tasks.store.sql import query
@@ -41,13 +42,14 @@ class PageOutcome(BaseModel):
 
 def source_engine(source: SourceConfig) -> sa.Engine:
     if source.url_env is None:
-        return engine_for(warehouse_url())
+        setting = "ASSAY_WAREHOUSE_URL" if get_settings().warehouse_url else "ASSAY_DATABASE_URL"
+        return engine_for(warehouse_url(), setting)
     if is_reference(source.url_env):
-        return engine_for(SecretStr(resolve(source.url_env)))
+        return engine_for(SecretStr(resolve(source.url_env)), "source.url_env")
     value = os.environ.get(source.url_env)
     if not value:
         raise ConfigError(f"source.url_env names {source.url_env}, which is not set")
-    return engine_for(SecretStr(resolve(value)))
+    return engine_for(SecretStr(resolve(value)), source.url_env)
 
 
 def build_evaluators(job: EvalJob) -> list[Evaluator]:

@@ -36,6 +36,8 @@ from evaluators.judges.verdict import (
     parse_verdict,
 )
 
+Transport = FastTransport | LitellmTransport | local.LocalTransport
+
 MAX_RETRY_AFTER_S = 120.0
 StructuredOutput = Literal["auto", "json_schema", "off"]
 #: Env vars litellm reads for OpenAI-wire providers when the job names no key.
@@ -176,6 +178,8 @@ def retry_delay(attempt: int, limits: ModelLimits, retry_after: float | None) ->
 
 def count_tokens(model: str, messages: list[dict[str, Any]]) -> int:
     """Input tokens as litellm counts them for this model (its tokenizer, else cl100k)."""
+    if model.startswith(f"{local.PROVIDER}/"):
+        return local.rough_tokens(messages)
     litellm = litellm_module()
     try:
         return int(litellm.token_counter(model=model, messages=messages))
@@ -208,7 +212,7 @@ class JudgeRuntime:
         self.slots = dict(slots or {})
         self.stats: dict[str, ModelStats] = {}
         self._session: aiohttp.ClientSession | None = None
-        self._transports: dict[Endpoint, FastTransport | LitellmTransport] = {}
+        self._transports: dict[Endpoint, Transport] = {}
         self._limiters: dict[str, ModelLimiter] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
         self._prices: dict[str, Price | None] = {}
@@ -262,10 +266,13 @@ class JudgeRuntime:
         # Self-hosted OpenAI-compatible servers often need no key, but the wire wants one.
         return SecretStr("no-key") if endpoint.api_base and provider in FAST_PROVIDERS else None
 
-    def transport(self, endpoint: Endpoint) -> FastTransport | LitellmTransport:
+    def transport(self, endpoint: Endpoint) -> Transport:
         if endpoint not in self._transports:
             if endpoint.model.startswith(f"{local.PROVIDER}/"):
-                local.register()
+                self._transports[endpoint] = local.LocalTransport(
+                    JudgeTarget(model=endpoint.model, api_base=endpoint.api_base)
+                )
+                return self._transports[endpoint]
             provider, _name = split_model(endpoint.model, endpoint.api_base)
             target = JudgeTarget(
                 model=endpoint.model,
@@ -368,7 +375,7 @@ class JudgeRuntime:
     async def _attempt(
         self,
         endpoint: Endpoint,
-        transport: FastTransport | LitellmTransport,
+        transport: Transport,
         messages: list[dict[str, Any]],
         params: dict[str, Any],
         tokens: int,

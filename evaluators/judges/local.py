@@ -1,4 +1,4 @@
-"""`local/heuristic`: an offline judge served through litellm's custom-provider mechanism.
+"""`local/heuristic`: an offline judge answered in-process (see LocalTransport).
 
 It reads the fenced log fields out of the rendered judge prompt and answers with a deterministic,
 transparent heuristic per criterion (lexical support, overlap, word lists). It exists so that the
@@ -8,11 +8,12 @@ demo and the tests exercise the real judge path without a provider; its verdicts
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 from evaluators.judges.prompting import unfence
-from evaluators.judges.quiet_litellm import litellm_module
+from evaluators.judges.transport import CallFailed, Completion, JudgeTarget
 
 PROVIDER = "local"
 MODEL = "local/heuristic"
@@ -236,35 +237,29 @@ def heuristic_verdict(messages: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def register() -> None:
-    """Make `local/...` models answer through litellm (idempotent; no network, no price)."""
-    litellm = litellm_module()
-    from litellm import CustomLLM, ModelResponse
-    from litellm.types.utils import Choices, Message, Usage
+def rough_tokens(messages: list[dict[str, Any]]) -> int:
+    """About four characters a token: the stand-in has no tokenizer, and costs nothing anyway."""
+    return sum(len(str(m.get("content", ""))) for m in messages) // 4
 
-    if any(item["provider"] == PROVIDER for item in litellm.custom_provider_map):
-        return
 
-    class LocalJudge(CustomLLM):
-        def _answer(self, model: str, messages: list[dict[str, Any]]) -> ModelResponse:
+class LocalTransport:
+    """Answers `local/...` judge calls in-process. It is a stand-in, not a provider test, so it
+    skips litellm's per-call machinery (and its import) entirely; retries, limits, the ledger
+    and verdict parsing in the client still run exactly as for a provider."""
+
+    def __init__(self, target: JudgeTarget) -> None:
+        self.target = target
+
+    async def complete(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> Completion:
+        started = time.perf_counter()
+        try:
             text = json.dumps(heuristic_verdict(messages))
-            prompt_tokens = sum(len(str(m.get("content", ""))) for m in messages) // 4
-            completion_tokens = len(text) // 4
-            return ModelResponse(
-                model=model,
-                choices=[Choices(index=0, finish_reason="stop", message=Message(content=text))],
-                usage=Usage(
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    total_tokens=prompt_tokens + completion_tokens,
-                ),
-            )
-
-        def completion(self, *args: Any, **kwargs: Any) -> ModelResponse:
-            return self._answer(kwargs["model"], kwargs["messages"])
-
-        async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:
-            return self._answer(kwargs["model"], kwargs["messages"])
-
-    litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": LocalJudge()})
-    litellm.utils.custom_llm_setup()
+        except ValueError as exc:
+            raise CallFailed(str(exc), status=400) from None
+        return Completion(
+            text=text,
+            model=self.target.model,
+            input_tokens=rough_tokens(messages),
+            output_tokens=len(text) // 4,
+            latency_ms=int((time.perf_counter() - started) * 1000),
+        )

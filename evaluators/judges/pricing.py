@@ -27,10 +27,9 @@ FREE_PROVIDERS = frozenset({"local"})
 
 
 def litellm_price(model: str) -> Price | None:
-    litellm = litellm_module()
-
     if model.split("/", 1)[0] in FREE_PROVIDERS:
         return FREE
+    litellm = litellm_module()
     try:
         info = litellm.get_model_info(model)
     except Exception:  # litellm raises a bare Exception for unmapped models

@@ -16,8 +16,10 @@ from flows.cli.common import (
     _parse_ts,
     _since,
     app,
+    check_choice,
+    check_names,
     console,
-    err_console,
+    raise_usage,
 )
 
 
@@ -91,15 +93,13 @@ def report(
     from tasks.store.db import scores_engine
     from tasks.store.rollups import hour_ceil
 
-    if by not in SEGMENTS:
-        err_console.print(f"[bold red]usage error:[/] --by must be one of {', '.join(SEGMENTS)}")
-        raise typer.Exit(2)
+    check_choice("--by", by, SEGMENTS)
     now = datetime.now(UTC)
     end = _guarded(lambda: _parse_ts(until)) or hour_ceil(now + timedelta(microseconds=1))
     start = _guarded(lambda: _since(since, now))
     if start >= end:
-        err_console.print(f"[bold red]usage error:[/] --since {start} is not before {end}")
-        raise typer.Exit(2)
+        raise_usage(f"--since {start:%Y-%m-%d %H:%M} is not before {end:%Y-%m-%d %H:%M}")
+    check_names(deployment, evaluator or ())
     result = _guarded(
         lambda: build_report(
             scores_engine(),
@@ -142,6 +142,7 @@ def dashboard(
 
     now = datetime.now(UTC)
     start = _guarded(lambda: _since(since, now))
+    check_names(deployment)
     with console.status("reading rollups …", spinner="dots"):
         size = _guarded(lambda: write_dashboard(scores_engine(), out, deployment, start, now))
     console.print(f"wrote {out} ({size / 1e6:.1f} MB); open it in any browser, offline")

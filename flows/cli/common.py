@@ -4,11 +4,12 @@ Exit codes: 0 ok (a run that completed, breaches or not), 1 failure, 2 usage or 
 3 a gate the user asked for failed.
 """
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,6 +27,27 @@ app = typer.Typer(
 )
 
 console = Console()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"assay {version('assay')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Continuous, budget-safe evaluation of production LLM logs on Prefect, Postgres and Slack."""
+
 
 err_console = Console(stderr=True)
 
@@ -82,7 +104,8 @@ def _parse_ts(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         raise ConfigError(
-            f"{value!r} is not an ISO 8601 timestamp (e.g. 2026-11-22T10:00Z)"
+            f"{value!r} is not a time; use ISO 8601: 2026-11-22, 2026-11-22T10:00, "
+            "2026-11-22T10:00Z or 2026-11-22T10:00+01:00 (no zone means UTC)"
         ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
@@ -92,7 +115,11 @@ def _load(deployment: str, config: Path | None) -> Any:
 
     path = config or JOBS_DIR / f"{deployment}.yaml"
     if not path.exists():
-        raise ConfigError(f"no job config for {deployment!r} at {path}; pass --config FILE")
+        hint = "" if config else did_you_mean(deployment, (p.stem for p in JOBS_DIR.glob("*.yaml")))
+        raise ConfigError(
+            f"no job config for {deployment!r} at {path}{hint}; pass --config FILE, "
+            f"or create one with `assay init {deployment} --table SCHEMA.TABLE`"
+        )
     job = load_job(path)
     if job.deployment != deployment:
         raise ConfigError(f"{path} configures {job.deployment!r}, not {deployment!r}")
@@ -124,7 +151,10 @@ def _duration(value: str) -> timedelta:
     try:
         return TypeAdapter(Duration).validate_python(value)
     except ValidationError:
-        raise ConfigError(f"{value!r} is not a duration (e.g. 1h, 1d, PT6H)") from None
+        raise ConfigError(
+            f"{value!r} is not a duration; use a number and a unit (30m, 1h, 1d, 2w) or ISO 8601 "
+            "(PT6H, P1D)"
+        ) from None
 
 
 def _since(value: str, now: datetime) -> datetime:
@@ -132,6 +162,69 @@ def _since(value: str, now: datetime) -> datetime:
     try:
         return now - _duration(value)
     except ConfigError:
+        pass
+    try:
         parsed = _parse_ts(value)
-        assert parsed is not None
-        return parsed
+    except ConfigError:
+        raise ConfigError(
+            f"{value!r} is neither a duration back from now (30m, 24h, 7d, P2W) nor an ISO 8601 "
+            "time (2026-11-22 or 2026-11-22T10:00Z)"
+        ) from None
+    assert parsed is not None
+    return parsed
+
+
+# -- names checked before anything heavy starts ----------------------------------------------------
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for a near miss, else the known names (a few), else nothing."""
+    known = sorted(set(choices))
+    close = difflib.get_close_matches(value, known, n=2, cutoff=0.6)
+    if close:
+        return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+    if known:
+        shown = ", ".join(known[:8]) + (", …" if len(known) > 8 else "")
+        return f" (known: {shown})"
+    return ""
+
+
+def _names_with_results() -> dict[str, set[str]]:
+    """Deployments and evaluators that have results in the scores database."""
+    import sqlalchemy as sa
+
+    from tasks.store.db import scores_engine
+    from tasks.store.sql import query
+
+    names: dict[str, set[str]] = {"deployment": set(), "evaluator": set()}
+    with scores_engine().connect() as conn:
+        for kind, name in conn.execute(sa.text(query("analytics", "known_names"))):
+            names[kind].add(name)
+    return names
+
+
+def check_names(deployment: str | None, evaluators: Iterable[str] = ()) -> None:
+    """Exit 2 with "did you mean" for a deployment or evaluator that neither a job file nor the
+    scores table knows (a typo would otherwise print empty results and exit 0)."""
+    if deployment is None and not evaluators:
+        return
+    from evaluators.registry import all_evaluators
+
+    with_results = _guarded(_names_with_results)
+    jobs = {path.stem for path in JOBS_DIR.glob("*.yaml")}
+    deployments = jobs | with_results["deployment"]
+    if deployment is not None and deployment not in deployments:
+        raise_usage(f"unknown deployment {deployment!r}{did_you_mean(deployment, deployments)}")
+    names = set(all_evaluators()) | with_results["evaluator"]
+    for name in evaluators:
+        if name not in names:
+            raise_usage(f"unknown evaluator {name!r}{did_you_mean(name, names)}")
+
+
+def check_choice(option: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        hint = did_you_mean(value, choices)
+        raise_usage(f"{option} {value!r} is not one of {', '.join(choices)}{hint}")
+
+
+def raise_usage(message: str) -> NoReturn:
+    err_console.print(f"[bold red]usage error:[/] {message}", highlight=False)
+    raise typer.Exit(2)

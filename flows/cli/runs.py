@@ -20,8 +20,11 @@ from flows.cli.common import (
     _parse_ts,
     _print_unsent,
     app,
+    check_names,
     console,
+    did_you_mean,
     err_console,
+    raise_usage,
 )
 from tasks.errors import AssayError, ConfigError
 
@@ -105,7 +108,8 @@ def run(
         job = _guarded(lambda: job_from_server(deployment))
     else:
         job = _guarded(lambda: _load(deployment, config))
-    summary = _guarded(lambda: run_flow(job, _parse_ts(until), "manual"))
+    read_until = _guarded(lambda: _parse_ts(until))
+    summary = _guarded(lambda: run_flow(job, read_until, "manual"))
     if output is OutputFormat.json:
         print(summary.model_dump_json(indent=2))
     else:
@@ -153,6 +157,7 @@ def quarantine(
 
     if run_id is not None:
         _guarded(lambda: _check_uuid(run_id))
+    check_names(deployment)
     if replay:
         if deployment is None:
             err_console.print("[bold red]usage error:[/] --replay needs a DEPLOYMENT")
@@ -206,6 +211,14 @@ def estimate(
         str | None, typer.Option(help="Window end (ISO 8601); default: now minus the lag.")
     ] = None,
     config: ConfigOption = None,
+    contract: Annotated[
+        bool,
+        typer.Option(
+            "--contract",
+            help="Also check the data contract (about 3 s more), so logs it would quarantine "
+            "are not counted; without it the projection is an upper bound.",
+        ),
+    ] = False,
     output: FormatOption = OutputFormat.table,
 ) -> None:
     """Logs in a window, the judge sample per evaluator and stratum, and its projected cost
@@ -229,7 +242,14 @@ def estimate(
         bar = progress.add_task("read", total=None)
         result = _guarded(
             lambda: asyncio.run(
-                project(job, engine, window_start, window_end, lambda n: progress.advance(bar, n))
+                project(
+                    job,
+                    engine,
+                    window_start,
+                    window_end,
+                    lambda n: progress.advance(bar, n),
+                    contract,
+                )
             )
         )
     if output is OutputFormat.json:
@@ -245,10 +265,18 @@ def digest(
     config: ConfigOption = None,
 ) -> None:
     """Post (or, without Slack, print) one summary of the deployment's last day."""
-    from flows.digest import digest as digest_flow
+    from flows.digest import digest_preview
+    from tasks.alerts.notify import slack_configured
+    from tasks.settings import get_settings
 
     job = _guarded(lambda: _load(deployment, config))
-    text = _guarded(lambda: asyncio.run(digest_flow(job, hours)))
+    if slack_configured(get_settings()):  # posting is flow work: it runs on Prefect
+        from flows.digest import digest as digest_flow
+
+        text = _guarded(lambda: asyncio.run(digest_flow(job, hours)))
+    else:
+        message = _guarded(lambda: digest_preview(job, hours))
+        text = message.text if message else None
     console.print(text or f"no runs of {deployment} in the last {hours} h", markup=False)
 
 
@@ -279,6 +307,12 @@ def backfill(
     job = _guarded(lambda: _load(deployment, config))
     window = (_guarded(lambda: _parse_ts(start)), _guarded(lambda: _parse_ts(end)))
     step = _guarded(lambda: _duration(chunk))
+    if window[0] is None or window[1] is None or window[0] >= window[1]:
+        raise_usage(f"--start {start} is not before --end {end}")
+    configured = [e.build().score_name for e in job.evaluators]
+    for name in evaluator or ():
+        if name not in configured:
+            raise_usage(f"{deployment} has no evaluator {name!r}{did_you_mean(name, configured)}")
     params: dict[str, Any] = {
         "start": window[0],
         "end": window[1],

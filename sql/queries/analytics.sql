@@ -108,3 +108,9 @@ FROM assay_analytics.budget_daily
 WHERE day >= CAST(:since AS date) AND day <= CAST(:until AS date)
   AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
 ORDER BY deployment, day
+
+-- name: known_names
+-- Deployments and evaluator (score) names that have results, for "did you mean" on the CLI.
+SELECT 'deployment' AS kind, deployment AS name FROM assay.eval_runs GROUP BY deployment
+UNION ALL
+SELECT 'evaluator', evaluator FROM assay.score_rollups GROUP BY evaluator

@@ -40,6 +40,7 @@ class Estimate(BaseModel):
     end: datetime
     logs: int = 0
     quarantined: int = 0
+    contract_checked: bool = False
     evaluators: list[EvaluatorEstimate] = []
     projected_usd: float | None = 0.0
     max_usd_per_run: float | None = None
@@ -55,11 +56,14 @@ async def estimate(
     start: datetime,
     end: datetime,
     progress: Callable[[int], None] | None = None,
+    contract: bool = False,
 ) -> Estimate:
+    """Without `contract`, rows the data contract would quarantine are counted as judged: the
+    projection is an upper bound, and fast (no GX)."""
     evaluators = build_evaluators(job)
     free, paid = split_by_cost(evaluators)
     judges = [e for e in paid if isinstance(e, JudgeEvaluator)]
-    result = Estimate(deployment=job.deployment, start=start, end=end)
+    result = Estimate(deployment=job.deployment, start=start, end=end, contract_checked=contract)
     per = {e.score_name: EvaluatorEstimate(evaluator=e.score_name, model=e.model) for e in judges}
     seen: dict[str, set[str]] = {e.score_name: set() for e in judges}
     tokens: dict[str, list[int]] = {e.score_name: [] for e in judges}
@@ -71,7 +75,7 @@ async def estimate(
             rows = fetch_page(conn, job.source, cursor, start, end)
         if not rows:
             break
-        admission = admit(rows, job.source.format, job.quality)
+        admission = admit(rows, job.source.format, job.quality, contract=contract)
         result.logs += len(rows)
         result.quarantined += len(admission.rejects)
         flagged: set[str] = set()

@@ -86,12 +86,22 @@ def _engine(url: str) -> sa.Engine:
     return sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=4)
 
 
-def engine_for(url: SecretStr) -> sa.Engine:
+POSTGRES_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
+
+
+def engine_for(url: SecretStr, setting: str = "ASSAY_DATABASE_URL") -> sa.Engine:
+    """An engine for a Postgres URL; `setting` names where the URL came from, for the error."""
+    scheme = url.get_secret_value().split("://", 1)[0] if "://" in url.get_secret_value() else ""
+    if scheme.lower() not in POSTGRES_SCHEMES:
+        shown = f"the scheme {scheme!r}" if scheme else "no scheme"
+        raise ConfigError(
+            f"{setting} has {shown}; Assay needs Postgres: postgresql://USER@HOST:5432/DB"
+        )
     try:
         return _engine(url.get_secret_value())
     except sa.exc.ArgumentError:
         # The message would echo the URL, password included.
-        raise ConfigError("database URL is not a valid SQLAlchemy URL") from None
+        raise ConfigError(f"{setting} is not a valid Postgres URL") from None
 
 
 def scores_engine() -> sa.Engine:
