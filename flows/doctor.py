@@ -81,10 +81,9 @@ def scores_database() -> list[Check]:
 
 def warehouse(jobs: list[Any]) -> list[Check]:
     """Each job's source: reachable, every mapped column present, and the user read-only."""
-    import sqlalchemy as sa
-
+    from tasks.errors import ConfigError
     from tasks.pipeline import source_engine
-    from tasks.warehouse.source import query_columns
+    from tasks.warehouse.source import source_columns
 
     checks: list[Check] = []
     for job in jobs:
@@ -92,16 +91,7 @@ def warehouse(jobs: list[Any]) -> list[Check]:
         source = job.source
         try:
             with source_engine(source).connect() as conn:
-                if source.table is not None:
-                    schema, table = source.table_parts()
-                    columns = set(
-                        conn.execute(
-                            sa.text(query("doctor", "table_columns")),
-                            {"schema": schema, "table": table},
-                        ).scalars()
-                    )
-                else:
-                    columns = query_columns(conn, source)
+                columns = source_columns(conn, source)
                 writable = _can_write(conn, source)
                 conn.rollback()
         except Exception as exc:
@@ -109,19 +99,13 @@ def warehouse(jobs: list[Any]) -> list[Check]:
                 problem(name, f"unreachable: {_first_line(exc)}", "check the warehouse URL")
             )
             continue
-        mapped = source.column_mapping()
-        missing = sorted(c for c in set(mapped.values()) if c not in columns)
-        if not columns:
-            checks.append(problem(name, f"{source.table} not found", "check source.table"))
-        elif missing:
-            checks.append(
-                problem(
-                    name,
-                    f"missing column(s): {', '.join(missing)}",
-                    "map them under source.columns, or drop a field with `FIELD: null`",
-                )
-            )
+        try:
+            fitted = source.fitted(columns)
+        except ConfigError as exc:
+            fix = "map them under source.columns, or drop a field with `FIELD: null`"
+            checks.append(problem(name, str(exc).split(". Map each")[0], fix))
         else:
+            mapped = fitted.column_mapping()
             checks.append(ok(name, f"reachable, {len(mapped)} mapped columns present"))
         if writable:
             checks.append(

@@ -436,6 +436,11 @@ async def run_lifecycle(
     end = window_end or datetime.now(UTC)
     with _locked(kind, job.deployment, run_id) as lock:
         plan = _start(job, kind, run_id, (start, end), parent_run_id, evaluators or [])
+        try:
+            job = await asyncio.to_thread(pipeline.fitted_job, job)
+        except BaseException as exc:  # a missing column is a failed run, recorded as such
+            fail_run(engine, plan.run_id, exc, {})
+            raise
         logger.info(
             "%s run %s of %s: logs after %s up to %s", kind.name, plan.run_id, job.deployment,
             plan.cursor.ts if plan.cursor else plan.start, plan.until,

@@ -28,7 +28,7 @@ async def replay_quarantine(job: EvalJob, run_id: str | None = None) -> RunSumma
         for start in range(0, len(ids), size):
             chunk = ids[start : start + size]
             with pipeline.source_engine(job.source).connect() as conn:
-                rows = rows_by_id(conn, job.source, chunk)
+                rows = rows_by_id(conn, run.job.source, chunk)
             result.missing_from_source += len(chunk) - len(rows)
             times = [r.get("ts") for r in rows]
             result.seen += [t for t in times if isinstance(t, datetime) and t.tzinfo]

@@ -2,6 +2,7 @@
 
 import difflib
 import re
+from collections.abc import Collection
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -191,6 +192,37 @@ class SourceConfig(BaseModel):
             defaults = {slot: slot for slot in ("id", "ts", *PAYLOAD_SLOTS[self.format])}
         merged: dict[str, str | None] = {**defaults, **self.columns}
         return {slot: column for slot, column in merged.items() if column is not None}
+
+    def required_slots(self) -> tuple[str, ...]:
+        return ("id", "ts", "prompt") if self.format == "canonical" else (
+            "id", "ts", *PAYLOAD_SLOTS[self.format]
+        )  # fmt: skip
+
+    def fitted(self, available: Collection[str]) -> "SourceConfig":
+        """This source fitted to the columns it really has: a canonical field left to its
+        default (a same-named column) is dropped when there is no such column; a column the
+        config names (or a required field's default) that is missing is one ConfigError listing
+        every missing column and the fix."""
+        named = {slot for slot, column in self.columns.items() if column is not None}
+        missing, dropped = [], []
+        for slot, column in self.column_mapping().items():
+            if column in available:
+                continue
+            if slot in named or slot in self.required_slots():
+                missing.append(f"{slot} -> {column}")
+            else:
+                dropped.append(slot)
+        missing += [f"filter on {c}" for c in self.filters if c not in available]
+        if missing:
+            where = self.table or "the source query"
+            raise ConfigError(
+                f"{where} has no column for: {', '.join(missing)}. Map each field to a column "
+                "it has under source.columns (e.g. `prompt: user_input`), or set an optional "
+                f"field to null to leave it out. Its columns: {', '.join(sorted(available))}"
+                if available
+                else f"{where} does not exist or has no columns this role can read"
+            )
+        return self.model_copy(update={"columns": {**self.columns, **dict.fromkeys(dropped)}})
 
     def table_parts(self) -> tuple[str | None, str]:
         assert self.table is not None

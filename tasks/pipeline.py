@@ -25,7 +25,13 @@ from tasks.store.db import engine_for, warehouse_url
 from tasks.store.persist import PageCounts, write_page
 from tasks.store.sql import query
 from tasks.warehouse.normalize import reject
-from tasks.warehouse.source import Cursor, count_between, fetch_page, undated_rows
+from tasks.warehouse.source import (
+    Cursor,
+    count_between,
+    fetch_page,
+    source_columns,
+    undated_rows,
+)
 
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
@@ -50,6 +56,14 @@ def source_engine(source: SourceConfig) -> sa.Engine:
     if not value:
         raise ConfigError(f"source.url_env names {source.url_env}, which is not set")
     return engine_for(SecretStr(resolve(value)), source.url_env)
+
+
+def fitted_job(job: EvalJob) -> EvalJob:
+    """The job with its source fitted to the columns the source really has (see
+    `SourceConfig.fitted`): read once per run, in a READ ONLY transaction."""
+    with source_engine(job.source).connect() as conn:
+        available = source_columns(conn, job.source)
+    return job.model_copy(update={"source": job.source.fitted(available)})
 
 
 def build_evaluators(job: EvalJob) -> list[Evaluator]:

@@ -4,6 +4,7 @@ The groups register their commands as they are imported; `--help` lists them in 
 """
 
 # isort: off
+from flows.cli import onboard  # noqa: F401
 from flows.cli import runs  # noqa: F401
 from flows.cli import analytics  # noqa: F401
 from flows.cli import ops  # noqa: F401

@@ -126,6 +126,14 @@ def _load(deployment: str, config: Path | None) -> Any:
     return job
 
 
+def preflight(job: Any) -> None:
+    """Check the source's columns against the job before a flow (and a Prefect server) starts:
+    a missing column is a config error here, not a traceback from inside the run."""
+    from tasks.pipeline import fitted_job
+
+    _guarded(lambda: fitted_job(job))
+
+
 def _print_unsent(summary: Any) -> None:
     """Without Slack configured, show what would have been posted (the plain-text fallback)."""
     from rich.panel import Panel

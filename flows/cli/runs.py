@@ -24,6 +24,7 @@ from flows.cli.common import (
     console,
     did_you_mean,
     err_console,
+    preflight,
     raise_usage,
 )
 from tasks.errors import AssayError, ConfigError
@@ -109,6 +110,7 @@ def run(
     else:
         job = _guarded(lambda: _load(deployment, config))
     read_until = _guarded(lambda: _parse_ts(until))
+    preflight(job)
     summary = _guarded(lambda: run_flow(job, read_until, "manual"))
     if output is OutputFormat.json:
         print(summary.model_dump_json(indent=2))
@@ -186,6 +188,7 @@ def _replay(deployment: str, run_id: str | None, config: Path | None, output: Ou
     from flows.replay import replay_quarantine
 
     job = _guarded(lambda: _load(deployment, config))
+    preflight(job)
     with console.status(f"replaying quarantined logs of {deployment} …", spinner="dots"):
         summary = _guarded(lambda: asyncio.run(replay_quarantine(job, run_id)))
     result = summary.details.get("replay", {})
@@ -324,6 +327,7 @@ def backfill(
     if submit:
         _submit_backfill(job, params, output)
         return
+    preflight(job)
     from flows.backfill import backfill as backfill_flow
     from flows.render import summary_renderable
 

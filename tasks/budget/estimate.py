@@ -14,7 +14,13 @@ from evaluators.judges.pricing import price_for
 from tasks.budget.sampling import content_hash, merge_strata, plan_page
 from tasks.config import FLAGGING_EVALUATORS, EvalJob
 from tasks.contract.suite import admit
-from tasks.pipeline import build_evaluators, flagged_ids, source_engine, split_by_cost
+from tasks.pipeline import (
+    build_evaluators,
+    fitted_job,
+    flagged_ids,
+    source_engine,
+    split_by_cost,
+)
 from tasks.score import score_records
 from tasks.store.sql import query
 from tasks.warehouse.source import Cursor, fetch_page
@@ -60,6 +66,7 @@ async def estimate(
 ) -> Estimate:
     """Without `contract`, rows the data contract would quarantine are counted as judged: the
     projection is an upper bound, and fast (no GX)."""
+    job = fitted_job(job)
     evaluators = build_evaluators(job)
     free, paid = split_by_cost(evaluators)
     judges = [e for e in paid if isinstance(e, JudgeEvaluator)]

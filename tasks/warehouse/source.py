@@ -108,15 +108,50 @@ def count_between(
     return int(row["n"])
 
 
-def query_columns(conn: sa.Connection, source: SourceConfig) -> set[str]:
-    """The columns a `query:` source returns (no rows read), in a READ ONLY transaction."""
+def source_columns(conn: sa.Connection, source: SourceConfig) -> dict[str, str]:
+    """Column -> Postgres type name of the source (a table's, or what a `query:` returns; no
+    rows read), in a READ ONLY transaction. Empty when the table does not exist or is hidden."""
+    if source.table is not None:
+        schema, name = source.table_parts()
+        with read_only(conn, source) as cur:
+            cur.execute(
+                *_bound(conn, query("source", "table_columns"), {"schema": schema, "table": name})
+            )
+            return {row["column_name"]: _type_name(row) for row in cur.fetchall()}
     assert source.query is not None
     stmt: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(
         sa.text(source.query).columns().subquery("assay_source")
     )
+    driver = conn.connection.driver_connection
+    assert driver is not None
     with read_only(conn, source) as cur:
         cur.execute(str(stmt.limit(0).compile(dialect=conn.dialect)))
-        return {column.name for column in cur.description or []}
+        described = cur.description or []
+    types = driver.adapters.types
+    return {
+        column.name: (info.name if (info := types.get(column.type_code)) else "unknown")
+        for column in described
+    }
+
+
+def query_columns(conn: sa.Connection, source: SourceConfig) -> set[str]:
+    """The columns a `query:` source returns (no rows read), in a READ ONLY transaction."""
+    assert source.query is not None
+    return set(source_columns(conn, source))
+
+
+def _type_name(row: dict[str, Any]) -> str:
+    # information_schema says ARRAY / USER-DEFINED; udt_name says which (_text, jsonb, ...).
+    if row["data_type"] in ("ARRAY", "USER-DEFINED"):
+        return str(row["udt_name"]).removeprefix("_") + (
+            "[]" if row["data_type"] == "ARRAY" else ""
+        )
+    return str(row["data_type"])
+
+
+def _bound(conn: sa.Connection, sql: str, params: dict[str, Any]) -> tuple[str, Any]:
+    compiled = sa.text(sql).compile(dialect=conn.dialect)
+    return str(compiled), compiled.construct_params(params)
 
 
 def rows_by_id(
