@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from rich import box
+from rich.cells import cell_len
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -10,52 +12,159 @@ from tasks.budget.estimate import Estimate
 from tasks.contract.quarantine import QuarantinedLog
 from tasks.store.runs import RunSummary
 
+#: Below this terminal width, secondary columns move into a second table (JSON has them all).
+WIDE = 110
+
+
+def compact(title: str | None = None) -> Table:
+    """The one table style: no vertical rules, one space between columns, so 80 columns hold
+    a name and eight numbers."""
+    return Table(
+        title=title,
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        padding=0,
+        pad_edge=False,
+        show_edge=False,
+    )
+
+
+def columns(table: Table, *headers: str, text: tuple[str, ...] = ()) -> Table:
+    """Add columns: names (left, never cut), numbers (right, never cut) and free `text`
+    columns (folded, they take what width is left)."""
+    for header in headers:
+        if header in text:
+            table.add_column(header, overflow="fold", ratio=1, min_width=len(header))
+        else:
+            left = header == headers[0]
+            table.add_column(
+                header, justify="left" if left else "right", no_wrap=True, min_width=len(header)
+            )
+    return table
+
+
+def keep_whole(table: Table) -> Table:
+    """Give every no-wrap column the width of its longest cell, so rich squeezes the text
+    columns instead of cutting an identifier or a number."""
+    for column in table.columns:
+        if column.no_wrap:
+            texts = [Text.from_markup(c) if isinstance(c, str) else c for c in column._cells]
+            longest = max(
+                (
+                    cell_len(line)
+                    for t in texts
+                    if isinstance(t, Text)
+                    for line in t.plain.split("\n")
+                ),
+                default=0,
+            )
+            column.min_width = max(column.min_width or 0, longest)
+    return table
+
+
+def fitted(
+    title: str | None,
+    headers: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+    width: int,
+    secondary: tuple[str, ...],
+    keys: int = 1,
+    text: tuple[str, ...] = (),
+) -> list[Table]:
+    """One table when it fits `width`; else two: the first without the `secondary` columns,
+    the second with the first `keys` columns (the names) and the secondary ones. Names and
+    numbers are never cut either way."""
+
+    def build(title: str | None, wanted: tuple[str, ...]) -> Table:
+        table = columns(compact(title), *wanted, text=text)
+        for column in table.columns[1:keys]:
+            column.justify = "left"
+        positions = [headers.index(h) for h in wanted]
+        for row in rows:
+            table.add_row(*(row[i] for i in positions))
+        return keep_whole(table)
+
+    whole = build(title, headers)
+    needed = sum(c.min_width or 0 for c in whole.columns) + len(whole.columns) - 1
+    if needed <= width or not secondary:
+        return [whole]
+    first = tuple(h for h in headers if h not in secondary)
+    more = (*headers[:keys], *(h for h in headers if h in secondary))
+    return [build(title, first), build(f"{title or ''} (continued)".strip(), more)]
+
+
+def short_id(value: str) -> str:
+    """Ids are shortened one way everywhere: the first 8 characters (JSON has the full id)."""
+    return value if len(value) <= 9 else value[:8] + "…"
+
+
+def money(value: float | None) -> str:
+    if value is None:
+        return "unknown"
+    if value == 0:
+        return "$0"
+    if value < 0.0001:
+        return "<$0.0001"
+    if value < 1:
+        return f"${value:.4f}"
+    return f"${value:,.2f}" if value < 10_000 else f"${value:,.0f}"
+
+
+def count(value: int | None) -> str:
+    return "–" if value is None else f"{value:,}"
+
 
 def pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
+    return "–" if value is None else f"{value:.1%}"
 
 
-def summary_renderable(summary: RunSummary) -> Group:
+def summary_renderable(summary: RunSummary, width: int = WIDE) -> Group:
     window = (
-        f"{summary.window_start:%Y-%m-%d %H:%M} → {summary.window_end:%Y-%m-%d %H:%M} UTC"
+        f"{summary.window_start:%Y-%m-%d %H:%M:%S} → {summary.window_end:%Y-%m-%d %H:%M:%S} UTC"
         if summary.window_start
-        else f"→ {summary.window_end:%Y-%m-%d %H:%M} UTC"
+        else f"→ {summary.window_end:%Y-%m-%d %H:%M:%S} UTC"
     )
-    counts = Table(title=f"{summary.deployment} · run {summary.run_id[:8]} · {summary.status}")
-    for column in ("window", "pulled", "normalized", "quarantined", "new scores", "errors"):
-        counts.add_column(column, justify="right" if column != "window" else "left")
+    head = Text.assemble(
+        (f"{summary.deployment}", "bold"),
+        f" · {summary.kind} run {short_id(summary.run_id)} · {summary.status}\n",
+        f"window {window}",
+    )
+    counts = columns(compact(), "pulled", "normalized", "quarantined", "new scores", "errors")
+    counts.columns[0].justify = "right"
     counts.add_row(
-        window,
-        f"{summary.pulled:,}",
-        f"{summary.normalized:,}",
-        f"{summary.quarantined:,}",
-        f"{summary.scored:,}",
-        f"{summary.errors:,}",
-    )
-    per_evaluator = Table(title="evaluators")
-    columns = ("evaluator", "version", "scored", "pass rate", "mean", "failed", "skipped", "errors")
-    for column in (*columns, "cost"):
-        per_evaluator.add_column(column, justify="left" if column == "evaluator" else "right")
-    for result in summary.evaluators:
-        per_evaluator.add_row(
+        *(count(v) for v in (summary.pulled, summary.normalized, summary.quarantined,
+                             summary.scored, summary.errors))
+    )  # fmt: skip
+    evaluator_rows = [
+        (
             result.evaluator + ("*" if _stand_in(result.judge_models) else ""),
             result.evaluator_version,
             f"{result.ok:,}",
             pct(result.pass_rate),
-            "-" if result.mean_score is None else f"{result.mean_score:.3f}",
+            num(result.mean_score, 2),
             f"{result.ok - result.passed:,}",
             f"{result.skipped:,}",
             f"{result.errors:,}",
             _cost(result.cost_usd, result.unknown_cost) if result.judge_models else "free",
         )
-    parts: list[Table | Text] = [counts, per_evaluator] if summary.evaluators else [counts]
+        for result in summary.evaluators
+    ]
+    parts: list[Table | Text] = [head, counts]
+    if summary.evaluators:
+        parts += fitted(
+            "evaluators (n = judged; skipped and errors apart)",
+            ("evaluator", "v", "n", "pass", "mean", "failed", "skipped", "errors", "cost"),
+            evaluator_rows,
+            width,
+            secondary=("v", "mean", "skipped", "errors"),
+        )
     if line := contract_line(summary.details.get("contract") or {}):
         parts.append(line)
     if line := budget_line(summary.details):
         parts.append(line)
     judges = summary.details.get("judges") or {}
     if judges:
-        parts.append(judge_health(judges))
+        parts += judge_health(judges, width)
     if any(model.startswith("local/") for model in judges):
         parts.append(Text(STAND_IN_NOTE, style="yellow"))
     return Group(*parts)
@@ -72,54 +181,45 @@ def _stand_in(models: str | None) -> bool:
 
 
 def _cost(cost: float, unknown: int) -> str:
-    text = f"${cost:,.4f}"
+    text = money(cost)
     return f"{text} + {unknown:,} unknown" if unknown else text
 
 
-def judge_health(judges: dict[str, dict[str, Any]]) -> Table:
-    table = Table(title="judge models")
-    for column in (
-        "model",
-        "calls",
-        "failed",
-        "retries",
-        "429s",
-        "bad verdicts",
-        "fallback",
-        "cost",
-    ):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    table.add_column("breaker", justify="left")
-    for model, stats in judges.items():
-        table.add_row(
+def judge_health(judges: dict[str, dict[str, Any]], width: int = WIDE) -> list[Table]:
+    """Calls per judge model; when narrow, the retry columns go into a second table."""
+    rows = [
+        (
             model,
             f"{stats['calls']:,}",
             f"{stats['failed_calls']:,}",
+            f"{stats['bad_verdicts']:,}",
+            _cost(stats["cost_usd"], stats["unknown_cost_calls"]),
             f"{stats['retries']:,}",
             f"{stats['rate_limited']:,}",
-            f"{stats['bad_verdicts']:,}",
             f"{stats['fallback_answers']:,}",
-            _cost(stats["cost_usd"], stats["unknown_cost_calls"]),
             stats["breaker"] or "closed",
         )
-    return table
+        for model, stats in judges.items()
+    ]
+    headers = ("model", "calls", "failed", "bad verdicts", "cost", "retries", "429s",
+               "fallback", "breaker")  # fmt: skip
+    return fitted("judge models", headers, rows, width, secondary=headers[5:])
 
 
-def quarantine_table(rows: list[QuarantinedLog]) -> Table:
-    table = Table(title=f"quarantined logs ({len(rows)} shown, newest first)", expand=True)
-    table.add_column("log", ratio=2, overflow="fold")
-    table.add_column("logged", ratio=1)
-    table.add_column("why", ratio=4)
+def quarantine_table(rows: list[QuarantinedLog], deployment: str | None = None) -> Table:
+    title = f"quarantined logs: {len(rows)} shown, newest logs first"
+    shown = ("logged", "log") if deployment else ("logged", "deployment", "log")
+    table = columns(compact(title), *shown, "why", text=("why",))
     for row in rows:
         why = "; ".join(_short_reason(reason) for reason in row.reasons)
         if row.stage != "validate":
             why = f"[{row.stage}] {why}"
+        cells = [f"{row.log_ts:%m-%d %H:%M}" if row.log_ts else "–"]
+        cells += [] if deployment else [row.deployment]
         table.add_row(
-            f"{row.deployment} {row.log_id}",
-            f"{row.log_ts:%m-%d %H:%M}" if row.log_ts else "-",
-            why if len(why) <= 200 else why[:200] + "…",
+            *cells, short_id(row.log_id), Text(why if len(why) <= 200 else why[:200] + "…")
         )
-    return table
+    return keep_whole(table)
 
 
 def budget_line(details: dict[str, Any]) -> Text | None:
@@ -185,144 +285,143 @@ def contract_line(contract: dict[str, Any]) -> Text | None:
 
 
 def estimate_renderable(e: Estimate) -> Group:
-    head = Table(
-        title=f"{e.deployment}: estimate for {e.start:%Y-%m-%d %H:%M} → {e.end:%Y-%m-%d %H:%M} UTC"
+    title = Text(
+        f"{e.deployment}: estimate for {e.start:%Y-%m-%d %H:%M} → {e.end:%Y-%m-%d %H:%M} UTC",
+        style="bold",
     )
-    for column in ("logs", "quarantined", "projected", "run cap", "day cap", "spent today"):
-        head.add_column(column, justify="right")
+    head = columns(
+        compact(), "logs", "quarantined", "projected", "run cap", "day cap", "spent today"
+    )
+    head.columns[0].justify = "right"
     head.add_row(
         f"{e.logs:,}",
-        f"{e.quarantined:,}",
-        "unknown" if e.projected_usd is None else f"${e.projected_usd:,.4f}",
-        "-" if e.max_usd_per_run is None else f"${e.max_usd_per_run:g}",
-        "-" if e.max_usd_per_day is None else f"${e.max_usd_per_day:g}",
-        f"${e.spent_today_usd:,.4f}",
+        f"{e.quarantined:,}" if e.contract_checked else "not checked",
+        money(e.projected_usd),
+        "–" if e.max_usd_per_run is None else money(e.max_usd_per_run),
+        "–" if e.max_usd_per_day is None else money(e.max_usd_per_day),
+        money(e.spent_today_usd),
     )
-    judges = Table(title="paid evaluators")
-    for column in (
-        "evaluator",
-        "model",
-        "eligible",
-        "priority",
-        "calls",
-        "tokens in",
-        "$/call",
-        "$",
-    ):
-        judges.add_column(column, justify="left" if column in ("evaluator", "model") else "right")
-    for x in e.evaluators:
-        judges.add_row(
-            x.evaluator,
-            x.model,
-            f"{x.eligible:,}",
-            f"{x.priority:,}",
-            f"{x.to_judge:,}",
-            "-" if x.mean_input_tokens is None else f"{x.mean_input_tokens:,.0f}",
-            "-" if x.usd_per_call is None else f"{x.usd_per_call:.6f}",
-            "unknown" if x.projected_usd is None else f"{x.projected_usd:,.4f}",
-        )
-    strata = Table(title="sample per stratum")
-    for column in ("evaluator", "stratum", "population", "sampled", "priority"):
-        strata.add_column(column, justify="left" if column in ("evaluator", "stratum") else "right")
-    for x in e.evaluators:
-        for stratum, c in list(x.strata.items())[:30]:
-            strata.add_row(
-                x.evaluator,
-                stratum,
-                f"{c['population']:,}",
-                f"{c['sampled']:,}",
-                f"{c['priority']:,}",
+    parts: list[Table | Text] = [title, keep_whole(head)]
+    if not e.evaluators:
+        parts.append(Text("no paid evaluators: runs call no judge and cost nothing"))
+    else:
+        judges = columns(
+            compact("paid evaluators (model on the second line)"),
+            "evaluator", "eligible", "priority", "calls", "tokens in", "$/call", "projected",
+        )  # fmt: skip
+        for x in e.evaluators:
+            judges.add_row(
+                Text.assemble(x.evaluator, "\n", (x.model, "dim")),
+                f"{x.eligible:,}",
+                f"{x.priority:,}",
+                f"{x.to_judge:,}",
+                "–" if x.mean_input_tokens is None else f"{x.mean_input_tokens:,.0f}",
+                money(x.usd_per_call),
+                money(x.projected_usd),
             )
+        parts.append(keep_whole(judges))
+        strata = columns(
+            compact("sample per stratum"), "evaluator", "stratum", "population", "sampled",
+            "priority",
+        )  # fmt: skip
+        strata.columns[1].justify = "left"
+        for x in e.evaluators:
+            for stratum, c in list(x.strata.items())[:30]:
+                strata.add_row(
+                    x.evaluator,
+                    stratum,
+                    f"{c['population']:,}",
+                    f"{c['sampled']:,}",
+                    f"{c['priority']:,}",
+                )
+        parts.append(keep_whole(strata))
+    if not e.contract_checked:
+        parts.append(
+            Text("data contract not checked: the projection is an upper bound (--contract)")
+        )
     style = "green" if e.verdict == "fits the budget" else "yellow"
-    return Group(head, judges, strata, Text(e.verdict, style=style))
+    parts.append(Text(e.verdict, style=style))
+    return Group(*parts)
 
 
 def num(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _interval(value: float | None, low: float | None, high: float | None) -> str:
+def _interval(value: float | None, low: float | None, high: float | None, unit: str = "%") -> str:
     if value is None:
-        return "-"
+        return "–"
     if low is None or high is None:
-        return f"{value:.1%}"
-    return f"{value:.1%} ({low * 100:.1f}-{high * 100:.1f})"
+        return f"{value * 100:.1f}{unit}"
+    return f"{value * 100:.1f}{unit} ({low * 100:.1f}-{high * 100:.1f})"
 
 
-def _change(change: float | None) -> Text:
+def _change(change: float | None, significant: bool | None = None) -> Text:
+    """A change in percentage points ("pp"), marked when its interval does not exclude 0."""
     if change is None:
-        return Text("-")
+        return Text("–")
+    if significant is False:
+        return Text(f"{change * 100:+.1f} pp ~", style="dim")
     style = "red" if change < -0.005 else "green" if change > 0.005 else ""
-    return Text(f"{change * 100:+.1f} pt", style=style)
+    return Text(f"{change * 100:+.1f} pp", style=style)
 
 
-#: Below this terminal width the report leaves out means and percentiles (JSON has them all).
-WIDE_REPORT = 140
-
-
-def report_renderable(report: Any, width: int = WIDE_REPORT) -> Group:
+def report_renderable(report: Any, width: int = WIDE) -> Group:
     """`assay report`: evaluators per slice with intervals, usage per slice, eval spend."""
     scope = report.deployment or "all deployments"
     window = f"{report.since:%Y-%m-%d %H:%M} → {report.until:%Y-%m-%d %H:%M} UTC"
     confidence = f"{report.confidence:.0%}"
-    wide = width >= WIDE_REPORT
-    quality = Table(title=f"{scope} · {window} · by {report.by} · {confidence} intervals")
-    columns = ["evaluator", "segment", "n", "pass rate (CI)", "vs prev"]
-    columns += ["mean (CI)", "p5/p25/p50/p75/p95", "errors", "cost"] if wide else []
-    for column in columns:
-        left = column in ("evaluator", "segment")
-        quality.add_column(
-            column, justify="left" if left else "right", overflow="fold", no_wrap=not left
-        )
+    wide = width >= WIDE
+    title = Text(f"{scope} · {window} · by {report.by}", style="bold")
+    headers = ("evaluator", "segment", "n", f"pass % ({confidence} CI)", "vs prev", "skipped",
+               "errors", *(("mean (CI)", "p5/p50/p95", "cost") if wide else ()))  # fmt: skip
+    rows: list[tuple[Any, ...]] = []
+    deployment_shown: str | None = None
     for s in report.evaluators:
+        if report.deployment is None and s.deployment != deployment_shown:
+            rows.append((Text(s.deployment, style="bold"), *[""] * (len(headers) - 1)))
+            deployment_shown = s.deployment
         mean = (
-            "-" if s.mean is None else f"{s.mean:.2f} ({num(s.mean_low, 2)}-{num(s.mean_high, 2)})"
+            "–" if s.mean is None else f"{s.mean:.2f} ({num(s.mean_low, 2)}-{num(s.mean_high, 2)})"
         )
-        percentiles = "/".join(num(getattr(s, p), 2) for p in ("p5", "p25", "p50", "p75", "p95"))
-        quality.add_row(
-            Text(s.evaluator if report.deployment else f"{s.deployment}/{s.evaluator}"),
-            Text(s.segment),
-            f"{s.n:,}",
-            _interval(s.pass_rate, s.pass_rate_low, s.pass_rate_high),
-            _change(s.pass_rate_change),
-            *(
-                [mean, percentiles, f"{s.errors:,}", _cost(s.cost_usd, s.unknown_cost)]
-                if wide
-                else []
-            ),
-        )
-    usage = Table(title="usage (every admitted log)")
-    wide_only = {"latency p50/p95/p99 ms", "repeat rate", "feedback +"}
-    usage_columns = [
-        c
-        for c in ("segment", "requests", "tokens/query", "cost", "latency p50/p95/p99 ms",
-                  "error rate", "refusal rate", "repeat rate", "feedback +")
-        if wide or c not in wide_only
-    ]  # fmt: skip
-    for column in usage_columns:
-        usage.add_column(
-            column, justify="left" if column == "segment" else "right", overflow="fold"
-        )
+        percentiles = "/".join(num(getattr(s, p), 2) for p in ("p5", "p50", "p95"))
+        rows.append((
+            s.evaluator if report.deployment else f"  {s.evaluator}",
+            s.segment,
+            f"{s.ok:,}",
+            _interval(s.pass_rate, s.pass_rate_low, s.pass_rate_high, unit=""),
+            _change(s.pass_rate_change, s.change_significant),
+            f"{s.skipped:,}",
+            f"{s.errors:,}",
+            *((mean, percentiles, _cost(s.cost_usd, s.unknown_cost)) if wide else ()),
+        ))  # fmt: skip
+    quality = fitted(None, headers, rows, width, secondary=headers[5:], keys=2,
+                     text=("segment",))  # fmt: skip
+    usage_columns = ["segment", "requests", "tokens/query", "cost", "error rate", "refusals"]
+    usage_columns += ["latency p50/p95 ms", "repeats", "feedback +"] if wide else []
+    usage = columns(compact("usage (every admitted log)"), *usage_columns)
     for u in report.usage:
-        latency = "/".join(
-            num(v, 0) for v in (u.latency_p50_ms, u.latency_p95_ms, u.latency_p99_ms)
-        )
-        cells: dict[str, str | Text] = {
-            "segment": Text(u.segment if report.deployment else f"{u.deployment}/{u.segment}"),
+        cells: dict[str, str] = {
+            "segment": u.segment if report.deployment else f"{u.deployment}/{u.segment}",
             "requests": f"{u.requests:,}",
             "tokens/query": num(u.tokens_per_query, 0),
-            "cost": f"${u.cost_usd:,.2f}",
-            "latency p50/p95/p99 ms": latency,
+            "cost": money(u.cost_usd),
+            "latency p50/p95 ms": "/".join(num(v, 0) for v in (u.latency_p50_ms, u.latency_p95_ms)),
             "error rate": pct(u.error_rate),
-            "refusal rate": pct(u.refusal_rate),
-            "repeat rate": pct(u.repeat_query_rate),
+            "refusals": pct(u.refusal_rate),
+            "repeats": pct(u.repeat_query_rate),
             "feedback +": pct(u.feedback_positive_rate),
         }
         usage.add_row(*(cells[c] for c in usage_columns))
     spent = sum(d.spent_usd for d in report.spend)
-    footer = Text(
-        f"Evaluation cost in this window: ${report.eval_cost_usd:,.4f} in scores; "
-        f"ledger spend on the days covered: ${spent:,.4f}."
-        + ("" if wide else " More columns: widen the terminal, or use --format json.")
-    )
-    return Group(quality, usage, footer)
+    notes = [
+        f'n = judged scores; pass-rate changes in percentage points (pp), "~" = not '
+        f"significant at {confidence}. Evaluation cost: {money(report.eval_cost_usd)} in "
+        f"scores; ledger spend on the days covered: {money(spent)}."
+    ]
+    if not wide:
+        notes.append("More columns: a terminal of 110+ columns, or --format json.")
+    parts: list[Table | Text] = [title, *quality, keep_whole(usage)]
+    parts += [Text(w, style="yellow") for w in getattr(report, "warnings", [])]
+    parts.append(Text(" ".join(notes)))
+    return Group(*parts)

@@ -99,7 +99,7 @@ def demo(
     for deployment in DEMO_SIZES:
         job = _guarded(lambda d=deployment: _load(d, None))  # type: ignore[misc]
         summary = _guarded(lambda j=job: run_flow(j, None, "manual"))  # type: ignore[misc]
-        console.print(summary_renderable(summary))
+        console.print(summary_renderable(summary, console.width))
         _print_unsent(summary)
     from flows.render import quarantine_table
     from tasks.contract.quarantine import list_quarantine

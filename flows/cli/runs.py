@@ -115,7 +115,7 @@ def run(
     if output is OutputFormat.json:
         print(summary.model_dump_json(indent=2))
     else:
-        console.print(summary_renderable(summary))
+        console.print(summary_renderable(summary, console.width))
         _print_unsent(summary)
     if fail_on_breach:
         breached = _guarded(lambda: _open_breaches(job.deployment))
@@ -172,7 +172,7 @@ def quarantine(
         return
     from flows.render import quarantine_table
 
-    console.print(quarantine_table(rows))
+    console.print(quarantine_table(rows, deployment))
 
 
 def _check_uuid(value: str) -> None:
@@ -336,7 +336,7 @@ def backfill(
     if output is OutputFormat.json:
         print(summary.model_dump_json(indent=2))
     else:
-        console.print(summary_renderable(summary))
+        console.print(summary_renderable(summary, console.width))
 
 
 def _submit_backfill(job: Any, params: dict[str, Any], output: OutputFormat) -> None:

@@ -4,7 +4,7 @@ SELECT deployment, log_id, log_ts, run_id::text AS run_id, stage, expectations, 
 FROM assay.quarantine
 WHERE (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
   AND (CAST(:run_id AS uuid) IS NULL OR run_id = CAST(:run_id AS uuid))
-ORDER BY created_at DESC, deployment, log_id
+ORDER BY log_ts DESC NULLS LAST, created_at DESC, deployment, log_id
 LIMIT :limit
 
 -- name: quarantined_ids

@@ -63,6 +63,15 @@ class ScoreStats(BaseModel):
     unknown_cost: int
     previous_pass_rate: float | None = None
     pass_rate_change: float | None = None
+    #: Newcombe's interval for the change (from both windows' Wilson intervals), same level.
+    pass_rate_change_low: float | None = None
+    pass_rate_change_high: float | None = None
+
+    @property
+    def change_significant(self) -> bool | None:
+        if self.pass_rate_change_low is None or self.pass_rate_change_high is None:
+            return None
+        return self.pass_rate_change_low > 0 or self.pass_rate_change_high < 0
 
 
 class UsageStats(BaseModel):
@@ -240,16 +249,38 @@ def spend_rows(
     return [SpendDay.model_validate(r._asdict()) for r in rows]
 
 
+def change_interval(now: ScoreStats, before: ScoreStats) -> tuple[float, float] | None:
+    """Newcombe's hybrid score interval for a difference of two independent proportions,
+    built from each window's Wilson interval (Newcombe 1998, method 10)."""
+    p1, l1, u1 = now.pass_rate, now.pass_rate_low, now.pass_rate_high
+    p2, l2, u2 = before.pass_rate, before.pass_rate_low, before.pass_rate_high
+    if None in (p1, l1, u1, p2, l2, u2):
+        return None
+    assert p1 is not None and l1 is not None and u1 is not None
+    assert p2 is not None and l2 is not None and u2 is not None
+    diff = p1 - p2
+    return (
+        diff - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
+        diff + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2),
+    )
+
+
 def with_changes(current: list[ScoreStats], previous: list[ScoreStats]) -> list[ScoreStats]:
-    """Attach the previous window's pass rate (same length, just before) to each row."""
-    before = {(p.deployment, p.evaluator, p.segment): p.pass_rate for p in previous}
+    """Attach the previous window's pass rate (same length, just before) to each row, and the
+    change with its interval."""
+    before = {(p.deployment, p.evaluator, p.segment): p for p in previous}
     changed = []
     for row in current:
         prior = before.get((row.deployment, row.evaluator, row.segment))
-        change = row.pass_rate - prior if row.pass_rate is not None and prior is not None else None
-        changed.append(
-            row.model_copy(update={"previous_pass_rate": prior, "pass_rate_change": change})
-        )
+        update: dict[str, float | None] = {}
+        if prior is not None and prior.pass_rate is not None and row.pass_rate is not None:
+            update["previous_pass_rate"] = prior.pass_rate
+            update["pass_rate_change"] = row.pass_rate - prior.pass_rate
+            if bounds := change_interval(row, prior):
+                update["pass_rate_change_low"], update["pass_rate_change_high"] = bounds
+        elif prior is not None:
+            update["previous_pass_rate"] = prior.pass_rate
+        changed.append(row.model_copy(update=update))
     return changed
 
 
