@@ -30,7 +30,12 @@ from evaluators.judges.client import JudgeRuntime
 from evaluators.judges.pricing import price_for
 from flows.artifacts import publish_run_artifacts
 from tasks import pipeline, redact
-from tasks.alerts.notify import deliver_pending, notify_contract_broken, notify_on_finish
+from tasks.alerts.notify import (
+    NO_TRAFFIC,
+    deliver_pending,
+    notify_contract_broken,
+    notify_on_finish,
+)
 from tasks.budget.ledger import Ledger, LedgerGate
 from tasks.budget.sampling import merge_strata
 from tasks.budget.slots import judge_slots, lease_slots
@@ -462,9 +467,8 @@ async def run_lifecycle(
                 yield run
                 quiet = kind.moves_watermark and run.tally.counts.pulled == 0
                 if quiet and job.quality.expect_traffic:
-                    run.tally.contract.batch_failures.append(
-                        "no logs in the window although quality.expect_traffic is set"
-                    )
+                    run.tally.contract.batch_failures.append(NO_TRAFFIC)
+                    run.details["no_traffic"] = True
             except BaseException as exc:
                 hook = (
                     notify_contract_broken(job, get_settings(), str(exc), flow_run_link())

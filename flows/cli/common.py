@@ -146,7 +146,12 @@ def _print_unsent(summary: Any) -> None:
         return
     text = "\n\n".join(n["text"] for n in summary.notifications)
     console.print(
-        Panel(Text(text), title="Slack is not configured; this run would have posted", expand=False)
+        Panel(
+            Text(text),
+            title="Slack is not configured: queued in the outbox, sent once it is",
+            subtitle="`assay outbox` lists what waits",
+            expand=False,
+        )
     )
 
 

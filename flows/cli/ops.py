@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from evaluators import offline as _offline  # noqa: F401
 from flows.cli.common import (
@@ -18,8 +19,10 @@ from flows.cli.common import (
     _load,
     _print_unsent,
     app,
+    check_names,
     console,
     err_console,
+    raise_usage,
 )
 from flows.cli.runs import run_flow
 
@@ -177,3 +180,52 @@ def _check_deployments(output: OutputFormat) -> None:
 def _short(value: Any, width: int = 24) -> str:
     text = json.dumps(value, default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@app.command()
+def outbox(
+    deployment: Annotated[
+        str | None, typer.Argument(help="Only this deployment's messages.")
+    ] = None,
+    send: Annotated[
+        bool, typer.Option("--send", help="Deliver what waits now (Slack must be configured).")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Messages to list.")] = 50,
+    output: FormatOption = OutputFormat.table,
+) -> None:
+    """Slack messages waiting to be sent (Slack not configured yet, or unreachable), oldest
+    first; `--send` delivers them, in order."""
+    from flows.render import columns, compact, keep_whole
+    from tasks.alerts.notify import deliver_pending, pending_messages, slack_configured
+    from tasks.settings import get_settings
+    from tasks.store.db import scores_engine
+
+    check_names(deployment)
+    engine = _guarded(scores_engine)
+    if send:
+        if not slack_configured(get_settings()):
+            raise_usage("Slack is not configured: set ASSAY_SLACK_BOT_TOKEN (and a channel)")
+        report = _guarded(lambda: deliver_pending(engine, get_settings()))
+        if output is OutputFormat.json:
+            print(report.model_dump_json())
+        else:
+            console.print(f"sent {report.sent:,}; {report.pending:,} still pending")
+            if report.error:
+                err_console.print(f"[bold red]delivery failed:[/] {report.error}")
+        raise typer.Exit(1 if report.error else 0)
+    waiting = _guarded(lambda: pending_messages(engine, deployment, limit))
+    if output is OutputFormat.json:
+        print(json.dumps([m.model_dump(mode="json") for m in waiting], indent=2))
+        return
+    table = columns(
+        compact(f"outbox: {len(waiting)} pending (oldest first)"),
+        "queued", "deployment", "kind", "tries", "message", text=("message",),
+    )  # fmt: skip
+    for m in waiting:
+        first_line = m.text.splitlines()[0] if m.text else ""
+        error = f"\n[last error] {m.last_error}" if m.last_error else ""
+        table.add_row(
+            f"{m.created_at:%m-%d %H:%M}", m.deployment, m.kind, str(m.attempts),
+            Text(first_line + error),
+        )  # fmt: skip
+    console.print(keep_whole(table))

@@ -12,12 +12,13 @@ FOR UPDATE
 
 -- name: open_alert
 INSERT INTO assay.alerts (deployment, evaluator, metric, segment, status, rule, value, low, high,
-                          n, opened_at, last_notified_at, run_id)
+                          n, opened_at, last_notified_at, run_id, opened_value, opened_n)
 VALUES (:deployment, :evaluator, :metric, :segment, 'open', CAST(:rule AS jsonb), :value, :low,
-        :high, :n, :now, :now, CAST(:run_id AS uuid))
+        :high, :n, :now, :now, CAST(:run_id AS uuid), :value, :n)
 ON CONFLICT (deployment, evaluator, metric, segment) DO UPDATE
 SET status = 'open', rule = EXCLUDED.rule, value = EXCLUDED.value, low = EXCLUDED.low,
     high = EXCLUDED.high, n = EXCLUDED.n, opened_at = EXCLUDED.opened_at,
+    opened_value = EXCLUDED.opened_value, opened_n = EXCLUDED.opened_n,
     last_notified_at = EXCLUDED.last_notified_at, resolved_at = NULL, run_id = EXCLUDED.run_id
 
 -- name: update_alert
@@ -40,7 +41,7 @@ WHERE deployment = :deployment AND evaluator = :evaluator AND metric = :metric
   AND segment = :segment
 
 -- name: open_alerts
-SELECT evaluator, metric, segment, value, low, high, n, opened_at, rule
+SELECT evaluator, metric, segment, value, low, high, n, opened_at, rule, opened_value, opened_n
 FROM assay.alerts
 WHERE deployment = :deployment AND status = 'open'
 ORDER BY opened_at
@@ -108,3 +109,11 @@ ORDER BY evaluator
 
 -- name: count_pending
 SELECT count(*) FROM assay.outbox WHERE status = 'pending'
+
+-- name: pending_messages
+-- What waits in the outbox, oldest first (`assay outbox`).
+SELECT id, deployment, kind, channel, payload ->> 'text' AS text, attempts, last_error, created_at
+FROM assay.outbox
+WHERE status = 'pending' AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
+ORDER BY seq
+LIMIT :limit

@@ -8,17 +8,22 @@ does nothing, and a row lock per message means two senders never post the same o
 
 import json
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel
 
 from tasks.alerts.rules import (
+    PIPELINE,
     Measurement,
+    PipelineCheck,
+    PipelineTransition,
     Transition,
     Verdict,
     open_alerts,
+    pipeline_transition,
+    rate_change,
     segment_sql,
     transition,
     verdicts,
@@ -27,8 +32,9 @@ from tasks.alerts.slack_messages import (
     EvaluatorLine,
     Example,
     SlackMessage,
-    describe,
     health_message,
+    open_breach_line,
+    pipeline_message,
     summary_message,
     transition_message,
 )
@@ -40,6 +46,8 @@ from tasks.store.runs import RunSummary
 from tasks.store.sql import query
 
 log = logging.getLogger("assay.notify")
+#: The batch failure a quiet window under `quality.expect_traffic` records (see the lifecycle).
+NO_TRAFFIC = "no logs in the window although quality.expect_traffic is set"
 
 
 class DeliveryReport(BaseModel):
@@ -82,33 +90,40 @@ def compose(
 ) -> list[SlackMessage]:
     """Evaluate the rules against this run, move the alert state, and write the messages."""
     alerts = job.alerts
-    messages: list[SlackMessage] = []
-    changes: list[Transition] = []
+    messages: list[SlackMessage] = [
+        pipeline_message(job.deployment, change, link)
+        for change in pipeline_changes(conn, job, summary, now)
+    ]
+    grouped: dict[tuple[str, str, str, str], list[Transition]] = {}
     for verdict in verdicts(conn, summary.run_id, alerts):
         change = transition(conn, job.deployment, summary.run_id, verdict, alerts.cooldown, now)
         if change is not None:
-            changes.append(change)
-    for change in changes:
-        confidence = change.verdict.rule.confidence or alerts.confidence
+            rule = change.verdict.rule
+            grouped.setdefault(
+                (change.kind, rule.evaluator, rule.metric, rule.by or ""), []
+            ).append(change)
+    for changes in grouped.values():
+        confidence = changes[0].verdict.rule.confidence or alerts.confidence
         examples: list[Example] = []
-        if change.kind != "recovery" and examples_for is not None:
-            examples = examples_for(conn, summary.run_id, change.verdict)
-        messages.append(transition_message(job.deployment, change, confidence, examples, link))
+        if changes[0].kind != "recovery" and examples_for is not None:
+            for change in changes:
+                examples += examples_for(conn, summary.run_id, change.verdict)
+        messages.append(transition_message(job.deployment, changes, confidence, examples, link))
     health = judge_health(summary, alerts.max_judge_error_rate)
     if health:
         messages.append(health_message(job.deployment, health, link))
     still_open = open_alerts(conn, job.deployment)
     breaches = [
-        describe(_measurement(row), alerts.confidence) + f" since {row.opened_at:%Y-%m-%d %H:%M}"
+        open_breach_line(_measurement(row), alerts.confidence, row.opened_at, row.opened_value)
         for row in still_open
     ]
-    breached = [Verdict(measurement=_measurement(row), rule=row.rule, state="breach")
-                for row in still_open]  # fmt: skip
     # "digest": the `digest` flow posts one summary a day instead of one per run.
     wants_summary = alerts.summary == "always" or (alerts.summary == "on_breach" and breaches)
     if wants_summary:
+        if summary.scored == 0 and breaches:  # nothing new: a count, not the same list again
+            breaches = [f"{len(breaches)} still open (no new scores in this run to change them)"]
         previous = {
-            row.evaluator: row.passed / row.ok if row.ok else None
+            row.evaluator: (row.passed, row.ok)
             for row in conn.execute(
                 sa.text(query("alerts", "previous_results")),
                 {"deployment": job.deployment, "run_id": summary.run_id},
@@ -119,24 +134,63 @@ def compose(
                 evaluator=r.evaluator,
                 ok=r.ok,
                 pass_rate=r.pass_rate,
-                previous=previous.get(r.evaluator),
+                change=rate_change(
+                    r.passed, r.ok, *previous.get(r.evaluator, (0, 0)), alerts.confidence
+                ),
                 errors=r.errors,
                 skipped=r.skipped,
                 cost_usd=r.cost_usd,
             )
             for r in summary.evaluators
         ]
-        examples = [
-            example
-            for verdict in breached
-            for example in (examples_for(conn, summary.run_id, verdict) if examples_for else [])
-        ]
+        examples = []
+        if examples_for and summary.scored:
+            breached = [
+                Verdict(measurement=_measurement(row), rule=row.rule, state="breach")
+                for row in still_open
+                if row.evaluator != PIPELINE
+            ]
+            examples = [e for v in breached for e in examples_for(conn, summary.run_id, v)]
         messages.append(
             summary_message(
-                job.deployment, summary.model_dump(), lines, breaches, health, link, examples
+                job.deployment, summary.model_dump(), lines, breaches, health, link, examples,
+                confidence=alerts.confidence,
             )
-        )
+        )  # fmt: skip
     return messages
+
+
+def pipeline_changes(
+    conn: sa.Connection,
+    job: EvalJob,
+    summary: RunSummary,
+    now: datetime,
+    broken: str | None = None,
+) -> list[PipelineTransition]:
+    """The pipeline's own alerts after a run: no traffic (under `quality.expect_traffic`) and
+    a broken data contract (`broken`: why the run stopped; or table-level expectation failures
+    of a completed run)."""
+    contract = summary.details.get("contract") or {}
+    failures = [f for f in contract.get("batch_failures") or [] if f != NO_TRAFFIC]
+    checks: list[tuple[PipelineCheck, bool, str]] = []
+    if broken is not None:
+        checks.append(("data_contract", True, broken))
+    else:
+        checks.append(("data_contract", bool(failures), "; ".join(failures) or "logs pass again"))
+        if job.quality.expect_traffic and summary.kind in ("scheduled", "manual"):
+            quiet = bool(summary.details.get("no_traffic"))
+            window = f"{summary.window_start:%Y-%m-%d %H:%M} → {summary.window_end:%H:%M} UTC"
+            detail = (f"no logs at all in {window}, although quality.expect_traffic is set"
+                      if quiet else f"{summary.pulled:,} logs in {window}")  # fmt: skip
+            checks.append(("traffic", quiet, detail))
+    changes = []
+    for check, failing, detail in checks:
+        change = pipeline_transition(
+            conn, job.deployment, summary.run_id, check, failing, detail, job.alerts.cooldown, now
+        )
+        if change is not None:
+            changes.append(change)
+    return changes
 
 
 def _measurement(row: Any) -> Measurement:
@@ -212,9 +266,11 @@ def _sender(settings: AssaySettings) -> Any:
         )
 
         def post(payload: dict[str, Any]) -> None:
-            if not payload.get("channel"):
+            # Queued before Slack was configured: the channel set since then applies.
+            channel = payload.get("channel") or settings.slack_channel
+            if not channel:
                 raise RuntimeError("no channel: set alerts.channel or ASSAY_SLACK_CHANNEL")
-            client.chat_postMessage(**payload)  # raises SlackApiError when ok is false
+            client.chat_postMessage(**{**payload, "channel": channel})  # raises when not ok
 
         return post
     assert settings.slack_webhook_url is not None
@@ -269,6 +325,28 @@ def deliver_pending(engine: sa.Engine, settings: AssaySettings, limit: int = 200
     return report
 
 
+class PendingMessage(BaseModel):
+    id: str
+    deployment: str
+    kind: str
+    channel: str | None
+    text: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+
+
+def pending_messages(
+    engine: sa.Engine, deployment: str | None = None, limit: int = 50
+) -> list[PendingMessage]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(query("alerts", "pending_messages")),
+            {"deployment": deployment, "limit": limit},
+        )
+        return [PendingMessage.model_validate(row._asdict()) for row in rows]
+
+
 def failing_examples(job: EvalJob) -> Any:
     """A function giving up to 3 failing logs of an evaluator in a run, with their text."""
 
@@ -315,8 +393,9 @@ def notify_on_finish(job: EvalJob, settings: AssaySettings, now: datetime, link:
     def hook(conn: sa.Connection, summary: RunSummary) -> None:
         messages = compose(conn, job, summary, now, link, failing_examples(job))
         summary.notifications = [{"kind": m.kind, "text": m.text} for m in messages]
-        if slack_configured(settings):
-            queue(conn, job.deployment, summary.run_id, slack_channel(job, settings), messages)
+        # Queued whether or not Slack is configured yet: `assay outbox` shows them, and they
+        # are sent, in order, once it is.
+        queue(conn, job.deployment, summary.run_id, slack_channel(job, settings), messages)
 
     return hook
 
@@ -324,14 +403,14 @@ def notify_on_finish(job: EvalJob, settings: AssaySettings, now: datetime, link:
 def notify_contract_broken(
     job: EvalJob, settings: AssaySettings, error: str, link: str | None
 ) -> Any:
-    """The `then` of a run stopped by the data contract: one loud message."""
-    from tasks.alerts.slack_messages import contract_message
+    """The `then` of a run stopped by the data contract: its alert opens (or, after the
+    cooldown, reminds); not one message per run."""
 
     def hook(conn: sa.Connection, summary: RunSummary) -> None:
-        message = contract_message(job.deployment, error, link)
-        summary.notifications = [{"kind": message.kind, "text": message.text}]
-        if slack_configured(settings):
-            queue(conn, job.deployment, summary.run_id, slack_channel(job, settings), [message])
+        changes = pipeline_changes(conn, job, summary, datetime.now(UTC), broken=error)
+        messages = [pipeline_message(job.deployment, change, link) for change in changes]
+        summary.notifications = [{"kind": m.kind, "text": m.text} for m in messages]
+        queue(conn, job.deployment, summary.run_id, slack_channel(job, settings), messages)
 
     return hook
 
@@ -349,15 +428,18 @@ def digest_message(
     params = {"deployment": job.deployment, "since": since, "until": now}
     before = {"deployment": job.deployment, "since": since - period, "until": since}
     previous = {
-        row.evaluator: row.passed / row.ok if row.ok else None
+        row.evaluator: (row.passed, row.ok)
         for row in conn.execute(sa.text(query("alerts", "digest_results")), before)
     }
+    confidence = job.alerts.confidence
     lines = [
         EvaluatorLine(
             evaluator=row.evaluator,
             ok=row.ok,
             pass_rate=row.passed / row.ok if row.ok else None,
-            previous=previous.get(row.evaluator),
+            change=rate_change(
+                row.passed, row.ok, *previous.get(row.evaluator, (0, 0)), confidence
+            ),
             errors=row.errors,
             skipped=row.skipped,
             cost_usd=row.cost_usd,
@@ -365,10 +447,11 @@ def digest_message(
         for row in conn.execute(sa.text(query("alerts", "digest_results")), params)
     ]
     breaches = [
-        describe(_measurement(row), job.alerts.confidence)
-        + f" since {row.opened_at:%Y-%m-%d %H:%M}"
+        open_breach_line(_measurement(row), confidence, row.opened_at, row.opened_value)
         for row in open_alerts(conn, job.deployment)
     ]
     run = {**runs._asdict(), "window_start": runs.window_start or since}
     title = f"Assay daily digest: {job.deployment} ({runs.runs} runs)"
-    return summary_message(job.deployment, run, lines, breaches, [], None, title=title)
+    return summary_message(
+        job.deployment, run, lines, breaches, [], None, title=title, confidence=confidence
+    )

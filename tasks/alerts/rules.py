@@ -183,37 +183,117 @@ def transition(
 ) -> Transition | None:
     """Open, remind, or resolve the alert this verdict speaks to; None when nobody is told."""
     m = verdict.measurement
-    key = {
-        "deployment": deployment,
-        "evaluator": m.evaluator,
-        "metric": m.metric,
-        "segment": m.segment,
-    }
+    step = advance(
+        conn,
+        {"deployment": deployment, "evaluator": m.evaluator, "metric": m.metric,
+         "segment": m.segment},
+        {"rule": json.dumps(verdict.rule.model_dump()), "value": m.value, "low": m.low,
+         "high": m.high, "n": m.n, "run_id": run_id},
+        breached=verdict.state == "breach",
+        healthy=verdict.state == "healthy",
+        cooldown=cooldown,
+        now=now,
+    )  # fmt: skip
+    if step is None:
+        return None
+    kind, open_for = step
+    return Transition(kind=kind, verdict=verdict, open_for=open_for)
+
+
+def advance(
+    conn: sa.Connection,
+    key: dict[str, str],
+    fields: dict[str, Any],
+    breached: bool,
+    healthy: bool,
+    cooldown: timedelta,
+    now: datetime,
+) -> tuple[Literal["breach", "reminder", "recovery"], timedelta | None] | None:
+    """The alert state machine, one step: open on a breach, remind after `cooldown` while it
+    lasts, resolve when healthy again. What to tell, or None."""
     current = conn.execute(sa.text(query("alerts", "get_alert")), key).one_or_none()
     is_open = current is not None and current.status == "open"
-    fields = {
-        **key,
-        "rule": json.dumps(verdict.rule.model_dump()),
-        "value": m.value,
-        "low": m.low,
-        "high": m.high,
-        "n": m.n,
-        "now": now,
-        "run_id": run_id,
-    }
-    if verdict.state == "breach" and not is_open:
-        conn.execute(sa.text(query("alerts", "open_alert")), fields)
-        return Transition(kind="breach", verdict=verdict)
-    if verdict.state == "breach" and current is not None:
-        conn.execute(sa.text(query("alerts", "update_alert")), fields)
+    values = {**key, **fields, "now": now}
+    if breached and not is_open:
+        conn.execute(sa.text(query("alerts", "open_alert")), values)
+        return "breach", None
+    if breached and current is not None:
+        conn.execute(sa.text(query("alerts", "update_alert")), values)
         if now - current.last_notified_at >= cooldown:
-            conn.execute(sa.text(query("alerts", "mark_notified")), fields)
-            return Transition(kind="reminder", verdict=verdict, open_for=now - current.opened_at)
+            conn.execute(sa.text(query("alerts", "mark_notified")), values)
+            return "reminder", now - current.opened_at
         return None
-    if verdict.state == "healthy" and is_open and current is not None:
-        conn.execute(sa.text(query("alerts", "resolve_alert")), fields)
-        return Transition(kind="recovery", verdict=verdict, open_for=now - current.opened_at)
+    if healthy and is_open and current is not None:
+        conn.execute(sa.text(query("alerts", "resolve_alert")), values)
+        return "recovery", now - current.opened_at
     return None
+
+
+#: Alerts about the log pipeline itself rather than an evaluator (same table and state machine).
+PIPELINE = "(pipeline)"
+PipelineCheck = Literal["traffic", "data_contract"]
+
+
+class PipelineTransition(BaseModel):
+    kind: Literal["breach", "reminder", "recovery"]
+    check: PipelineCheck
+    detail: str
+    open_for: timedelta | None = None
+
+
+def pipeline_transition(
+    conn: sa.Connection,
+    deployment: str,
+    run_id: str,
+    check: PipelineCheck,
+    failing: bool,
+    detail: str,
+    cooldown: timedelta,
+    now: datetime,
+) -> PipelineTransition | None:
+    """A dead log pipeline (no traffic) or a broken data contract, as an alert of its own:
+    opened, reminded after the cooldown, recovered when a run sees it healthy again."""
+    step = advance(
+        conn,
+        {"deployment": deployment, "evaluator": PIPELINE, "metric": check, "segment": ""},
+        {"rule": json.dumps({"check": check, "detail": detail}), "value": None, "low": None,
+         "high": None, "n": None, "run_id": run_id},
+        breached=failing,
+        healthy=not failing,
+        cooldown=cooldown,
+        now=now,
+    )  # fmt: skip
+    if step is None:
+        return None
+    return PipelineTransition(kind=step[0], check=check, detail=detail, open_for=step[1])
+
+
+def difference_interval(
+    now: tuple[float, float, float], before: tuple[float, float, float]
+) -> tuple[float, float]:
+    """Newcombe's hybrid score interval for p1 - p2 from each proportion's (value, low, high)
+    Wilson interval (Newcombe 1998, method 10): independent samples, no normal approximation
+    of the difference itself."""
+    p1, l1, u1 = now
+    p2, l2, u2 = before
+    diff = p1 - p2
+    return (
+        diff - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
+        diff + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2),
+    )
+
+
+def rate_change(
+    passed: int, ok: int, passed_before: int, ok_before: int, confidence: float
+) -> tuple[float, float, float] | None:
+    """(change, low, high) of a pass rate between two runs, or None without data."""
+    if not ok or not ok_before:
+        return None
+    p1, p2 = passed / ok, passed_before / ok_before
+    low, high = difference_interval(
+        (p1, *wilson(p1, ok, confidence)), (p2, *wilson(p2, ok_before, confidence))
+    )
+    return p1 - p2, low, high
 
 
 def open_alerts(conn: sa.Connection, deployment: str) -> list[Any]:

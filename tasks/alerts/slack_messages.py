@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from evaluators.heuristics.pii import mask_pii
-from tasks.alerts.rules import Measurement, Transition
+from tasks.alerts.rules import PIPELINE, Measurement, PipelineTransition, Transition
 from tasks.redact import redact
 
 MAX_BLOCKS = 50
@@ -104,15 +104,50 @@ def _duration(delta: timedelta | None) -> str:
     return f"{hours:.1f} h" if hours >= 1 else f"{delta.total_seconds() / 60:.0f} min"
 
 
-def describe(m: Measurement, confidence: float) -> str:
+def describe(m: Measurement, confidence: float, with_name: bool = True) -> str:
     where = f" [{clean(m.segment, 80)}]" if m.segment else ""
     interval = (
         f" ({confidence:.0%} CI {_value(m.metric, m.low)}–{_value(m.metric, m.high)})"
         if m.low is not None
         else ""
     )
-    name = clean(m.evaluator, 80)
-    return f"*{name}*{where} {m.metric} {_value(m.metric, m.value)}{interval}, n={m.n}"
+    name = f"*{clean(m.evaluator, 80)}*" if with_name else ""
+    return f"{name}{where} {m.metric} {_value(m.metric, m.value)}{interval}, n={m.n:,}".strip()
+
+
+def open_breach_line(
+    m: Measurement, confidence: float, opened_at: Any, opened_value: float | None
+) -> str:
+    """An open breach: its current value beside the value it opened with."""
+    since = f"{opened_at:%Y-%m-%d %H:%M}"
+    if m.evaluator == PIPELINE:
+        return f"*{PIPELINE_TITLES.get(m.metric, m.metric)}* since {since}"
+    was = (
+        f"; {_value(m.metric, opened_value)} when it opened {since}"
+        if opened_value is not None
+        else f"; open since {since}"
+    )
+    return describe(m, confidence) + was
+
+
+def distinct(examples: list[Example], limit: int = 3) -> list[Example]:
+    """Up to `limit` examples that are not near-duplicates of each other, compared as they
+    would be shown (masked): answers whose word sets overlap by 80% or more count as one."""
+    chosen: list[Example] = []
+    seen: list[set[str]] = []
+    for example in examples:
+        words = set(clean(example.response or example.prompt, 1000).lower().split())
+        if any(_overlap(words, other) >= 0.8 for other in seen):
+            continue
+        chosen.append(example)
+        seen.append(words)
+        if len(chosen) == limit:
+            break
+    return chosen
+
+
+def _overlap(a: set[str], b: set[str]) -> float:
+    return len(a & b) / len(a | b) if a | b else 1.0
 
 
 def _examples_blocks(examples: list[Example]) -> list[dict[str, Any]]:
@@ -129,34 +164,77 @@ def _examples_blocks(examples: list[Example]) -> list[dict[str, Any]]:
 
 def transition_message(
     deployment: str,
-    change: Transition,
+    changes: list[Transition],
     confidence: float,
     examples: list[Example],
     link: str | None,
 ) -> SlackMessage:
-    rule = change.verdict.rule
-    measured = describe(change.verdict.measurement, confidence)
+    """One message per evaluator, rule and kind: every breaching segment listed inside it."""
+    first = changes[0]
+    rule = first.verdict.rule
     threshold = f"alert when {rule.metric} {rule.op} {rule.value:g} ({rule.mode})"
     title, icon = {
         "breach": ("Quality breach", ":red_circle:"),
         "reminder": (
-            f"Still breaching after {_duration(change.open_for)}",
+            f"Still breaching after {_duration(first.open_for)}",
             ":large_orange_circle:",
         ),
-        "recovery": (f"Recovered after {_duration(change.open_for)}", ":large_green_circle:"),
-    }[change.kind]
+        "recovery": (f"Recovered after {_duration(first.open_for)}", ":large_green_circle:"),
+    }[first.kind]
+    name = clean(rule.evaluator, 80)
+    if len(changes) == 1 and not rule.by:
+        measured = [describe(first.verdict.measurement, confidence)]
+        body = f"{icon} {measured[0]}\n{threshold}"
+    else:
+        measured = [describe(c.verdict.measurement, confidence, with_name=False) for c in changes]
+        segments = "\n".join(f"• {line}" for line in measured)
+        what = "segment" if len(changes) == 1 else f"{len(changes)} segments"
+        body = f"{icon} *{name}* {rule.metric}, {what} by {rule.by}:\n{segments}\n{threshold}"
+    shown = distinct(examples) if first.kind != "recovery" else []
     blocks = [
-        _header(f"{title}: {deployment}"),
-        _section(f"{icon} {measured}\n{threshold}"),
-        *(_examples_blocks(examples) if change.kind != "recovery" else []),
+        _header(f"{title}: {deployment} · {rule.evaluator}"),
+        _section(body),
+        *_examples_blocks(shown),
     ]
     if link:
         blocks.append(_context(f"<{link}|Prefect flow run>"))
     text = _fallback(
-        [f"{title}: {deployment}: {measured.replace('*', '')}; {threshold}"]
-        + [f"- {clean(e.log_id, 80)}: {clean(e.reason, 120)}" for e in examples[:3]]
+        [f"{title}: {deployment}: {name} {rule.metric}; {threshold}"]
+        + [f"- {line.replace('*', '')}" for line in measured]
+        + [f"- example {clean(e.log_id, 80)}: {clean(e.reason, 120)}" for e in shown]
     )
-    return SlackMessage(kind=change.kind, text=text, blocks=fit(blocks))
+    return SlackMessage(kind=first.kind, text=text, blocks=fit(blocks))
+
+
+PIPELINE_TITLES = {"traffic": "No traffic", "data_contract": "Data contract broken"}
+
+
+def pipeline_message(deployment: str, change: PipelineTransition, link: str | None) -> SlackMessage:
+    """The log pipeline itself: no logs at all, or logs that break the contract."""
+    what = PIPELINE_TITLES[change.check]
+    title, icon = {
+        "breach": (what, ":no_entry:"),
+        "reminder": (f"{what}, still, after {_duration(change.open_for)}", ":no_entry:"),
+        "recovery": (f"Recovered after {_duration(change.open_for)}: {what.lower()}",
+                     ":large_green_circle:"),
+    }[change.kind]  # fmt: skip
+    detail = clean(change.detail, MAX_SECTION_CHARS - 200)
+    hint = {
+        "traffic": "Check that the app still writes logs and that the source query still "
+        "matches them (`assay doctor`).",
+        "data_contract": "`assay quarantine` lists the rejected logs and why; `--replay` "
+        "scores them once the source is fixed.",
+    }[change.check]
+    blocks = [
+        _header(f"{title}: {deployment}"),
+        _section(f"{icon} {detail}" + (f"\n{hint}" if change.kind != "recovery" else "")),
+    ]
+    if link:
+        blocks.append(_context(f"<{link}|Prefect flow run>"))
+    kind: MessageKind = "recovery" if change.kind == "recovery" else "contract"
+    return SlackMessage(
+        kind=kind, text=_fallback([f"{title}: {deployment}: {detail}"]), blocks=fit(blocks)
+    )
 
 
 def health_message(deployment: str, problems: list[str], link: str | None) -> SlackMessage:
@@ -179,28 +257,25 @@ def health_message(deployment: str, problems: list[str], link: str | None) -> Sl
     )
 
 
-def contract_message(deployment: str, error: str, link: str | None) -> SlackMessage:
-    blocks = [
-        _header(f"Data contract broken: {deployment}"),
-        _section(f":no_entry: {clean(error, MAX_SECTION_CHARS - 100)}"),
-    ]
-    if link:
-        blocks.append(_context(f"<{link}|Prefect flow run>"))
-    return SlackMessage(
-        kind="contract",
-        text=_fallback([f"Data contract broken for {deployment}: {clean(error, 1500)}"]),
-        blocks=fit(blocks),
-    )
-
-
 class EvaluatorLine(BaseModel):
     evaluator: str
     ok: int
     pass_rate: float | None
-    previous: float | None
+    #: The change against the previous run (or period) with its interval, when both have data.
+    change: tuple[float, float, float] | None = None
     errors: int
     skipped: int
     cost_usd: float
+
+
+def change_text(change: tuple[float, float, float] | None, confidence: float) -> str:
+    """A change is shown only with its interval, or marked as not significant."""
+    if change is None:
+        return ""
+    delta, low, high = (100 * v for v in change)
+    if low <= 0 <= high:
+        return f" ({delta:+.1f} pp, not significant)"
+    return f" ({delta:+.1f} pp, {confidence:.0%} CI {low:+.1f} to {high:+.1f})"
 
 
 def summary_message(
@@ -212,6 +287,7 @@ def summary_message(
     link: str | None,
     examples: list[Example] | None = None,
     title: str | None = None,
+    confidence: float = 0.95,
 ) -> SlackMessage:
     title = title or f"Assay run summary: {deployment}"
     window = f"{run['window_start']:%Y-%m-%d %H:%M} → {run['window_end']:%Y-%m-%d %H:%M} UTC"
@@ -222,9 +298,7 @@ def summary_message(
     spend = sum(line.cost_usd for line in lines)
     rows = []
     for line in lines:
-        delta = ""
-        if line.pass_rate is not None and line.previous is not None:
-            delta = f" ({(line.pass_rate - line.previous) * 100:+.1f} pp)"
+        delta = change_text(line.change, confidence)
         extra = "".join(
             [
                 f", {line.errors} errors" if line.errors else "",
@@ -232,7 +306,7 @@ def summary_message(
             ]
         )
         name = clean(line.evaluator, 80)
-        rows.append(f"• *{name}* pass {_pct(line.pass_rate)}{delta} · n={line.ok}{extra}")
+        rows.append(f"• *{name}* pass {_pct(line.pass_rate)}{delta} · n={line.ok:,}{extra}")
     blocks = [
         _header(title),
         _section(counts),
@@ -250,8 +324,8 @@ def summary_message(
     if open_breaches:
         blocks.append(_section("*Open breaches*\n" + "\n".join(f"• {b}" for b in open_breaches)))
     if examples:
-        blocks.append(_section("*Failing examples* (up to 3 per breached evaluator)"))
-        blocks += _examples_blocks(examples)
+        blocks.append(_section("*Failing examples* (up to 3, distinct)"))
+        blocks += _examples_blocks(distinct(examples))
     health = [clean(h, 500) for h in health]
     if health:
         blocks.append(_section("*Could not measure*\n" + "\n".join(f"• {h}" for h in health)))

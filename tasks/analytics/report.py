@@ -14,7 +14,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from tasks.alerts.rules import wilson
+from tasks.alerts.rules import difference_interval, wilson
 from tasks.store.sql import query
 
 Bucket = Literal["all", "hour", "day"]
@@ -250,19 +250,11 @@ def spend_rows(
 
 
 def change_interval(now: ScoreStats, before: ScoreStats) -> tuple[float, float] | None:
-    """Newcombe's hybrid score interval for a difference of two independent proportions,
-    built from each window's Wilson interval (Newcombe 1998, method 10)."""
-    p1, l1, u1 = now.pass_rate, now.pass_rate_low, now.pass_rate_high
-    p2, l2, u2 = before.pass_rate, before.pass_rate_low, before.pass_rate_high
-    if None in (p1, l1, u1, p2, l2, u2):
+    """The change's interval from both windows' Wilson intervals (see `difference_interval`)."""
+    bounds = [(s.pass_rate, s.pass_rate_low, s.pass_rate_high) for s in (now, before)]
+    if any(v is None for triple in bounds for v in triple):
         return None
-    assert p1 is not None and l1 is not None and u1 is not None
-    assert p2 is not None and l2 is not None and u2 is not None
-    diff = p1 - p2
-    return (
-        diff - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
-        diff + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2),
-    )
+    return difference_interval(*bounds)  # type: ignore[arg-type]
 
 
 def with_changes(current: list[ScoreStats], previous: list[ScoreStats]) -> list[ScoreStats]:

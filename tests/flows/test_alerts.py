@@ -75,7 +75,10 @@ async def test_a_real_drop_on_a_large_sample_notifies_once(
     await evaluate_recent(job(), until=until)
     assert kinds(fake_slack)[2:] == ["Assay run summary"]
     summary = fake_slack.posted[-1].payload
-    assert "Open breaches" in str(summary["blocks"]) and "(+0.0 pp)" in summary["text"]
+    assert (
+        "Open breaches" in str(summary["blocks"])
+        and "(+0.0 pp, not significant)" in summary["text"]
+    )
 
 
 async def test_the_same_drop_on_ten_samples_is_noise_unless_raw(
@@ -201,7 +204,7 @@ async def test_a_broken_data_contract_alerts(engine: sa.Engine, fake_slack: Fake
     with pytest.raises(DataContractBroken):
         await evaluate_recent(job(), until=START + timedelta(hours=1))
     [message] = fake_slack.posted
-    assert message.payload["text"].startswith("Data contract broken for bot")
+    assert message.payload["text"].startswith("Data contract broken: bot")
     assert "expect_column_values_to_not_be_null(prompt)" in message.payload["text"]
 
 

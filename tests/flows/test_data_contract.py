@@ -14,7 +14,7 @@ from flows.cli import app
 from flows.evaluate import evaluate_recent
 from flows.replay import replay_quarantine
 from tasks.config import EvalJob, parse_job
-from tasks.errors import DataContractBroken, SourceError
+from tasks.errors import ConfigError, DataContractBroken
 from tests.conftest import insert_logs, log
 from tests.fakes.llm import FakeLLM
 
@@ -143,7 +143,7 @@ async def test_a_missing_mapped_column_fails_the_run_naming_it(engine: sa.Engine
     add(engine, BAD_TABLE)
     job = catalogue_job()
     job.source.columns["customer_id"] = "tenant"
-    with pytest.raises(SourceError, match="tenant"):
+    with pytest.raises(ConfigError, match="customer_id -> tenant"):
         await evaluate_recent(job, until=UNTIL)
     with engine.connect() as conn:
         run = conn.execute(sa.text("SELECT status, error FROM assay.eval_runs")).one()
