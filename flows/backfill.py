@@ -80,6 +80,45 @@ def evaluator_names(job: EvalJob) -> list[str]:
     return [cfg.build().score_name for cfg in job.evaluators]
 
 
+#: The custom-run form, in order: what a person came to set first, the job object last.
+#: (Prefect titles parameters by their names and drops `Field` descriptions; these restore them.)
+FORM_FIELDS = {
+    "start": ("Start", "First log time to evaluate (ISO 8601; UTC if no zone)."),
+    "end": ("End", "Evaluate logs before this time (exclusive)."),
+    "evaluators": ("Evaluators", "Only these evaluators of the job; empty means all of them."),
+    "budget_usd": ("Budget (USD)", "Judge spend cap for the whole backfill, all chunks together."),
+    "chunk": ("Chunk", "Length of each child run's window, e.g. 1h or 1d (ISO: PT1H, P1D)."),
+    "max_parallel": ("Chunks at once", "How many chunks run at the same time, across workers."),
+    "job": ("Job config (rarely changed)", "The deployment's job file as deployed: change it "
+            "in deployments/jobs/ and run `assay deploy`, not here."),
+}  # fmt: skip
+
+
+def form_schema(schema: dict[str, Any], job: EvalJob) -> dict[str, Any]:
+    """The backfill deployment's parameter schema as the Prefect UI form should show it: the
+    range first, evaluators as a choice among the job's (a typo cannot be submitted), the job
+    object last, and `parent_run_id` (internal: set by a backfill for its chunks) hidden. The
+    schema does not forbid extra properties, so chunks still pass `parent_run_id`."""
+    properties = {
+        name: dict(schema.get("properties", {}).get(name, {}))
+        for name in FORM_FIELDS
+        if name in schema.get("properties", {})
+    }
+    for position, name in enumerate(properties):
+        title, description = FORM_FIELDS[name]
+        properties[name].update(position=position, title=title, description=description)
+    choices = sorted(
+        {name for cfg in job.evaluators for name in (cfg.name, cfg.build().score_name)}
+    )
+    if "evaluators" in properties:
+        properties["evaluators"]["anyOf"] = [
+            {"type": "array", "items": {"type": "string", "enum": choices}, "uniqueItems": True},
+            {"type": "null"},
+        ]
+    return {**schema, "properties": properties,
+            "required": [r for r in schema.get("required", []) if r in properties]}  # fmt: skip
+
+
 async def run_chunk(
     job: EvalJob, start: datetime, end: datetime, budget_key: str, parent_run_id: str | None
 ) -> RunSummary:
@@ -163,25 +202,44 @@ async def run_here(
 
 @flow(name="backfill", log_prints=False)
 async def backfill(
-    job: EvalJob,
-    start: datetime,
-    end: datetime,
+    job: Annotated[
+        EvalJob,
+        Field(
+            title="Job config (rarely changed)",
+            description="The deployment's job file, as deployed; change it in the job file.",
+        ),
+    ],
+    start: Annotated[
+        datetime, Field(title="Start", description="First log time to evaluate (UTC if no zone).")
+    ],
+    end: Annotated[
+        datetime, Field(title="End", description="Evaluate logs before this time (exclusive).")
+    ],
     evaluators: Annotated[
         list[str] | None,
-        Field(description="Evaluators to run (names from the job); empty means all of them."),
+        Field(
+            title="Evaluators",
+            description="Only these evaluators (from the job); empty means all of them.",
+        ),
     ] = None,
     budget_usd: Annotated[
         float | None,
-        Field(ge=0, description="Judge spend cap for the whole backfill (all chunks), USD."),
+        Field(
+            ge=0,
+            title="Budget (USD)",
+            description="Judge spend cap for the whole backfill, all chunks together.",
+        ),
     ] = None,
     chunk: Annotated[
-        Duration, Field(description="Length of each child run's window, e.g. 1h or 1d.")
+        Duration,
+        Field(title="Chunk", description="Length of each child run's window, e.g. 1h or 1d."),
     ] = timedelta(days=1),
     max_parallel: Annotated[
-        int, Field(ge=1, le=64, description="Chunks running at once (across workers).")
+        int,
+        Field(ge=1, le=64, title="Chunks at once", description="Across workers."),
     ] = 2,
     parent_run_id: Annotated[
-        str | None, Field(description="Set by a backfill for its chunks; leave empty.")
+        str | None, Field(description="Set by a backfill for its chunks (hidden in the form).")
     ] = None,
 ) -> RunSummary:
     """Evaluate logs in [start, end) with the job's evaluators (or `evaluators`), chunk by

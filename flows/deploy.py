@@ -187,7 +187,27 @@ def deploy_all(prefect_file: Path | None = None) -> list[str]:
         done = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise AssayError(f"prefect deploy failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return [d["name"] for d in deployments]
+    names = [d["name"] for d in deployments]
+    asyncio.run(
+        shape_backfill_forms([j for j in read_jobs() if f"{j.deployment}-backfill" in names])
+    )
+    return names
+
+
+async def shape_backfill_forms(jobs: list[EvalJob]) -> None:
+    """Reorder each backfill deployment's custom-run form (see `form_schema`)."""
+    from prefect import get_client
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    from flows.backfill import form_schema
+
+    async with get_client() as client:
+        for job in jobs:
+            found = await client.read_deployment_by_name(f"backfill/{job.deployment}-backfill")
+            schema = form_schema(found.parameter_openapi_schema or {}, job)
+            await client.update_deployment(
+                found.id, DeploymentUpdate(parameter_openapi_schema=schema)
+            )
 
 
 # -- drift between the files and the server ---------------------------------------------------

@@ -152,6 +152,18 @@ def past_logs(per_day: int) -> list[dict[str, object]]:
 
 
 async def start_backfill(client: PrefectClient, job: dict[str, Any]) -> UUID:
+    """Start a backfill of `job` as if it were the deployed job file: its evaluators are the
+    form's choices (what `assay deploy` sets), then the parent fans out chunks."""
+    from prefect.client.schemas.actions import DeploymentUpdate
+
+    from flows.backfill import form_schema
+    from tasks.config import parse_job
+
+    (deployment,) = await client.read_deployments(
+        deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["support-bot-backfill"]))
+    )
+    schema = form_schema(deployment.parameter_openapi_schema or {}, parse_job(job))
+    await client.update_deployment(deployment.id, DeploymentUpdate(parameter_openapi_schema=schema))
     run = await arun_deployment(
         "backfill/support-bot-backfill",
         parameters={

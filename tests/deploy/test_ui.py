@@ -23,14 +23,16 @@ DAY0 = (datetime.now(UTC) - timedelta(days=4)).replace(hour=0, minute=0, second=
 
 async def set_json(page: Any, parameter: str, value: object) -> None:
     """Switch one parameter of the form to JSON input and type the value."""
-    name = re.compile(rf"^{parameter}( \(Optional\))?$")  # case matters: job.evaluators differs
+    name = re.compile(
+        rf"^{parameter}( \(Optional\))?$"
+    )  # ours come first; the job object (last) has an Evaluators too
     prop = page.locator(
         ".schema-form-property",
         has=page.locator(".schema-form-property__label").get_by_text(name),
     )
-    await prop.last.locator(".schema-form-property-menu button").first.click()
+    await prop.first.locator(".schema-form-property-menu button").first.click()
     await page.get_by_text("Use JSON input").click()
-    await prop.last.locator("textarea.p-code-input__textarea").fill(json.dumps(value))
+    await prop.first.locator("textarea.p-code-input__textarea").fill(json.dumps(value))
 
 
 async def test_a_backfill_started_from_the_ui_form_completes(
@@ -60,9 +62,24 @@ async def test_a_backfill_started_from_the_ui_form_completes(
         await page.get_by_role("button", name="Run", exact=True).click()
         await page.get_by_text("Custom run").first.click()
         await page.wait_for_selector(".schema-form-property__label")
-        await set_json(page, "start", DAY0.isoformat())
-        await set_json(page, "end", (DAY0 + timedelta(days=2)).isoformat())
-        await set_json(page, "evaluators", ["toxicity"])
+        await page.wait_for_timeout(500)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(ARTIFACTS / "prefect-ui-backfill-form.png"))
+        labels = page.locator(".schema-form-property__label")
+        shown = [(await labels.nth(i).inner_text()).strip() for i in range(await labels.count())]
+        first_screen = [
+            text for i, text in enumerate(shown)
+            if (box := await labels.nth(i).bounding_box()) is not None and box["y"] < 1000
+        ]  # fmt: skip
+        assert any(t.startswith("Start") for t in first_screen), first_screen
+        assert any(t.startswith("End") for t in first_screen), first_screen
+        top = [t.removesuffix(" (Optional)") for t in shown[:6]]
+        assert top == ["Start", "End", "Evaluators", "Budget (USD)", "Chunk", "Chunks at once"]
+        assert not any("parent_run_id" in t for t in shown)  # internal, never in the form
+        assert await page.get_by_text("Length of each child run's window").count() >= 1
+        await set_json(page, "Start", DAY0.isoformat())
+        await set_json(page, "End", (DAY0 + timedelta(days=2)).isoformat())
+        await set_json(page, "Evaluators", ["toxicity"])
         submitted_at = datetime.now(UTC) - timedelta(seconds=1)
         await page.get_by_role("button", name="Submit").click()
         await page.wait_for_url("**/deployments/deployment/*?tab=Runs", timeout=30_000)
@@ -70,6 +87,9 @@ async def test_a_backfill_started_from_the_ui_form_completes(
             (deployment,) = [
                 d for d in await client.read_deployments() if d.name == "support-bot-backfill"
             ]
+            form = deployment.parameter_openapi_schema["properties"]["evaluators"]
+            choices = form["anyOf"][0]["items"]["enum"]
+            assert "toxicity" in choices and "rubric:empathy" in choices
             started = [
                 r
                 for r in await client.read_flow_runs()
