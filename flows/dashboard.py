@@ -2,15 +2,17 @@
 `assay report` (plotly.js is inlined, so the file opens with no network)."""
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, get_args
 
 import sqlalchemy as sa
 
 from tasks.analytics.report import Bucket, By, score_rows, spend_rows, usage_rows
+from tasks.store.sql import query
 
 TEMPLATE = Path(__file__).with_name("dashboard.html")
+JOBS_DIR = Path("deployments/jobs")
 SAFETY_EVALUATORS = ("pii", "secrets", "prompt_injection")
 
 
@@ -32,8 +34,10 @@ def dashboard_data(
             for row in score_rows(conn, deployment, since, until, dim, bucket="all"):
                 compare.append({"dim": dim, **row.model_dump(mode="json")})
         spend = spend_rows(conn, deployment, since, until)
+        drill = drill_down(conn, deployment, since, until)
     return {
-        "generated_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+        **drill,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "since": since.isoformat(),
         "until": until.isoformat(),
         "bucket": bucket,
@@ -46,10 +50,90 @@ def dashboard_data(
     }
 
 
+EXAMPLES_PER_EVALUATOR = 5
+TEXT_CHARS = 4000
+
+
+def drill_down(
+    conn: sa.Connection, deployment: str | None, since: datetime, until: datetime
+) -> dict[str, Any]:
+    """Open breaches, the latest failing logs per evaluator, and for each of those logs its
+    text (from the source, when its job file is here) and every score with its reason."""
+    alerts = [
+        {**row._asdict(), "opened_at": row.opened_at.isoformat()}
+        for row in conn.execute(
+            sa.text(query("analytics", "open_alerts_all")), {"deployment": deployment}
+        )
+    ]
+    failing = [
+        {**row._asdict(), "log_ts": row.log_ts.isoformat()}
+        for row in conn.execute(
+            sa.text(query("analytics", "failing_logs")),
+            {"deployment": deployment, "since": since, "until": until,
+             "per_evaluator": EXAMPLES_PER_EVALUATOR},
+        )
+    ]  # fmt: skip
+    logs: dict[str, dict[str, Any]] = {}
+    by_deployment: dict[str, set[str]] = {}
+    for row in failing:
+        by_deployment.setdefault(row["deployment"], set()).add(row["log_id"])
+    for name, ids in by_deployment.items():
+        texts = _log_texts(name, sorted(ids))
+        scores = conn.execute(
+            sa.text(query("analytics", "log_scores")), {"deployment": name, "log_ids": sorted(ids)}
+        ).all()
+        for log_id in ids:
+            logs[f"{name}/{log_id}"] = {
+                "deployment": name,
+                "log_id": log_id,
+                **texts.get(log_id, {"unavailable": True}),
+                "scores": [s._asdict() for s in scores if s.log_id == log_id],
+            }
+    return {"alerts": alerts, "failing": failing, "logs": logs}
+
+
+def _log_texts(deployment: str, log_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Prompt, context and response of these logs, read (READ ONLY) from the deployment's
+    source; masked like every other outward text. Empty when there is no job file here or the
+    source cannot be read (the scores still show)."""
+    from evaluators.heuristics.pii import mask_pii
+    from tasks.config import load_job
+    from tasks.pipeline import source_engine
+    from tasks.redact import redact
+    from tasks.warehouse.normalize import normalize_rows
+    from tasks.warehouse.source import rows_by_id
+
+    path = JOBS_DIR / f"{deployment}.yaml"
+    if not path.exists():
+        return {}
+    try:
+        job = load_job(path)
+        with source_engine(job.source).connect() as conn:
+            rows = rows_by_id(conn, job.source, log_ids)
+    except Exception:  # the drill-down is a courtesy; the charts do not depend on it
+        return {}
+
+    def shown(text: str | None) -> str:
+        return mask_pii(redact(text or ""))[:TEXT_CHARS]
+
+    records = normalize_rows(rows, job.source.format)[0]
+    return {
+        r.id: {"ts": r.ts.isoformat(), "prompt": shown(r.prompt), "response": shown(r.response),
+               "context": [shown(c) for c in r.context[:8]], "model": r.model}
+        for r in records
+    }  # fmt: skip
+
+
 def render_dashboard(data: dict[str, Any]) -> str:
     from plotly.offline import get_plotlyjs
 
-    payload = json.dumps(data, default=str).replace("</", "<\\/")
+    # Log text is data: every character that could end or reopen a script element is escaped.
+    payload = (
+        json.dumps(data, default=str)
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+    )
     page = TEMPLATE.read_text()
     return page.replace("/*PLOTLY_JS*/", get_plotlyjs()).replace("/*DASHBOARD_DATA*/", payload)
 

@@ -114,3 +114,28 @@ ORDER BY deployment, day
 SELECT 'deployment' AS kind, deployment AS name FROM assay.eval_runs GROUP BY deployment
 UNION ALL
 SELECT 'evaluator', evaluator FROM assay.score_rollups GROUP BY evaluator
+
+-- name: failing_logs
+-- The latest failing logs per deployment and evaluator in a range (dashboard drill-down).
+SELECT deployment, evaluator, log_id, log_ts, score, reason
+FROM (
+    SELECT s.*, row_number() OVER (PARTITION BY deployment, evaluator ORDER BY log_ts DESC) AS rn
+    FROM assay.scores s
+    WHERE status = 'ok' AND NOT passed AND log_ts >= :since AND log_ts < :until
+      AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
+) latest
+WHERE rn <= :per_evaluator
+ORDER BY deployment, evaluator, log_ts DESC
+
+-- name: log_scores
+-- Every score of some logs of one deployment (the log detail section).
+SELECT log_id, evaluator, evaluator_version, status, score, passed, label, reason, judge_model
+FROM assay.scores
+WHERE deployment = :deployment AND log_id = ANY(:log_ids)
+ORDER BY log_id, evaluator
+
+-- name: open_alerts_all
+SELECT deployment, evaluator, metric, segment, value, low, high, n, opened_at, opened_value, rule
+FROM assay.alerts
+WHERE status = 'open' AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
+ORDER BY deployment, opened_at

@@ -36,7 +36,7 @@ def midweek_morning() -> datetime:
 
 BASE = midweek_morning()
 UNTIL = BASE + timedelta(hours=3)
-ARTIFACTS = Path(os.environ.get("ASSAY_TEST_ARTIFACTS", "test-artifacts"))
+ARTIFACTS = Path(os.environ.get("ASSAY_TEST_ARTIFACTS", "test-artifacts")).resolve()
 
 
 def grade_by_content(_n: int, body: dict[str, Any]) -> Reply:
@@ -241,6 +241,7 @@ async def test_report_json_and_csv_have_stable_fields(scored: sa.Engine) -> None
         "skipped", "judged", "failed", "population", "pass_rate", "pass_rate_low",
         "pass_rate_high", "mean", "mean_low", "mean_high", "p5", "p25", "p50", "p75", "p95",
         "error_rate", "cost_usd", "unknown_cost", "previous_pass_rate", "pass_rate_change",
+        "pass_rate_change_low", "pass_rate_change_high",
     ]  # fmt: skip
     assert {r["segment"] for r in data["evaluators"]} == {"billing", "shipping"}
     csv_out = runner.invoke(
@@ -256,14 +257,32 @@ async def test_report_json_and_csv_have_stable_fields(scored: sa.Engine) -> None
     assert table_out.exit_code == 0, table_out.output
     assert "faithfulness" in table_out.output and "gpt-a" in table_out.output
     bad = runner.invoke(app, ["report", "--by", "colour"])
-    assert bad.exit_code == 2 and "--by must be one of" in bad.output
+    assert bad.exit_code == 2 and "is not one of" in bad.output
+
+
+XSS = 'I cannot help with that. <script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 
 
 async def test_dashboard_renders_offline_in_headless_chromium(
-    scored: sa.Engine, tmp_path: Path
+    scored: sa.Engine, fake_llm: FakeLLM, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The default view: one deployment, one small chart per evaluator (each plot at least
+    250 px tall, no two series sharing a colour), and a drill-down from an alert and from a
+    failing example to the log, whose hostile text stays text."""
     from playwright.async_api import async_playwright
 
+    job = analytics_job(fake_llm)
+    alerting = job.model_copy(update={"alerts": job.alerts.model_copy(update={
+        "min_samples": 1,
+        "rules": [parse_job({"deployment": "x", "alerts": {"rules": [
+            {"evaluator": "refusal", "metric": "pass_rate", "op": "<", "value": 0.99,
+             "mode": "raw"}]}}).alerts.rules[0]],
+    })})  # fmt: skip
+    insert_logs(scored, [log("xss-1", UNTIL + timedelta(minutes=1), response=XSS, topic="billing")])
+    await evaluate_recent(alerting, until=UNTIL + timedelta(minutes=10))
+    monkeypatch.chdir(tmp_path)  # the drill-down reads log text through the job file
+    (tmp_path / "deployments/jobs").mkdir(parents=True)
+    (tmp_path / "deployments/jobs/rag-app.yaml").write_text(job.model_dump_json())
     out = tmp_path / "dashboard.html"
     result = CliRunner().invoke(
         app, ["dashboard", "--out", str(out), "--since", (BASE - timedelta(hours=1)).isoformat()]
@@ -271,13 +290,14 @@ async def test_dashboard_renders_offline_in_headless_chromium(
     assert result.exit_code == 0, result.output
     html = out.read_text()
     assert "<script src=" not in html  # nothing to fetch: plotly.js is inlined
+    assert "<script>window.__pwned" not in html  # the log's markup is data, escaped in JSON
     errors: list[str] = []
     outside: list[str] = []
     async with async_playwright() as p:
         browser = await p.chromium.launch(
             executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
         )
-        page = await browser.new_page(viewport={"width": 1400, "height": 1300})
+        page = await browser.new_page(viewport={"width": 1400, "height": 1000})
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda e: errors.append(str(e)))
 
@@ -287,21 +307,44 @@ async def test_dashboard_renders_offline_in_headless_chromium(
 
         await page.route("http*://**", no_network)
         await page.goto(out.as_uri())
-        for chart in ("pass-rate", "distribution", "segments", "usage", "spend", "safety"):
+        for chart in ("requests", "cost", "latency", "safety", "spend", "segments"):
             await page.wait_for_selector(f"#chart-{chart} .main-svg", timeout=15_000)
-        drawn = await page.eval_on_selector_all(
-            "#chart-pass-rate .scatterlayer .trace", "t => t.length"
-        )
-        await page.select_option("#f-evaluator", "faithfulness")
-        await page.select_option("#f-dim", "topic")
-        bars = await page.eval_on_selector_all("#chart-segments .bars .point", "b => b.length")
+        await page.wait_for_selector("#chart-quality-0 .main-svg", timeout=15_000)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        await page.screenshot(path=str(ARTIFACTS / "dashboard.png"))  # the first screen
+        charts = await page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+            .map(gd => ({id: gd.id, title: (gd.layout.title || {}).text, height: gd._fullLayout._size.h,
+                         colors: gd._fullData.filter(t => t.visible === true && t.showlegend !== false
+                                                      && (!t.fill || t.fill === 'none'))
+                           .flatMap(t => Array.isArray(t.marker && t.marker.color) ? t.marker.color
+                                         : [(t.line && t.line.color) || (t.marker && t.marker.color)]),
+                         xtitle: ((gd._fullLayout.xaxis || {}).title || {}).text,
+                         ytitle: ((gd._fullLayout.yaxis || {}).title || {}).text}))""")
+        subtitle = await page.inner_text("#subtitle")
+        await page.click("#alerts a")
+        await page.wait_for_selector("#log-detail h3")
+        alert_log = await page.inner_text("#log-detail")
+        await page.goto(out.as_uri())
+        await page.wait_for_selector("#failing a")
+        await page.get_by_role("link", name="xss-1").last.click()
+        await page.wait_for_selector("#log-detail h3")
+        detail = await page.inner_text("#log-detail")
+        pwned = await page.evaluate("() => window.__pwned === undefined")
+        await page.screenshot(path=str(ARTIFACTS / "dashboard-log-detail.png"), full_page=True)
         await browser.close()
     assert not errors, errors
     assert not outside, outside
-    assert drawn >= 3  # pass-rate lines for the three evaluators (plus their CI bands)
-    assert bars == 2  # billing vs shipping for faithfulness
+    quality = [c for c in charts if c["id"].startswith("chart-quality-")]
+    assert sorted(c["title"] for c in quality) == ["faithfulness", "pii", "refusal"]
+    for chart in charts:
+        assert chart["height"] >= 250, chart
+        assert len(chart["colors"]) == len(set(chart["colors"])), chart
+        assert chart["xtitle"] and chart["ytitle"], chart  # every axis says what it measures
+    assert "daily buckets" in subtitle or "hourly buckets" in subtitle
+    assert "<script>window.__pwned = 1</script>" in detail  # shown as text ...
+    assert pwned  # ... and never run
+    assert "Every score of this log" in detail and "refusal" in detail
+    assert "Every score of this log" in alert_log
 
 
 async def test_day_over_day_change_and_repeat_queries(engine: sa.Engine) -> None:
