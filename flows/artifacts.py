@@ -21,7 +21,7 @@ def evaluator_table(stats: list[ScoreStats]) -> list[dict[str, Any]]:
     return [
         {
             "evaluator": s.evaluator,
-            "n": s.n,
+            "n (judged)": s.ok,
             "pass_rate": pct(s.pass_rate),
             "pass_rate_ci": f"{pct(s.pass_rate_low)} to {pct(s.pass_rate_high)}",
             "mean": num(s.mean),
@@ -42,7 +42,7 @@ def summary_markdown(summary: RunSummary, stats: list[ScoreStats], breaches: lis
     lines = [
         f"# {summary.deployment}: {summary.kind} run {summary.status}",
         "",
-        f"- **Window:** {summary.window_start} to {summary.window_end}",
+        f"- **Window:** {_second(summary.window_start)} to {_second(summary.window_end)} UTC",
         f"- **Logs:** {summary.pulled:,} pulled, {summary.quarantined:,} quarantined, "
         f"{summary.scored:,} scores written ({summary.errors:,} errors, "
         f"{summary.skipped:,} skipped)",
@@ -76,21 +76,27 @@ def summary_markdown(summary: RunSummary, stats: list[ScoreStats], breaches: lis
     lines += [
         f"- `{s.evaluator}`: pass rate {pct(s.pass_rate)} "
         f"({pct(s.pass_rate_low)} to {pct(s.pass_rate_high)}), mean {num(s.mean)}, "
-        f"n={s.n:,}"
+        f"n={s.ok:,} judged ({s.skipped:,} skipped, {s.errors:,} errors)"
         for s in stats
     ] or ["- no scores"]
     lines += ["", "## Open breaches", ""]
     lines += [
         f"- `{b.evaluator}` {b.metric}{' ' + b.segment if b.segment else ''}: "
-        f"{num(b.value)} since {b.opened_at:%Y-%m-%d %H:%M} UTC"
+        f"{num(b.value)} (opened at {num(b.opened_value)}) since {_second(b.opened_at)} UTC"
         for b in breaches
     ] or ["- none"]
     return "\n".join(lines)
 
 
+def _second(moment: Any) -> str:
+    return "-" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}"
+
+
 async def publish_run_artifacts(
     engine: sa.Engine, summary: RunSummary, evaluators: list[str] | None = None
 ) -> None:
+    """This run's evaluators only (other runs' scores in the same hours are not this run's)."""
+    evaluators = evaluators or [e.evaluator for e in summary.evaluators] or None
     start = summary.window_start or summary.window_end
     with engine.connect() as conn:
         stats = score_rows(

@@ -279,8 +279,10 @@ async def backfill(
             sum_children(engine, run_id)
             fail_run(engine, run_id, exc, {"chunks": len(windows)})
             raise
-        sum_children(engine, run_id)
+        unscored = sum_children(engine, run_id)
         details: dict[str, Any] = {"chunks": len(windows), "evaluators": names}
+        if unscored:  # the whole backfill's remainder, per evaluator (chunks hold the strata)
+            details["sampling"] = {"unscored": {e: {"all": n} for e, n in unscored.items()}}
         if narrowed.budget.capped:
             details["spend"] = (
                 Ledger(engine, job.deployment, run_id, narrowed.budget).report().model_dump()

@@ -397,15 +397,19 @@ def report_renderable(report: Any, width: int = WIDE) -> Group:
         ))  # fmt: skip
     quality = fitted(None, headers, rows, width, secondary=headers[5:], keys=2,
                      text=("segment",))  # fmt: skip
-    usage_columns = ["segment", "requests", "tokens/query", "cost", "error rate", "refusals"]
+    usage_columns = ["segment", "requests", "quarantined", "tokens/query", "cost", "error rate",
+                     "refusals"]  # fmt: skip
     usage_columns += ["latency p50/p95 ms", "repeats", "feedback +"] if wide else []
     usage = columns(compact("usage (every admitted log)"), *usage_columns)
     for u in report.usage:
         cells: dict[str, str] = {
             "segment": u.segment if report.deployment else f"{u.deployment}/{u.segment}",
             "requests": f"{u.requests:,}",
+            "quarantined": f"{u.quarantined:,} ({pct(u.quarantined_share)})"
+            if u.quarantined
+            else "0",
             "tokens/query": num(u.tokens_per_query, 0),
-            "cost": money(u.cost_usd),
+            "cost": "–" if u.cost_usd is None else money(u.cost_usd),
             "latency p50/p95 ms": "/".join(num(v, 0) for v in (u.latency_p50_ms, u.latency_p95_ms)),
             "error rate": pct(u.error_rate),
             "refusals": pct(u.refusal_rate),

@@ -483,6 +483,12 @@ class QualityConfig(BaseModel):
     expect_traffic: bool = Field(
         default=False, description="Report a run that finds no logs at all as a batch failure."
     )
+    empty_response: Literal["quarantine", "evaluate"] = Field(
+        default="quarantine",
+        description="A successful call with an empty (or missing) response: quarantine it as "
+        "a logging error, or evaluate it as the real, failing output it may be (quarantining "
+        "real empty answers flatters the quality of the model that gives them).",
+    )
     expectations: list[ExpectationSpec] = Field(
         default_factory=list, description="Extra GX expectations for this deployment."
     )

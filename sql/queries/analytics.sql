@@ -139,3 +139,14 @@ SELECT deployment, evaluator, metric, segment, value, low, high, n, opened_at, o
 FROM assay.alerts
 WHERE status = 'open' AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
 ORDER BY deployment, opened_at
+
+-- name: quarantine_by_segment
+-- Quarantined logs per segment value (the mapped field in the stored row), to set beside
+-- quality: a segment that loses more logs to the contract is measured on a biased remainder.
+SELECT deployment,
+       CASE WHEN :dim = 'all' THEN 'all' ELSE coalesce(raw ->> :dim, '(none)') END AS value,
+       count(*)::bigint AS quarantined
+FROM assay.quarantine
+WHERE log_ts >= :since AND log_ts < :until
+  AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
+GROUP BY 1, 2

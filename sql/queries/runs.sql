@@ -109,3 +109,13 @@ UPDATE assay.eval_runs
 SET status = 'failed', finished_at = now(),
     error = 'stopped: the process was told to stop (SIGTERM or SIGINT) and ended the run'
 WHERE deployment = :deployment AND status = 'running' AND kind <> 'backfill'
+
+-- name: children_unscored
+-- What a backfill's chunks left unscored (budget), per evaluator: the parent reports the sum.
+SELECT e.key AS evaluator, sum(s.value::bigint)::bigint AS unscored
+FROM assay.eval_runs r,
+     jsonb_each(coalesce(r.details -> 'sampling' -> 'unscored', '{}'::jsonb)) AS e,
+     jsonb_each_text(e.value) AS s
+WHERE r.parent_run_id = :run_id
+GROUP BY e.key
+ORDER BY e.key

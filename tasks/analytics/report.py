@@ -82,7 +82,7 @@ class UsageStats(BaseModel):
     input_tokens: int
     output_tokens: int
     tokens_per_query: float | None
-    cost_usd: float
+    cost_usd: float | None
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     latency_p99_ms: float | None
@@ -96,6 +96,10 @@ class UsageStats(BaseModel):
     feedback_positive_rate: float | None
     feedback_positive_rate_low: float | None
     feedback_positive_rate_high: float | None
+    #: Logs of this segment the data contract quarantined, and their share of all its logs:
+    #: quality figures cover only the admitted ones.
+    quarantined: int = 0
+    quarantined_share: float | None = None
 
 
 class SpendDay(BaseModel):
@@ -115,6 +119,7 @@ class Report(BaseModel):
     evaluators: list[ScoreStats]
     usage: list[UsageStats]
     spend: list[SpendDay]
+    warnings: list[str] = []
 
     @property
     def eval_cost_usd(self) -> float:
@@ -179,7 +184,7 @@ def usage_stats(row: Any, confidence: float) -> UsageStats:
         tokens_per_query=(row.input_tokens + row.output_tokens) / row.token_requests
         if row.token_requests
         else None,
-        cost_usd=row.cost_usd,
+        cost_usd=row.cost_usd if row.cost_requests else None,  # no cost column: unknown, not $0
         error_rate=error[0],
         error_rate_low=error[1],
         error_rate_high=error[2],
@@ -276,6 +281,63 @@ def with_changes(current: list[ScoreStats], previous: list[ScoreStats]) -> list[
     return changed
 
 
+def with_quarantine(
+    conn: sa.Connection,
+    usage: list[UsageStats],
+    deployment: str | None,
+    since: datetime,
+    until: datetime,
+    by: By,
+) -> list[UsageStats]:
+    counts = {
+        (row.deployment, row.value): row.quarantined
+        for row in conn.execute(
+            sa.text(query("analytics", "quarantine_by_segment")),
+            {"deployment": deployment, "since": since, "until": until, "dim": by},
+        )
+    }
+    out = []
+    for u in usage:
+        lost = counts.get((u.deployment, u.segment), 0)
+        total = u.requests + lost
+        share = lost / total if total else None
+        out.append(u.model_copy(update={"quarantined": lost, "quarantined_share": share}))
+    return out
+
+
+#: Segments whose quarantine shares differ by at least this much (and beyond their 95% Wilson
+#: intervals) are flagged: quality is measured on what the contract let through.
+BIAS_GAP = 0.02
+
+
+def quarantine_bias(usage: list[UsageStats], by: By) -> list[str]:
+    """Warn when segments lose clearly different shares of their logs to the quarantine."""
+    if by == "all":
+        return []
+    warnings = []
+    per_deployment: dict[str, list[UsageStats]] = {}
+    for u in usage:
+        if u.quarantined_share is not None:
+            per_deployment.setdefault(u.deployment, []).append(u)
+    for name, rows in per_deployment.items():
+        if len(rows) < 2:
+            continue
+        low = min(rows, key=lambda u: u.quarantined_share or 0.0)
+        high = max(rows, key=lambda u: u.quarantined_share or 0.0)
+        assert low.quarantined_share is not None and high.quarantined_share is not None
+        high_low = wilson(high.quarantined_share, high.requests + high.quarantined, 0.95)[0]
+        low_high = wilson(low.quarantined_share, low.requests + low.quarantined, 0.95)[1]
+        if high.quarantined_share - low.quarantined_share >= BIAS_GAP and high_low > low_high:
+            warnings.append(
+                f"{name}: the data contract quarantined {high.quarantined_share:.1%} of "
+                f"{by}={high.segment}'s logs but {low.quarantined_share:.1%} of "
+                f"{by}={low.segment}'s; quality covers admitted logs only, so comparing these "
+                "segments may be biased (see `assay quarantine`; `quality.empty_response: "
+                "evaluate` scores empty answers as failures instead)"
+            )
+    return warnings
+
+
 def build_report(
     engine: sa.Engine,
     deployment: str | None,
@@ -293,6 +355,7 @@ def build_report(
             conn, deployment, since - length, since, by, evaluators, "all", confidence
         )
         usage = usage_rows(conn, deployment, since, until, by, "all", confidence)
+        usage = with_quarantine(conn, usage, deployment, since, until, by)
         spend_days = spend_rows(conn, deployment, since, until)
     return Report(
         deployment=deployment,
@@ -303,4 +366,5 @@ def build_report(
         evaluators=with_changes(current, previous),
         usage=usage,
         spend=spend_days,
+        warnings=quarantine_bias(usage, by),
     )

@@ -167,19 +167,27 @@ def default_expectations(quality: QualityConfig, fmt: str, now: datetime) -> lis
             **text_bounds,
             description="prompt within the size limit (characters)",
         ),
-        E.ExpectColumnValuesToNotBeNull(
-            column="response", **not_error, description="a successful call has a response"
+        *(
+            [
+                E.ExpectColumnValuesToNotBeNull(
+                    column="response", **not_error, description="a successful call has a response"
+                )
+            ]
+            if quality.empty_response == "quarantine"
+            else []
         ),
         E.ExpectColumnValuesToBeInSet(
             column="response", value_set=["str"], description="response is text (UTF-8)"
         ),
         E.ExpectColumnValuesToBeBetween(
             column="response" + LENGTH_SUFFIX,
-            min_value=1,
+            min_value=1 if quality.empty_response == "quarantine" else None,
             **text_bounds,
             **not_error,
             description="a successful call's response is non-empty and within the size limit "
-            "(characters)",
+            "(characters)"
+            if quality.empty_response == "quarantine"
+            else "a response within the size limit (characters)",
         ),
         E.ExpectColumnValuesToBeInSet(
             column="status", value_set=["ok", "error"], description="status is ok or error"

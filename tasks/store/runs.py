@@ -281,6 +281,10 @@ def run_alive(engine: sa.Engine, run_id: str) -> Iterator[HeldLock]:
             conn.commit()
 
 
-def sum_children(engine: sa.Engine, run_id: str) -> None:
+def sum_children(engine: sa.Engine, run_id: str) -> dict[str, int]:
+    """Add a backfill's chunk counters up into its parent; returns what the chunks left
+    unscored per evaluator (for the parent's summary)."""
     with engine.begin() as conn:
         conn.execute(sa.text(query("runs", "sum_children")), {"run_id": run_id})
+        rows = conn.execute(sa.text(query("runs", "children_unscored")), {"run_id": run_id})
+        return {row.evaluator: row.unscored for row in rows if row.unscored}

@@ -144,6 +144,21 @@ async def test_one_budget_covers_every_chunk(engine: sa.Engine, fake_llm: FakeLL
     assert 0 < spent.spent_usd <= 0.002
     assert cost == pytest.approx(spent.spent_usd)
     assert spent.calls < 90  # the cap stopped the backfill before all 90 logs
+    # The parent says what the budget left, not only its chunks' records.
+    left = summary.details["sampling"]["unscored"]["faithfulness"]["all"]
+    with engine.connect() as conn:
+        chunk_left = conn.execute(sa.text(
+            "SELECT sum((details -> 'sampling' -> 'unscored' -> 'faithfulness' ->> s.key)::int)"
+            " FROM assay.eval_runs, jsonb_each(details -> 'sampling' -> 'unscored' -> "
+            "'faithfulness') s WHERE parent_run_id = :r"), {"r": summary.run_id}).scalar_one()  # fmt: skip
+    assert left == chunk_left > 0
+    from rich.console import Console
+
+    from flows.render import summary_renderable
+
+    console = Console(record=True, width=80)
+    console.print(summary_renderable(summary, 80))
+    assert f"unscored (budget): faithfulness {left:,}" in " ".join(console.export_text().split())
 
 
 async def test_backfill_rejects_unknown_evaluators_and_empty_ranges(
@@ -164,6 +179,6 @@ def test_the_cli_refuses_a_bad_backfill_with_exit_code_2(engine: sa.Engine) -> N
     runner = CliRunner()
     args = ["backfill", "support-bot", "--start", DAY0.isoformat(), "--end", END.isoformat()]
     unknown = runner.invoke(app, [*args, "--evaluator", "no-such-judge"])
-    assert unknown.exit_code == 2 and "not in support-bot's job" in unknown.output
+    assert unknown.exit_code == 2 and "has no evaluator 'no-such-judge'" in unknown.output
     bad_chunk = runner.invoke(app, [*args, "--chunk", "soon"])
     assert bad_chunk.exit_code == 2 and "is not a duration" in bad_chunk.output
