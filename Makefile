@@ -45,6 +45,7 @@ bench: $(STAMP) prefect-home
 	$(PY) bench/sampling.py
 	$(PY) bench/report.py
 	$(PY) bench/backfill.py
+	$(PY) bench/cli.py
 
 clean:
 	rm -rf $(VENV) .assay .pytest_cache .mypy_cache .ruff_cache

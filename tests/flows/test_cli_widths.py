@@ -88,6 +88,11 @@ def test_report_estimate_and_quarantine_fit_the_terminal(
     assert "broken-0…" in listed.stdout and "not_be_null(prompt)" in listed.stdout
     full = json.loads(assay("quarantine", "widths", "--format", "json", db_url=assay_env).stdout)
     assert full[0]["log_id"] == "broken-0001"
+    digest = assay("digest", "widths", "--config", str(scored), db_url=assay_env, columns=width)
+    assert digest.returncode == 0 and "Assay daily digest: widths" in digest.stdout
+    # Commands that run no flow start no Prefect server (it costs seconds and prints logs).
+    for done in (report, estimate, listed, digest):
+        assert "temporary server" not in done.stderr, done.stderr
 
 
 def test_money_is_formatted_to_fit() -> None:
