@@ -21,7 +21,7 @@ def evaluator_table(stats: list[ScoreStats]) -> list[dict[str, Any]]:
     return [
         {
             "evaluator": s.evaluator,
-            "n (judged)": s.ok,
+            "n": s.ok,  # judged (ok) scores; skipped and errors are their own columns
             "pass_rate": pct(s.pass_rate),
             "pass_rate_ci": f"{pct(s.pass_rate_low)} to {pct(s.pass_rate_high)}",
             "mean": num(s.mean),

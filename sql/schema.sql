@@ -8,6 +8,8 @@
 -- column assay.alerts.metric text NOT NULL
 -- column assay.alerts.n integer
 -- column assay.alerts.opened_at timestamp with time zone NOT NULL
+-- column assay.alerts.opened_n integer
+-- column assay.alerts.opened_value double precision
 -- column assay.alerts.resolved_at timestamp with time zone
 -- column assay.alerts.rule jsonb NOT NULL
 -- column assay.alerts.run_id uuid

@@ -28,9 +28,8 @@ def evaluators(
     output: FormatOption = OutputFormat.table,
 ) -> None:
     """List registered evaluators with their versions and whether they cost money."""
-    from rich.table import Table
-
     from evaluators.registry import all_evaluators
+    from flows.render import columns, compact, keep_whole
 
     rows = [
         {
@@ -44,12 +43,11 @@ def evaluators(
     if output is OutputFormat.json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(title="evaluators")
-    for column in ("name", "version", "cost", "description"):
-        table.add_column(column)
+    table = columns(compact("evaluators"), "name", "version", "cost", "description",
+                    text=("description",))  # fmt: skip
     for row in rows:
         table.add_row(*row.values())
-    console.print(table)
+    console.print(keep_whole(table))
 
 
 class ReportFormat(StrEnum):

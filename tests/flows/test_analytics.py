@@ -233,7 +233,7 @@ async def test_report_json_and_csv_have_stable_fields(scored: sa.Engine) -> None
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert set(data) == {
-        "deployment", "since", "until", "by", "confidence", "evaluators", "usage", "spend",
+        "deployment", "since", "until", "by", "confidence", "evaluators", "usage", "spend", "warnings",
     }  # fmt: skip
     row = next(r for r in data["evaluators"] if r["evaluator"] == "faithfulness")
     assert list(row) == [

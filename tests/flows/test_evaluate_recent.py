@@ -145,10 +145,10 @@ async def test_a_second_concurrent_run_of_the_same_deployment_is_refused(engine:
 
 
 async def test_a_source_error_fails_the_run_and_records_why(engine: sa.Engine) -> None:
-    from tasks.errors import SourceError
+    from tasks.errors import ConfigError
 
     broken = job(table="assay.no_such_table")
-    with pytest.raises(SourceError, match="no_such_table"):
+    with pytest.raises(ConfigError, match="no_such_table"):
         await evaluate_recent(broken, until=BASE)
     with engine.connect() as conn:
         run = conn.execute(sa.text("SELECT status, error FROM assay.eval_runs")).one()
