@@ -301,8 +301,8 @@ def summary_message(
         delta = change_text(line.change, confidence)
         extra = "".join(
             [
-                f", {line.errors} errors" if line.errors else "",
-                f", {line.skipped} skipped" if line.skipped else "",
+                f", {line.errors:,} errors" if line.errors else "",
+                f", {line.skipped:,} skipped" if line.skipped else "",
             ]
         )
         name = clean(line.evaluator, 80)
