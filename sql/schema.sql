@@ -16,6 +16,22 @@
 -- column assay.alerts.segment text NOT NULL DEFAULT ''::text
 -- column assay.alerts.status text NOT NULL
 -- column assay.alerts.value double precision
+-- column assay.dataset_items.content_hash text NOT NULL
+-- column assay.dataset_items.context jsonb NOT NULL DEFAULT '[]'::jsonb
+-- column assay.dataset_items.created_at timestamp with time zone NOT NULL DEFAULT now()
+-- column assay.dataset_items.dataset text NOT NULL
+-- column assay.dataset_items.expected text
+-- column assay.dataset_items.input text NOT NULL
+-- column assay.dataset_items.item_id text NOT NULL
+-- column assay.dataset_items.metadata jsonb NOT NULL DEFAULT '{}'::jsonb
+-- column assay.dataset_items.retired_at timestamp with time zone
+-- column assay.dataset_items.revision integer NOT NULL
+-- column assay.dataset_items.source_deployment text
+-- column assay.dataset_items.source_log_id text
+-- column assay.dataset_items.tags ARRAY NOT NULL DEFAULT '{}'::text[]
+-- column assay.datasets.created_at timestamp with time zone NOT NULL DEFAULT now()
+-- column assay.datasets.description text NOT NULL DEFAULT ''::text
+-- column assay.datasets.name text NOT NULL
 -- column assay.eval_runs.deployment text NOT NULL
 -- column assay.eval_runs.details jsonb NOT NULL DEFAULT '{}'::jsonb
 -- column assay.eval_runs.error text
@@ -328,6 +344,11 @@
 -- column assay_analytics.usage.value text
 -- constraint assay.alerts alerts_pkey PRIMARY KEY (deployment, evaluator, metric, segment)
 -- constraint assay.alerts alerts_status_check CHECK ((status = ANY (ARRAY['open'::text, 'resolved'::text])))
+-- constraint assay.dataset_items dataset_items_dataset_fkey FOREIGN KEY (dataset) REFERENCES assay.datasets(name) ON DELETE CASCADE
+-- constraint assay.dataset_items dataset_items_pkey PRIMARY KEY (dataset, item_id, revision)
+-- constraint assay.dataset_items dataset_items_revision_check CHECK ((revision >= 1))
+-- constraint assay.datasets datasets_name_check CHECK ((name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$'::text))
+-- constraint assay.datasets datasets_pkey PRIMARY KEY (name)
 -- constraint assay.eval_runs eval_runs_kind_check CHECK ((kind = ANY (ARRAY['scheduled'::text, 'manual'::text, 'backfill'::text, 'replay'::text])))
 -- constraint assay.eval_runs eval_runs_pkey PRIMARY KEY (run_id)
 -- constraint assay.eval_runs eval_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text])))
@@ -359,6 +380,9 @@
 -- index CREATE INDEX scores_run ON assay.scores USING btree (run_id)
 -- index CREATE INDEX usage_rollups_read ON assay.usage_rollups USING btree (dim, hour)
 -- index CREATE UNIQUE INDEX alerts_pkey ON assay.alerts USING btree (deployment, evaluator, metric, segment)
+-- index CREATE UNIQUE INDEX dataset_items_current ON assay.dataset_items USING btree (dataset, item_id) WHERE (retired_at IS NULL)
+-- index CREATE UNIQUE INDEX dataset_items_pkey ON assay.dataset_items USING btree (dataset, item_id, revision)
+-- index CREATE UNIQUE INDEX datasets_pkey ON assay.datasets USING btree (name)
 -- index CREATE UNIQUE INDEX eval_runs_pkey ON assay.eval_runs USING btree (run_id)
 -- index CREATE UNIQUE INDEX llm_logs_pkey ON assay.llm_logs USING btree (id)
 -- index CREATE UNIQUE INDEX outbox_pkey ON assay.outbox USING btree (id)

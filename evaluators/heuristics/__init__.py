@@ -5,6 +5,7 @@ from evaluators.heuristics import (  # noqa: F401  (importing registers them)
     json_checks,
     limits,
     pii,
+    reference,
     refusal,
     regex,
     secrets,

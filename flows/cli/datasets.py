@@ -1,0 +1,228 @@
+"""`assay dataset ...`: golden datasets in Postgres (create, import, list, show, export)."""
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+
+import typer
+from rich.text import Text
+
+from flows.cli.common import (
+    FormatOption,
+    OutputFormat,
+    _guarded,
+    app,
+    console,
+    did_you_mean,
+    err_console,
+    raise_usage,
+)
+
+dataset_app = typer.Typer(
+    help="Golden datasets: inputs with the answers a person expects.", no_args_is_help=True
+)
+app.add_typer(dataset_app, name="dataset")
+
+NameArgument = Annotated[str, typer.Argument(help="Dataset name (letters, digits, . _ -).")]
+
+
+def _mapping(pairs: list[str] | None) -> dict[str, str]:
+    from tasks.datasets.items import ITEM_FIELDS
+
+    mapping: dict[str, str] = {}
+    for pair in pairs or []:
+        field, sep, column = pair.partition("=")
+        if not sep or not column:
+            raise_usage(f"--map {pair!r}: use FIELD=COLUMN, e.g. --map input=question")
+        if field not in ITEM_FIELDS:
+            raise_usage(f"--map: {field!r} is not an item field{did_you_mean(field, ITEM_FIELDS)}")
+        mapping[field] = column
+    return mapping
+
+
+@dataset_app.command("create")
+def create(
+    name: NameArgument,
+    description: Annotated[str, typer.Option(help="What the dataset is for.")] = "",
+) -> None:
+    """Create an empty dataset (nothing happens if it exists)."""
+    import re
+
+    from tasks.datasets.store import create_dataset
+    from tasks.store.db import scores_engine
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
+        raise_usage(f"dataset name {name!r}: use letters, digits, '.', '_' and '-'")
+    made = _guarded(lambda: create_dataset(scores_engine(), name, description))
+    console.print(f"created dataset {name}" if made else f"dataset {name} already exists")
+
+
+class ImportFormat(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+@dataset_app.command("import")
+def import_(
+    name: NameArgument,
+    file: Annotated[Path, typer.Argument(help="JSONL or CSV file of items.", exists=True)],
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="FIELD=COLUMN when your file names a field differently."),
+    ] = None,
+    file_format: Annotated[
+        ImportFormat | None, typer.Option("--file-format", help="Default: from the extension.")
+    ] = None,
+    create: Annotated[
+        bool, typer.Option("--create", help="Create the dataset if missing.")
+    ] = False,
+    output: FormatOption = OutputFormat.table,
+) -> None:
+    """Add items from a file: new ids are added, changed items get a new revision (the old one
+    is retired), identical ones are left alone. Bad lines are listed with their line number
+    and reason and the rest is still imported (exit 1 when any line was rejected)."""
+    from tasks.datasets.items import read_items
+    from tasks.datasets.store import add_items, create_dataset, dataset_info
+    from tasks.store.db import scores_engine
+
+    mapping = _mapping(map_)
+    engine = _guarded(scores_engine)
+    if create:
+        _guarded(lambda: create_dataset(engine, name))
+    _guarded(lambda: dataset_info(engine, name))
+    items, rejected = read_items(file, mapping, file_format.value if file_format else None)
+    added = _guarded(lambda: add_items(engine, name, items))
+    if output is OutputFormat.json:
+        print(json.dumps({**added.model_dump(), "rejected": [r.model_dump() for r in rejected]}))
+    else:
+        console.print(
+            f"{name}: {added.added:,} added, {added.revised:,} revised, "
+            f"{added.unchanged:,} unchanged, {len(rejected):,} rejected"
+        )
+        for reject in rejected[:50]:
+            err_console.print(Text(f"line {reject.line}: {reject.reason}"))
+        if len(rejected) > 50:
+            err_console.print(f"… and {len(rejected) - 50:,} more (--format json lists all)")
+    if rejected:
+        raise typer.Exit(1)
+
+
+@dataset_app.command("list")
+def list_(output: FormatOption = OutputFormat.table) -> None:
+    """Datasets with their item counts and content digests."""
+    from flows.render import columns, compact, keep_whole
+    from tasks.datasets.store import list_datasets
+    from tasks.store.db import scores_engine
+
+    found = _guarded(lambda: list_datasets(scores_engine()))
+    if output is OutputFormat.json:
+        print(json.dumps([d.model_dump(mode="json") for d in found], indent=2))
+        return
+    table = columns(compact(f"datasets ({len(found)})"), "name", "items", "expected",
+                    "digest", "changed", "description", text=("description",))  # fmt: skip
+    for d in found:
+        changed = f"{d.changed_at:%Y-%m-%d %H:%M}" if d.changed_at else "–"
+        table.add_row(d.name, f"{d.items:,}", f"{d.with_expected:,}", d.digest, changed,
+                      Text(d.description))  # fmt: skip
+    console.print(keep_whole(table))
+
+
+@dataset_app.command("show")
+def show(
+    name: NameArgument,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Items to show.")] = 20,
+    output: FormatOption = OutputFormat.table,
+) -> None:
+    """The dataset's current items."""
+    from flows.render import columns, compact, keep_whole, short_id
+    from tasks.datasets.store import current_items, dataset_info
+    from tasks.store.db import scores_engine
+
+    engine = _guarded(scores_engine)
+    info = _guarded(lambda: dataset_info(engine, name))
+
+    def read() -> list[Any]:
+        with engine.connect() as conn:
+            return current_items(conn, name)
+
+    items = _guarded(read)[:limit]
+    if output is OutputFormat.json:
+        print(json.dumps([i.model_dump(mode="json") for i in items], indent=2))
+        return
+    console.print(
+        f"[bold]{info.name}[/] · {info.items:,} items ({info.with_expected:,} with an expected "
+        f"answer) · digest {info.digest}" + (f"\n{info.description}" if info.description else "")
+    )
+    table = columns(compact(), "item", "rev", "input", "expected", text=("input", "expected"))
+    for stored in items:
+        item = stored.item
+        table.add_row(short_id(item.id), str(stored.revision), Text(item.input[:200]),
+                      Text((item.expected or "–")[:200]))  # fmt: skip
+    console.print(keep_whole(table))
+
+
+class ExportFormat(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+    parquet = "parquet"
+
+
+@dataset_app.command("export")
+def export(
+    name: NameArgument,
+    file_format: Annotated[ExportFormat, typer.Option("--format", help="File format.")] = (
+        ExportFormat.jsonl
+    ),
+    out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+) -> None:
+    """Write the current items as JSONL, CSV (context and tags as JSON arrays) or Parquet; an
+    export imports back unchanged."""
+    from tasks.datasets.store import current_items, dataset_info, export_rows
+    from tasks.store.db import scores_engine
+
+    if file_format is ExportFormat.parquet and out is None:
+        raise_usage("--format parquet needs --out FILE")
+    engine = _guarded(scores_engine)
+    _guarded(lambda: dataset_info(engine, name))
+    with engine.connect() as conn:
+        rows = export_rows(current_items(conn, name))
+    if file_format is ExportFormat.parquet:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        assert out is not None
+        flat = [{**r, "metadata": json.dumps(r.get("metadata", {}))} for r in rows]
+        pq.write_table(pa.Table.from_pylist(flat), out)
+    else:
+        handle = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+        try:
+            _write_text(rows, file_format, handle)
+        finally:
+            if out:
+                handle.close()
+    if out:
+        console.print(f"wrote {len(rows):,} items of {name} to {out}")
+
+
+def _write_text(rows: list[dict[str, Any]], file_format: ExportFormat, handle: TextIO) -> None:
+    import csv
+
+    if file_format is ExportFormat.jsonl:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    writer = csv.DictWriter(
+        handle,
+        fieldnames=["id", "input", "context", "expected", "tags", "metadata"],
+        extrasaction="ignore",
+    )
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({
+            **row,
+            "context": json.dumps(row.get("context", [])),
+            "tags": json.dumps(row.get("tags", [])),
+            "metadata": json.dumps(row.get("metadata", {})),
+        })  # fmt: skip

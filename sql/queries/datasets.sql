@@ -1,0 +1,37 @@
+-- name: create_dataset
+INSERT INTO assay.datasets (name, description) VALUES (:name, :description)
+ON CONFLICT (name) DO NOTHING
+RETURNING name
+
+-- name: current_hashes
+-- The current revision of each item of a dataset (to tell new, changed and unchanged items).
+SELECT item_id, revision, content_hash FROM assay.dataset_items
+WHERE dataset = :dataset AND retired_at IS NULL
+
+-- name: retire_item
+UPDATE assay.dataset_items SET retired_at = now()
+WHERE dataset = :dataset AND item_id = :item_id AND retired_at IS NULL
+
+-- name: insert_item
+INSERT INTO assay.dataset_items (dataset, item_id, revision, input, context, expected, tags,
+                                 metadata, source_deployment, source_log_id, content_hash)
+VALUES (:dataset, :item_id, :revision, :input, CAST(:context AS jsonb), :expected, :tags,
+        CAST(:metadata AS jsonb), :source_deployment, :source_log_id, :content_hash)
+
+-- name: list_datasets
+SELECT d.name, d.description, d.created_at,
+       count(i.item_id) FILTER (WHERE i.retired_at IS NULL) AS items,
+       count(i.item_id) FILTER (WHERE i.retired_at IS NULL AND i.expected IS NOT NULL)
+           AS with_expected,
+       max(i.created_at) AS changed_at
+FROM assay.datasets d
+LEFT JOIN assay.dataset_items i ON i.dataset = d.name
+GROUP BY d.name, d.description, d.created_at
+ORDER BY d.name
+
+-- name: current_items
+SELECT item_id, revision, input, context, expected, tags, metadata, source_deployment,
+       source_log_id, content_hash, created_at
+FROM assay.dataset_items
+WHERE dataset = :dataset AND retired_at IS NULL
+ORDER BY item_id
