@@ -293,7 +293,7 @@ async def publish_contract_artifact(deployment: str, contract: ContractSummary) 
 
 
 # -- the lifecycle ----------------------------------------------------------------------
-KindName = Literal["scheduled", "manual", "backfill", "replay"]
+KindName = Literal["scheduled", "manual", "backfill", "replay", "check"]
 
 
 class Kind(BaseModel):
@@ -308,6 +308,7 @@ class Kind(BaseModel):
     exclusive: bool  # holds the deployment's lock (else a liveness lock of its own)
     notifies: bool  # evaluates alert rules and posts the summary
     probes_outside_window: bool  # looks for future-stamped, undated and late logs
+    reads_source: bool = True  # its input comes from the job's warehouse source
 
 
 KINDS: dict[str, Kind] = {
@@ -323,6 +324,11 @@ KINDS: dict[str, Kind] = {
     "replay": Kind(name="replay", moves_watermark=False, skips_scored=False,
                       enforces_contract=False, exclusive=True, notifies=False,
                       probes_outside_window=False),
+    # A dataset check: items and a target's outputs instead of the warehouse; a rerun of the
+    # same experiment scores only what is missing.
+    "check": Kind(name="check", moves_watermark=False, skips_scored=True,
+                     enforces_contract=False, exclusive=True, notifies=False,
+                     probes_outside_window=False, reads_source=False),
 }  # fmt: skip
 
 
@@ -442,7 +448,8 @@ async def run_lifecycle(
     with _locked(kind, job.deployment, run_id) as lock:
         plan = _start(job, kind, run_id, (start, end), parent_run_id, evaluators or [])
         try:
-            job = await asyncio.to_thread(pipeline.fitted_job, job)
+            if kind.reads_source:
+                job = await asyncio.to_thread(pipeline.fitted_job, job)
         except BaseException as exc:  # a missing column is a failed run, recorded as such
             fail_run(engine, plan.run_id, exc, {})
             raise

@@ -51,6 +51,24 @@
 -- column assay.eval_runs.status text NOT NULL
 -- column assay.eval_runs.window_end timestamp with time zone NOT NULL
 -- column assay.eval_runs.window_start timestamp with time zone
+-- column assay.experiments.config text NOT NULL
+-- column assay.experiments.cost_usd double precision NOT NULL DEFAULT 0
+-- column assay.experiments.created_at timestamp with time zone NOT NULL DEFAULT now()
+-- column assay.experiments.dataset text NOT NULL
+-- column assay.experiments.dataset_digest text NOT NULL
+-- column assay.experiments.experiment_id text NOT NULL
+-- column assay.experiments.finished_at timestamp with time zone
+-- column assay.experiments.gate jsonb NOT NULL DEFAULT '[]'::jsonb
+-- column assay.experiments.gate_passed boolean
+-- column assay.experiments.git_branch text
+-- column assay.experiments.git_commit text
+-- column assay.experiments.items integer NOT NULL DEFAULT 0
+-- column assay.experiments.name text NOT NULL
+-- column assay.experiments.run_id uuid
+-- column assay.experiments.status text NOT NULL
+-- column assay.experiments.target text NOT NULL
+-- column assay.experiments.tier text NOT NULL
+-- column assay.experiments.totals jsonb NOT NULL DEFAULT '{}'::jsonb
 -- column assay.llm_logs.context jsonb
 -- column assay.llm_logs.cost_usd double precision
 -- column assay.llm_logs.customer_id text
@@ -349,9 +367,14 @@
 -- constraint assay.dataset_items dataset_items_revision_check CHECK ((revision >= 1))
 -- constraint assay.datasets datasets_name_check CHECK ((name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$'::text))
 -- constraint assay.datasets datasets_pkey PRIMARY KEY (name)
--- constraint assay.eval_runs eval_runs_kind_check CHECK ((kind = ANY (ARRAY['scheduled'::text, 'manual'::text, 'backfill'::text, 'replay'::text])))
+-- constraint assay.eval_runs eval_runs_kind_check CHECK ((kind = ANY (ARRAY['scheduled'::text, 'manual'::text, 'backfill'::text, 'replay'::text, 'check'::text])))
 -- constraint assay.eval_runs eval_runs_pkey PRIMARY KEY (run_id)
 -- constraint assay.eval_runs eval_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text])))
+-- constraint assay.experiments experiments_dataset_fkey FOREIGN KEY (dataset) REFERENCES assay.datasets(name) ON DELETE CASCADE
+-- constraint assay.experiments experiments_experiment_id_check CHECK ((experiment_id ~ '^[0-9a-f]{12}$'::text))
+-- constraint assay.experiments experiments_pkey PRIMARY KEY (experiment_id)
+-- constraint assay.experiments experiments_status_check CHECK ((status = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text])))
+-- constraint assay.experiments experiments_tier_check CHECK ((tier = ANY (ARRAY['free'::text, 'all'::text])))
 -- constraint assay.llm_logs llm_logs_pkey PRIMARY KEY (id)
 -- constraint assay.outbox outbox_kind_check CHECK ((kind = ANY (ARRAY['summary'::text, 'breach'::text, 'reminder'::text, 'recovery'::text, 'health'::text, 'contract'::text])))
 -- constraint assay.outbox outbox_pkey PRIMARY KEY (id)
@@ -369,6 +392,7 @@
 -- constraint assay.usage_rollups usage_rollups_pkey PRIMARY KEY (deployment, hour, dim, value)
 -- constraint assay.watermarks watermarks_pkey PRIMARY KEY (deployment)
 -- index CREATE INDEX eval_runs_deployment_started ON assay.eval_runs USING btree (deployment, started_at DESC)
+-- index CREATE INDEX experiments_dataset ON assay.experiments USING btree (dataset, created_at)
 -- index CREATE INDEX llm_logs_ts_id ON assay.llm_logs USING btree (ts, id)
 -- index CREATE INDEX outbox_pending ON assay.outbox USING btree (seq) WHERE (status = 'pending'::text)
 -- index CREATE INDEX quarantine_deployment_created ON assay.quarantine USING btree (deployment, created_at DESC)
@@ -384,6 +408,7 @@
 -- index CREATE UNIQUE INDEX dataset_items_pkey ON assay.dataset_items USING btree (dataset, item_id, revision)
 -- index CREATE UNIQUE INDEX datasets_pkey ON assay.datasets USING btree (name)
 -- index CREATE UNIQUE INDEX eval_runs_pkey ON assay.eval_runs USING btree (run_id)
+-- index CREATE UNIQUE INDEX experiments_pkey ON assay.experiments USING btree (experiment_id)
 -- index CREATE UNIQUE INDEX llm_logs_pkey ON assay.llm_logs USING btree (id)
 -- index CREATE UNIQUE INDEX outbox_pkey ON assay.outbox USING btree (id)
 -- index CREATE UNIQUE INDEX quarantine_pkey ON assay.quarantine USING btree (deployment, log_id)

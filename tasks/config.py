@@ -564,6 +564,11 @@ class EvalJob(BaseModel):
     limits: JudgePolicy = Field(default_factory=JudgePolicy)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    gate: list[ThresholdRule] = Field(
+        default_factory=list,
+        description="Rules `assay check` gates a dataset on (default: the alert rules, so a "
+        "green check means the production alert stays quiet).",
+    )
 
     @field_validator("deployment")
     @classmethod
@@ -584,12 +589,13 @@ class EvalJob(BaseModel):
     @model_validator(mode="after")
     def _rules_name_evaluators(self) -> "EvalJob":
         names = {e.build().score_name for e in self.evaluators}
-        for rule in self.alerts.rules:
-            if rule.evaluator not in names:
-                raise ValueError(
-                    f"alerts.rules: evaluator {rule.evaluator!r} is not in this job's "
-                    f"evaluators ({', '.join(sorted(names))})"
-                )
+        for where, rules in (("alerts.rules", self.alerts.rules), ("gate", self.gate)):
+            for rule in rules:
+                if rule.evaluator not in names:
+                    raise ValueError(
+                        f"{where}: evaluator {rule.evaluator!r} is not in this job's "
+                        f"evaluators ({', '.join(sorted(names))})"
+                    )
         return self
 
     def judge_settings(self) -> JudgeSettings:

@@ -111,7 +111,9 @@ ORDER BY deployment, day
 
 -- name: known_names
 -- Deployments and evaluator (score) names that have results, for "did you mean" on the CLI.
-SELECT 'deployment' AS kind, deployment AS name FROM assay.eval_runs GROUP BY deployment
+SELECT 'deployment' AS kind, deployment AS name FROM assay.eval_runs
+WHERE kind <> 'check'  -- experiments are not deployments
+GROUP BY deployment
 UNION ALL
 SELECT 'evaluator', evaluator FROM assay.score_rollups GROUP BY evaluator
 

@@ -18,7 +18,7 @@ from tasks.store.sql import query
 from tasks.warehouse.sanitize import storable
 from tasks.warehouse.source import Cursor
 
-RunKind = Literal["scheduled", "manual", "backfill", "replay"]
+RunKind = Literal["scheduled", "manual", "backfill", "replay", "check"]
 
 
 class RunBusy(AssayError):

@@ -1,0 +1,142 @@
+"""`assay check` (gate a target's outputs on a dataset) and `assay experiments` (their history)."""
+
+import asyncio
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from flows.cli.common import (
+    FormatOption,
+    OutputFormat,
+    _guarded,
+    app,
+    console,
+    err_console,
+    raise_usage,
+)
+
+
+class TierOption(StrEnum):
+    free = "free"
+    all = "all"
+
+
+@app.command()
+def check(
+    dataset: Annotated[str, typer.Argument(help="The dataset to check on.")],
+    config: Annotated[
+        Path,
+        typer.Option(
+            help="Job config whose evaluators and rules apply (a deployment's works).",
+            exists=True,
+        ),
+    ],
+    outputs: Annotated[
+        Path | None,
+        typer.Option(help='JSONL of {"item_id": ..., "output": ...}, one per item.', exists=True),
+    ] = None,
+    tier: Annotated[
+        TierOption, typer.Option(help="free: only the evaluators that cost nothing (seconds).")
+    ] = TierOption.all,
+    name: Annotated[str | None, typer.Option(help="A name for the experiment.")] = None,
+    output: FormatOption = OutputFormat.table,
+) -> None:
+    """Score a target's outputs on every item of DATASET with the config's evaluators, and gate
+    them with its `gate:` rules (else its alert rules), decided like production alerts.
+    Exit 0: the gate passed; 3: it failed; 1: the check could not run; 2: usage or config."""
+    from flows.check import evaluate_dataset
+    from tasks.config import load_job
+    from tasks.datasets.store import dataset_info
+    from tasks.experiments.targets import outputs_spec, read_outputs
+    from tasks.store.db import scores_engine
+
+    if outputs is None:
+        raise_usage("give the target's outputs: --outputs FILE.jsonl")
+    job = _guarded(lambda: load_job(config))
+    _guarded(lambda: dataset_info(scores_engine(), dataset))
+    produced = _guarded(lambda: read_outputs(outputs))
+    target = outputs_spec(outputs)
+    with console.status(f"checking {dataset} …", spinner="dots"):
+        result = _guarded(
+            lambda: asyncio.run(evaluate_dataset(job, dataset, produced, target, tier.value, name))
+        )
+    if output is OutputFormat.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        console.print(_renderable(result))
+    if not result.passed:
+        raise typer.Exit(3)
+
+
+def _renderable(result: Any) -> Any:
+    from rich.console import Group
+
+    from flows.render import fitted, money, pct
+
+    head = Text.assemble(
+        ("experiment ", ""), (result.experiment_id, "bold"),
+        f" · {result.dataset} (digest {result.dataset_digest}) · {result.items:,} items · "
+        f"tier {result.tier} · {money(result.cost_usd)}",
+    )  # fmt: skip
+    rows = [
+        (t.evaluator, f"{t.ok:,}", pct(t.pass_rate), f"{t.skipped:,}", f"{t.errors:,}")
+        for t in result.evaluators
+    ]
+    table = fitted("evaluators (n = judged)", ("evaluator", "n", "pass", "skipped", "errors"),
+                   rows, 80, secondary=())  # fmt: skip
+    marks = {"passed": "[green]pass[/]", "failed": "[bold red]FAIL[/]",
+             "too_few": "[yellow]too few[/]", "not_run": "[dim]not run[/]"}  # fmt: skip
+    gate_rows = [(g.describe(), marks[g.state], _value(g), f"{g.n:,}") for g in result.gate]
+    gate = fitted("gate (the same statistics as production alerts)",
+                  ("rule", "verdict", "value (CI)", "n"), gate_rows, 80, secondary=())  # fmt: skip
+    verdict = Text(
+        "gate passed" if result.passed else "gate FAILED",
+        style="bold green" if result.passed else "bold red",
+    )
+    return Group(head, *table, *(gate if result.gate else []), verdict)
+
+
+def _value(g: Any) -> str:
+    if g.value is None:
+        return "–"
+    percent = g.rule.metric.endswith("rate")
+
+    def show(v: float) -> str:
+        return f"{v:.1%}" if percent else f"{v:.3f}"
+
+    interval = f" ({show(g.low)}–{show(g.high)})" if g.low is not None else ""
+    return show(g.value) + interval
+
+
+@app.command()
+def experiments(
+    dataset: Annotated[str | None, typer.Option(help="Only this dataset's experiments.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many, newest first.")] = 20,
+    output: FormatOption = OutputFormat.table,
+) -> None:
+    """Past checks, newest first: dataset and digest, target, commit, gate outcome, cost."""
+    from flows.render import columns, compact, keep_whole, money
+    from tasks.datasets.store import dataset_info
+    from tasks.experiments.store import list_experiments
+    from tasks.store.db import scores_engine
+
+    engine = _guarded(scores_engine)
+    if dataset is not None:
+        _guarded(lambda: dataset_info(engine, dataset))
+    found = _guarded(lambda: list_experiments(engine, dataset, limit))
+    if output is OutputFormat.json:
+        print(json.dumps([e.model_dump(mode="json") for e in found], indent=2))
+        return
+    table = columns(compact(f"experiments ({len(found)})"), "experiment", "when", "dataset",
+                    "gate", "cost", "target", text=("target",))  # fmt: skip
+    for e in found:
+        gate = {True: "passed", False: "FAILED", None: e.status}[e.gate_passed]
+        table.add_row(e.experiment_id, f"{e.created_at:%m-%d %H:%M}", e.dataset, gate,
+                      money(e.cost_usd), Text(e.target))  # fmt: skip
+    console.print(keep_whole(table))
+    if not found:
+        err_console.print("no experiments yet: `assay check DATASET --config F --outputs F`")

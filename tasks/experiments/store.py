@@ -1,0 +1,110 @@
+"""Experiments: one row per check (dataset and digest, target, config, gate outcome)."""
+
+import hashlib
+import json
+import os
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from tasks.store.sql import query
+
+#: Checks keep their scores under this deployment prefix (never a production deployment).
+PREFIX = "experiment-"
+
+
+class ExperimentSpec(BaseModel):
+    """What makes an experiment: rerunning the same spec is the same experiment."""
+
+    dataset: str
+    dataset_digest: str
+    target: str
+    config: str  # the job's deployment name
+    config_json: str
+    tier: str
+    git_commit: str | None = None
+    git_branch: str | None = None
+
+    @property
+    def experiment_id(self) -> str:
+        body = json.dumps(
+            [self.dataset, self.dataset_digest, self.target, self.config_json, self.tier,
+             self.git_commit],
+        )  # fmt: skip
+        return hashlib.sha256(body.encode()).hexdigest()[:12]
+
+    @property
+    def deployment(self) -> str:
+        return PREFIX + self.experiment_id
+
+
+def git_from_env(env: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+    """The commit and branch CI systems export (GitHub Actions, GitLab, Jenkins, plain)."""
+    env = dict(os.environ) if env is None else env
+    commit = env.get("GITHUB_SHA") or env.get("CI_COMMIT_SHA") or env.get("GIT_COMMIT")
+    branch = (
+        env.get("GITHUB_HEAD_REF") or env.get("GITHUB_REF_NAME")
+        or env.get("CI_COMMIT_REF_NAME") or env.get("GIT_BRANCH")
+    )  # fmt: skip
+    return commit or None, branch or None
+
+
+class Experiment(BaseModel):
+    experiment_id: str
+    name: str
+    dataset: str
+    dataset_digest: str
+    target: str
+    config: str
+    tier: str
+    git_commit: str | None
+    git_branch: str | None
+    status: str
+    items: int
+    gate_passed: bool | None
+    cost_usd: float
+    totals: dict[str, Any]
+    created_at: datetime
+    finished_at: datetime | None
+
+
+def start_experiment(
+    engine: sa.Engine, spec: ExperimentSpec, name: str, items: int, now: datetime
+) -> datetime:
+    """Record (or resume) the experiment; returns its creation time, which is the time its
+    items are logged at, so a rerun writes the very same rows."""
+    with engine.begin() as conn:
+        return conn.execute(
+            sa.text(query("experiments", "start_experiment")),
+            {**spec.model_dump(exclude={"config_json"}), "experiment_id": spec.experiment_id,
+             "name": name, "items": items, "created_at": now},
+        ).scalar_one()  # fmt: skip
+
+
+def finish_experiment(
+    engine: sa.Engine,
+    experiment_id: str,
+    status: str,
+    gate_passed: bool | None,
+    gate: list[dict[str, Any]],
+    totals: dict[str, Any],
+    cost_usd: float,
+    run_id: str | None,
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(query("experiments", "finish_experiment")),
+            {"experiment_id": experiment_id, "status": status, "gate_passed": gate_passed,
+             "gate": json.dumps(gate), "totals": json.dumps(totals), "cost_usd": cost_usd,
+             "run_id": run_id},
+        )  # fmt: skip
+
+
+def list_experiments(engine: sa.Engine, dataset: str | None, limit: int = 50) -> list[Experiment]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(query("experiments", "list_experiments")), {"dataset": dataset, "limit": limit}
+        )
+        return [Experiment.model_validate(row._asdict()) for row in rows]

@@ -1,0 +1,111 @@
+"""`assay check` as CI runs it: the installed CLI, a dataset in Postgres, a target's outputs, the
+config's evaluators and rules; exit 0 when the gate holds, 3 when a regression breaks it."""
+
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.cli import assay
+from tests.fakes.llm import FakeLLM, Reply, always, verdict
+
+pytestmark = pytest.mark.slow
+ITEMS = [
+    {"id": f"q{i:02d}", "input": f"What is {i} plus {i}?", "expected": str(2 * i)}
+    for i in range(40)
+] + [{"id": "open", "input": "Say something kind."}]  # no expected answer: skipped, not failed
+
+
+def config(fake: FakeLLM) -> str:
+    return json.dumps({
+        "deployment": "math-bot",
+        "evaluators": [
+            {"name": "numeric_close"},
+            {"name": "refusal"},
+            {"name": "correctness", "model": "openai/judge", "api_base": fake.api_base},
+        ],
+        "budget": {"prices": {"openai/judge": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 2}}},
+        "limits": {"default": {"retries": 0, "concurrency": 4}},
+        "alerts": {"min_samples": 20, "rules": [
+            {"evaluator": "numeric_close", "metric": "pass_rate", "op": "<", "value": 0.9},
+        ]},
+    })  # fmt: skip
+
+
+def outputs(path: Path, wrong: int) -> Path:
+    """The target's answers; the first `wrong` of them off by one."""
+    lines = [{"item_id": item["id"],
+              "output": f"The answer is {2 * int(item['id'][1:]) + (1 if n < wrong else 0)}."
+              if "expected" in item else "You are doing great."}
+             for n, item in enumerate(ITEMS)]  # fmt: skip
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+@pytest.fixture
+def golden(assay_env: str, tmp_path: Path, fake_llm: FakeLLM) -> Path:
+    items = tmp_path / "items.jsonl"
+    items.write_text("".join(json.dumps(i) + "\n" for i in ITEMS))
+    done = assay("dataset", "import", "math", str(items), "--create", db_url=assay_env)
+    assert done.returncode == 0, done.stderr
+    job = tmp_path / "math-bot.yaml"
+    job.write_text(config(fake_llm))
+    fake_llm.script("judge", always(Reply(content=verdict(0.9, True, "agrees"))))
+    return job
+
+
+def test_the_gate_passes_a_good_target_and_fails_a_regression(
+    golden: Path, assay_env: str, tmp_path: Path, fake_llm: FakeLLM, engine: sa.Engine
+) -> None:
+    good = assay("check", "math", "--config", str(golden), "--outputs",
+                 str(outputs(tmp_path / "good.jsonl", wrong=0)), db_url=assay_env)  # fmt: skip
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "gate passed" in good.stdout and "numeric_close" in good.stdout
+    judged = len(fake_llm.requests_for("judge"))
+    assert judged == 40  # every item with an expected answer (correctness needs one)
+
+    again = assay("check", "math", "--config", str(golden), "--outputs",
+                  str(tmp_path / "good.jsonl"), "--format", "json", db_url=assay_env)  # fmt: skip
+    assert again.returncode == 0
+    assert len(fake_llm.requests_for("judge")) == judged  # the same experiment: nothing re-judged
+    result = json.loads(again.stdout)
+    numeric = next(e for e in result["evaluators"] if e["evaluator"] == "numeric_close")
+    assert (numeric["ok"], numeric["skipped"]) == (40, 1)  # no expected answer: skipped
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT count(*), count(DISTINCT (log_id, evaluator)) FROM assay.scores "
+            "WHERE deployment = :d"), {"d": "experiment-" + result["experiment_id"]}).one()  # fmt: skip
+    assert rows[0] == rows[1] == 41 * 3  # one score per item and evaluator, rerun or not
+
+    bad = assay("check", "math", "--config", str(golden), "--outputs",
+                str(outputs(tmp_path / "bad.jsonl", wrong=12)), db_url=assay_env)  # fmt: skip
+    assert bad.returncode == 3, bad.stdout + bad.stderr
+    assert "FAIL" in bad.stdout and "gate FAILED" in bad.stdout
+
+    history = json.loads(assay("experiments", "--format", "json", db_url=assay_env).stdout)
+    assert [e["gate_passed"] for e in history] == [False, True]
+    assert history[0]["dataset_digest"] == history[1]["dataset_digest"]
+
+
+def test_free_tier_calls_no_judge_and_bad_outputs_are_usage_errors(
+    golden: Path, assay_env: str, tmp_path: Path, fake_llm: FakeLLM
+) -> None:
+    free = assay("check", "math", "--config", str(golden), "--tier", "free", "--outputs",
+                 str(outputs(tmp_path / "o.jsonl", wrong=0)), "--format", "json",
+                 db_url=assay_env)  # fmt: skip
+    assert free.returncode == 0, free.stderr
+    assert fake_llm.requests_for("judge") == []
+    gate = json.loads(free.stdout)["gate"]
+    assert [g["state"] for g in gate] == ["passed"]
+
+    partial = tmp_path / "partial.jsonl"
+    partial.write_text('{"item_id": "q00", "output": "0"}\n{"item_id": "nope", "output": "1"}\n')
+    mismatch = assay("check", "math", "--config", str(golden), "--outputs", str(partial),
+                     db_url=assay_env)  # fmt: skip
+    assert mismatch.returncode == 2
+    message = " ".join(mismatch.stderr.split())
+    assert "not in the dataset: nope" in message and "without an output" in message
+    unknown = assay("check", "mathh", "--config", str(golden), "--outputs", str(partial),
+                    db_url=assay_env)  # fmt: skip
+    assert unknown.returncode == 2 and "did you mean 'math'" in unknown.stderr
