@@ -11,18 +11,24 @@ from evaluators.base import Cost
 from flows.lifecycle import KINDS, run_lifecycle
 from tasks.config import EvalJob, QualityConfig, SamplingConfig, SourceConfig
 from tasks.datasets.store import current_items, dataset_info
-from tasks.errors import ConfigError
+from tasks.errors import AssayError, ConfigError
+from tasks.experiments.callables import call_target, load_target, target_spec
 from tasks.experiments.gate import EvaluatorTotals, GateResult, decide, totals
 from tasks.experiments.store import (
     ExperimentSpec,
     finish_experiment,
     git_from_env,
+    scored_items,
     start_experiment,
 )
 from tasks.experiments.targets import TargetOutput, item_rows, matched
 from tasks.store.db import scores_engine
 
 Tier = Literal["free", "all"]
+
+
+class TargetFailed(AssayError):
+    """The target produced no output at all (it raised or timed out on every item)."""
 
 
 class CheckResult(BaseModel):
@@ -38,6 +44,8 @@ class CheckResult(BaseModel):
     passed: bool
     cost_usd: float
     run_id: str
+    #: Items whose target call raised or timed out: an error each, never a score.
+    target_errors: dict[str, str] = {}
 
 
 def check_job(job: EvalJob, tier: Tier) -> EvalJob:
@@ -63,18 +71,26 @@ def check_job(job: EvalJob, tier: Tier) -> EvalJob:
 async def evaluate_dataset(
     job: EvalJob,
     dataset: str,
-    outputs: list[TargetOutput],
-    target: str,
+    outputs: list[TargetOutput] | None = None,
+    target: str = "",
     tier: Tier = "all",
     name: str | None = None,
+    target_callable: str | None = None,
+    target_timeout_s: float = 60.0,
+    target_concurrency: int = 8,
 ) -> CheckResult:
-    """Score a target's outputs for every current item of `dataset` and decide the gate."""
+    """Score a target's outputs for every current item of `dataset` and decide the gate. The
+    target is a file of outputs (`outputs`) or a Python callable (`target_callable`,
+    `module:function`), called for the items this experiment has not scored yet."""
     logger = get_run_logger()
     engine = scores_engine()
     info = dataset_info(engine, dataset)
     with engine.connect() as conn:
         items = current_items(conn, dataset)
-    by_id = matched(items, outputs)
+    function = load_target(target_callable) if target_callable else None
+    if function is not None and target_callable is not None:
+        target = target_spec(target_callable)
+    by_id = matched(items, outputs or []) if function is None else {}
     checked = check_job(job, tier)
     commit, branch = git_from_env()
     spec = ExperimentSpec(
@@ -84,10 +100,23 @@ async def evaluate_dataset(
     checked = checked.model_copy(update={"deployment": spec.deployment})
     label = name or f"{dataset} · {target}"
     created = start_experiment(engine, spec, label, len(items), datetime.now(UTC))
-    rows = item_rows(items, by_id, created)
-    logger.info("experiment %s: %d items of %s, target %s", spec.experiment_id, len(rows),
-                dataset, target)  # fmt: skip
+    errors: dict[str, str] = {}
     try:
+        if function is not None:
+            done = scored_items(engine, spec.deployment)
+            todo = [s for s in items if s.item.id not in done]
+            produced, errors = await call_target(
+                function, todo, target_timeout_s, target_concurrency
+            )
+            if todo and not produced:
+                first = next(iter(errors.items()))
+                raise TargetFailed(
+                    f"the target failed on all {len(todo)} items (e.g. {first[0]}: {first[1]})"
+                )
+            by_id = {o.item_id: o for o in produced}
+        rows = item_rows([s for s in items if s.item.id in by_id], by_id, created)
+        logger.info("experiment %s: %d items of %s, target %s", spec.experiment_id, len(rows),
+                    dataset, target)  # fmt: skip
         async with run_lifecycle(
             checked, KINDS["check"], window_end=created + timedelta(seconds=1)
         ) as run:
@@ -95,7 +124,8 @@ async def evaluate_dataset(
             for start in range(0, len(rows), size):
                 await run.process(rows[start : start + size])
     except BaseException:
-        finish_experiment(engine, spec.experiment_id, "failed", None, [], {}, 0.0, None)
+        finish_experiment(engine, spec.experiment_id, "failed", None, [],
+                          {"target_errors": errors}, 0.0, None)  # fmt: skip
         raise
     assert run.summary is not None
     evaluated = {cfg.build().score_name for cfg in checked.evaluators}
@@ -107,10 +137,12 @@ async def evaluate_dataset(
     finish_experiment(
         engine, spec.experiment_id, "completed", passed,
         [g.model_dump(mode="json") for g in gate],
-        {t.evaluator: t.model_dump() for t in sums}, cost, run.summary.run_id,
+        {"evaluators": {t.evaluator: t.model_dump() for t in sums}, "target_errors": errors},
+        cost, run.summary.run_id,
     )  # fmt: skip
     return CheckResult(
         experiment_id=spec.experiment_id, name=label, dataset=dataset,
         dataset_digest=info.digest, target=target, tier=tier, items=len(items),
         evaluators=sums, gate=gate, passed=passed, cost_usd=cost, run_id=run.summary.run_id,
+        target_errors=errors,
     )  # fmt: skip

@@ -39,6 +39,19 @@ def check(
         Path | None,
         typer.Option(help='JSONL of {"item_id": ..., "output": ...}, one per item.', exists=True),
     ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="module:function, your app's entry point: called with each item (a dict "
+            "without the expected answer), returning the output."
+        ),
+    ] = None,
+    target_timeout: Annotated[
+        float, typer.Option(min=0.1, max=3600, help="Seconds one target call may take.")
+    ] = 60.0,
+    target_concurrency: Annotated[
+        int, typer.Option(min=1, max=256, help="Target calls at once.")
+    ] = 8,
     tier: Annotated[
         TierOption, typer.Option(help="free: only the evaluators that cost nothing (seconds).")
     ] = TierOption.all,
@@ -54,15 +67,33 @@ def check(
     from tasks.experiments.targets import outputs_spec, read_outputs
     from tasks.store.db import scores_engine
 
-    if outputs is None:
-        raise_usage("give the target's outputs: --outputs FILE.jsonl")
+    if (outputs is None) == (target is None):
+        raise_usage("give the target: --outputs FILE.jsonl, or --target module:function")
+    if target is not None and target.startswith("prompt:"):
+        raise_usage("prompt: targets are not supported yet; use --target module:function")
     job = _guarded(lambda: load_job(config))
     _guarded(lambda: dataset_info(scores_engine(), dataset))
-    produced = _guarded(lambda: read_outputs(outputs))
-    target = outputs_spec(outputs)
+    if target is not None:
+        from tasks.experiments.callables import load_target
+
+        _guarded(lambda: load_target(target))  # a typo is a usage error before anything runs
+    produced = _guarded(lambda: read_outputs(outputs)) if outputs is not None else None
+    spec = outputs_spec(outputs) if outputs is not None else ""
     with console.status(f"checking {dataset} …", spinner="dots"):
         result = _guarded(
-            lambda: asyncio.run(evaluate_dataset(job, dataset, produced, target, tier.value, name))
+            lambda: asyncio.run(
+                evaluate_dataset(
+                    job,
+                    dataset,
+                    produced,
+                    spec,
+                    tier.value,
+                    name,
+                    target,
+                    target_timeout,
+                    target_concurrency,
+                )
+            )
         )
     if output is OutputFormat.json:
         print(result.model_dump_json(indent=2))
@@ -97,7 +128,15 @@ def _renderable(result: Any) -> Any:
         "gate passed" if result.passed else "gate FAILED",
         style="bold green" if result.passed else "bold red",
     )
-    return Group(head, *table, *(gate if result.gate else []), verdict)
+    errors = result.target_errors
+    failed_calls = (
+        [Text(f"the target failed on {len(errors):,} item(s) (no score for them):",
+              style="yellow")]
+        + [Text(f"  {item}: {why}") for item, why in list(errors.items())[:5]]
+        if errors
+        else []
+    )  # fmt: skip
+    return Group(head, *table, *(gate if result.gate else []), *failed_calls, verdict)
 
 
 def _value(g: Any) -> str:

@@ -28,3 +28,7 @@ FROM assay.experiments
 WHERE (CAST(:dataset AS text) IS NULL OR dataset = :dataset)
 ORDER BY created_at DESC
 LIMIT :limit
+
+-- name: scored_items
+-- Items an experiment has already scored (a rerun does not call the target for them again).
+SELECT DISTINCT log_id FROM assay.scores WHERE deployment = :deployment

@@ -102,6 +102,14 @@ def finish_experiment(
         )  # fmt: skip
 
 
+def scored_items(engine: sa.Engine, deployment: str) -> set[str]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(query("experiments", "scored_items")), {"deployment": deployment}
+        )
+        return {row.log_id for row in rows}
+
+
 def list_experiments(engine: sa.Engine, dataset: str | None, limit: int = 50) -> list[Experiment]:
     with engine.connect() as conn:
         rows = conn.execute(

@@ -109,3 +109,48 @@ def test_free_tier_calls_no_judge_and_bad_outputs_are_usage_errors(
     unknown = assay("check", "mathh", "--config", str(golden), "--outputs", str(partial),
                     db_url=assay_env)  # fmt: skip
     assert unknown.returncode == 2 and "did you mean 'math'" in unknown.stderr
+
+
+BOT = """
+import asyncio
+
+
+async def answer(item):
+    n = int(item["id"][1:]) if item["id"].startswith("q") else 0
+    assert "expected" not in item  # the target never sees the answer
+    if item["id"] == "q07":
+        raise RuntimeError("the model endpoint said 503")
+    if item["id"] == "q08":
+        await asyncio.sleep(30)
+    return {"output": f"The answer is {2 * n}.", "model": "bot-v2"}
+
+
+def broken(item):
+    raise ValueError("no API key")
+"""
+
+
+def test_a_python_target_is_called_per_item_and_its_failures_are_errors_not_scores(
+    golden: Path, assay_env: str, tmp_path: Path, fake_llm: FakeLLM, engine: sa.Engine
+) -> None:
+    (tmp_path / "mathbot.py").write_text(BOT)
+    done = assay("check", "math", "--config", str(golden), "--target", "mathbot:answer",
+                 "--target-timeout", "1", "--format", "json", db_url=assay_env,
+                 cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(done.stdout)
+    assert result["target"].startswith("callable:mathbot:answer@")
+    assert result["target_errors"] == {"q07": "RuntimeError: the model endpoint said 503",
+                                       "q08": "timed out after 1 s"}  # fmt: skip
+    with engine.connect() as conn:
+        scored = conn.execute(sa.text("SELECT count(DISTINCT log_id) FROM assay.scores "
+                                      "WHERE deployment = :d"),
+                              {"d": "experiment-" + result["experiment_id"]}).scalar_one()  # fmt: skip
+    assert scored == 39  # 41 items, two of them errors with no guessed score
+
+    crashed = assay("check", "math", "--config", str(golden), "--target", "mathbot:broken",
+                    db_url=assay_env, cwd=tmp_path)  # fmt: skip
+    assert crashed.returncode == 1 and "failed on all 41 items" in " ".join(crashed.stderr.split())
+    missing = assay("check", "math", "--config", str(golden), "--target", "mathbot:nope",
+                    db_url=assay_env, cwd=tmp_path)  # fmt: skip
+    assert missing.returncode == 2 and "no function 'nope'" in missing.stderr
