@@ -2,10 +2,9 @@
 thresholds of a deployment's job config, as one more kind of run of the one lifecycle."""
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any
 
 from prefect import flow, get_run_logger
-from pydantic import BaseModel
 
 from evaluators.base import Cost
 from flows.lifecycle import KINDS, run_lifecycle
@@ -13,39 +12,27 @@ from tasks.config import EvalJob, QualityConfig, SamplingConfig, SourceConfig
 from tasks.datasets.store import current_items, dataset_info
 from tasks.errors import AssayError, ConfigError
 from tasks.experiments.callables import call_target, load_target, target_spec
-from tasks.experiments.gate import EvaluatorTotals, GateResult, decide, totals
+from tasks.experiments.compare import compare_experiments
+from tasks.experiments.gate import decide, totals
+from tasks.experiments.result import CheckResult, Tier
 from tasks.experiments.store import (
     ExperimentSpec,
+    failing_items,
     finish_experiment,
+    get_experiment,
     git_from_env,
+    item_verdicts,
+    latest_on_branch,
+    save_outputs,
     scored_items,
     start_experiment,
 )
 from tasks.experiments.targets import TargetOutput, item_rows, matched
 from tasks.store.db import scores_engine
 
-Tier = Literal["free", "all"]
-
 
 class TargetFailed(AssayError):
     """The target produced no output at all (it raised or timed out on every item)."""
-
-
-class CheckResult(BaseModel):
-    experiment_id: str
-    name: str
-    dataset: str
-    dataset_digest: str
-    target: str
-    tier: Tier
-    items: int
-    evaluators: list[EvaluatorTotals]
-    gate: list[GateResult]
-    passed: bool
-    cost_usd: float
-    run_id: str
-    #: Items whose target call raised or timed out: an error each, never a score.
-    target_errors: dict[str, str] = {}
 
 
 def check_job(job: EvalJob, tier: Tier) -> EvalJob:
@@ -78,6 +65,7 @@ async def evaluate_dataset(
     target_callable: str | None = None,
     target_timeout_s: float = 60.0,
     target_concurrency: int = 8,
+    baseline: str | None = None,
 ) -> CheckResult:
     """Score a target's outputs for every current item of `dataset` and decide the gate. The
     target is a file of outputs (`outputs`) or a Python callable (`target_callable`,
@@ -114,6 +102,7 @@ async def evaluate_dataset(
                     f"the target failed on all {len(todo)} items (e.g. {first[0]}: {first[1]})"
                 )
             by_id = {o.item_id: o for o in produced}
+        save_outputs(engine, spec.experiment_id, list(by_id.values()), errors)
         rows = item_rows([s for s in items if s.item.id in by_id], by_id, created)
         logger.info("experiment %s: %d items of %s, target %s", spec.experiment_id, len(rows),
                     dataset, target)  # fmt: skip
@@ -132,8 +121,18 @@ async def evaluate_dataset(
     with engine.connect() as conn:
         gate = decide(conn, spec.deployment, job, evaluated)
         sums = totals(conn, spec.deployment)
-    passed = not any(g.state == "failed" for g in gate)
+    compared_with, note, comparisons = against_baseline(
+        engine, baseline, dataset, spec.experiment_id, info.digest, job.alerts.confidence
+    )
+    passed = not any(g.state == "failed" for g in gate) and not any(
+        c.significant_drop for c in comparisons
+    )
     cost = sum(t.cost_usd for t in sums)
+    worst = {
+        t.evaluator: [(r.item_id, r.score, r.reason)
+                      for r in failing_items(engine, spec.experiment_id, t.evaluator)]
+        for t in sums if t.ok > t.passed
+    }  # fmt: skip
     finish_experiment(
         engine, spec.experiment_id, "completed", passed,
         [g.model_dump(mode="json") for g in gate],
@@ -144,5 +143,35 @@ async def evaluate_dataset(
         experiment_id=spec.experiment_id, name=label, dataset=dataset,
         dataset_digest=info.digest, target=target, tier=tier, items=len(items),
         evaluators=sums, gate=gate, passed=passed, cost_usd=cost, run_id=run.summary.run_id,
-        target_errors=errors,
+        target_errors=errors, baseline=compared_with, baseline_note=note,
+        comparisons=comparisons, worst=worst,
     )  # fmt: skip
+
+
+#: Branches `--baseline latest-on-main` looks at.
+MAIN_BRANCHES = ["main", "master"]
+
+
+def against_baseline(
+    engine: Any, baseline: str | None, dataset: str, current: str, digest: str, confidence: float
+) -> tuple[str | None, str | None, list[Any]]:
+    """The paired comparison with a baseline experiment (or none), and a note when the two
+    were not run on the same dataset content (then only the shared items are compared)."""
+    if baseline is None:
+        return None, None, []
+    if baseline == "latest-on-main":
+        found = latest_on_branch(engine, dataset, MAIN_BRANCHES, current)
+        if found is None:
+            return None, "no completed experiment of this dataset on main yet: no baseline", []
+        baseline = found
+    before = get_experiment(engine, baseline)
+    note = None
+    if before.dataset_digest != digest:
+        note = (
+            f"the baseline ran on other dataset content (digest {before.dataset_digest}, now "
+            f"{digest}): only the items both judged are compared"
+        )
+    comparisons = compare_experiments(
+        item_verdicts(engine, baseline), item_verdicts(engine, current), confidence
+    )
+    return baseline, note, comparisons

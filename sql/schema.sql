@@ -51,6 +51,13 @@
 -- column assay.eval_runs.status text NOT NULL
 -- column assay.eval_runs.window_end timestamp with time zone NOT NULL
 -- column assay.eval_runs.window_start timestamp with time zone
+-- column assay.experiment_outputs.cost_usd double precision
+-- column assay.experiment_outputs.error text
+-- column assay.experiment_outputs.experiment_id text NOT NULL
+-- column assay.experiment_outputs.item_id text NOT NULL
+-- column assay.experiment_outputs.latency_ms integer
+-- column assay.experiment_outputs.model text
+-- column assay.experiment_outputs.output text
 -- column assay.experiments.config text NOT NULL
 -- column assay.experiments.cost_usd double precision NOT NULL DEFAULT 0
 -- column assay.experiments.created_at timestamp with time zone NOT NULL DEFAULT now()
@@ -370,6 +377,8 @@
 -- constraint assay.eval_runs eval_runs_kind_check CHECK ((kind = ANY (ARRAY['scheduled'::text, 'manual'::text, 'backfill'::text, 'replay'::text, 'check'::text])))
 -- constraint assay.eval_runs eval_runs_pkey PRIMARY KEY (run_id)
 -- constraint assay.eval_runs eval_runs_status_check CHECK ((status = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text])))
+-- constraint assay.experiment_outputs experiment_outputs_experiment_id_fkey FOREIGN KEY (experiment_id) REFERENCES assay.experiments(experiment_id) ON DELETE CASCADE
+-- constraint assay.experiment_outputs experiment_outputs_pkey PRIMARY KEY (experiment_id, item_id)
 -- constraint assay.experiments experiments_dataset_fkey FOREIGN KEY (dataset) REFERENCES assay.datasets(name) ON DELETE CASCADE
 -- constraint assay.experiments experiments_experiment_id_check CHECK ((experiment_id ~ '^[0-9a-f]{12}$'::text))
 -- constraint assay.experiments experiments_pkey PRIMARY KEY (experiment_id)
@@ -408,6 +417,7 @@
 -- index CREATE UNIQUE INDEX dataset_items_pkey ON assay.dataset_items USING btree (dataset, item_id, revision)
 -- index CREATE UNIQUE INDEX datasets_pkey ON assay.datasets USING btree (name)
 -- index CREATE UNIQUE INDEX eval_runs_pkey ON assay.eval_runs USING btree (run_id)
+-- index CREATE UNIQUE INDEX experiment_outputs_pkey ON assay.experiment_outputs USING btree (experiment_id, item_id)
 -- index CREATE UNIQUE INDEX experiments_pkey ON assay.experiments USING btree (experiment_id)
 -- index CREATE UNIQUE INDEX llm_logs_pkey ON assay.llm_logs USING btree (id)
 -- index CREATE UNIQUE INDEX outbox_pkey ON assay.outbox USING btree (id)

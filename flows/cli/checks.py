@@ -56,6 +56,19 @@ def check(
         TierOption, typer.Option(help="free: only the evaluators that cost nothing (seconds).")
     ] = TierOption.all,
     name: Annotated[str | None, typer.Option(help="A name for the experiment.")] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="An experiment id, or latest-on-main: also fail when an evaluator's pass rate "
+            "is significantly lower than the baseline's on the same items (McNemar, paired)."
+        ),
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option(help="Write JUnit XML (one test case per rule).")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Write a Markdown summary (PR comment, job summary).")
+    ] = None,
     output: FormatOption = OutputFormat.table,
 ) -> None:
     """Score a target's outputs on every item of DATASET with the config's evaluators, and gate
@@ -92,9 +105,18 @@ def check(
                     target,
                     target_timeout,
                     target_concurrency,
+                    baseline,
                 )
             )
         )
+    if junit is not None or markdown is not None:
+        from tasks.experiments.ci_reports import junit_xml
+        from tasks.experiments.ci_reports import markdown as markdown_text
+
+        if junit is not None:
+            junit.write_text(junit_xml(result), encoding="utf-8")
+        if markdown is not None:
+            markdown.write_text(markdown_text(result), encoding="utf-8")
     if output is OutputFormat.json:
         print(result.model_dump_json(indent=2))
     else:
@@ -136,7 +158,31 @@ def _renderable(result: Any) -> Any:
         if errors
         else []
     )  # fmt: skip
-    return Group(head, *table, *(gate if result.gate else []), *failed_calls, verdict)
+    return Group(
+        head, *table, *(gate if result.gate else []), *_baseline(result), *failed_calls, verdict
+    )
+
+
+def _baseline(result: Any) -> list[Any]:
+    from flows.render import fitted, pct
+
+    parts: list[Any] = []
+    if result.baseline_note:
+        parts.append(Text(result.baseline_note, style="yellow"))
+    if not result.comparisons:
+        return parts
+    rows = [
+        (c.evaluator, f"{c.shared:,}", pct(c.baseline_pass_rate), pct(c.pass_rate),
+         "–" if c.delta is None else f"{c.delta * 100:+.1f} pp",
+         "–" if c.p_value is None else f"{c.p_value:.3g}",
+         "[bold red]worse[/]" if c.significant_drop else "ok")
+        for c in result.comparisons
+    ]  # fmt: skip
+    parts += fitted(f"against baseline {result.baseline}",
+                    ("evaluator", "shared", "baseline", "now", "change", "p", "verdict"),
+                    rows, 80, secondary=())  # fmt: skip
+    parts.append(Text(f"method: {result.comparisons[0].method}", style="dim"))
+    return parts
 
 
 def _value(g: Any) -> str:
@@ -179,3 +225,82 @@ def experiments(
     console.print(keep_whole(table))
     if not found:
         err_console.print("no experiments yet: `assay check DATASET --config F --outputs F`")
+
+
+def _pair(before: Any, after: Any) -> dict[str, Any]:
+    source = after or before
+    return {
+        "input": source.input if source else None,
+        "expected": source.expected if source else None,
+        "baseline": before.output if before else None,
+        "experiment": after.output if after else None,
+    }
+
+
+@app.command()
+def compare(
+    baseline: Annotated[str, typer.Argument(help="The experiment to compare against (A).")],
+    experiment: Annotated[str, typer.Argument(help="The experiment compared (B).")],
+    items: Annotated[int, typer.Option(min=0, max=1000, help="Items to show per list.")] = 5,
+    output: FormatOption = OutputFormat.table,
+) -> None:
+    """Per evaluator, B against A on the items both judged (McNemar for pass/fail, a paired
+    bootstrap for mean scores), and the items that regressed and improved, with both outputs."""
+    from rich.console import Group
+
+    from flows.render import fitted, pct
+    from tasks.experiments.compare import compare_experiments
+    from tasks.experiments.store import get_experiment, item_outputs, item_verdicts
+    from tasks.store.db import scores_engine
+
+    engine = _guarded(scores_engine)
+    a = _guarded(lambda: get_experiment(engine, baseline))
+    b = _guarded(lambda: get_experiment(engine, experiment))
+    comparisons = compare_experiments(
+        item_verdicts(engine, a.experiment_id), item_verdicts(engine, b.experiment_id)
+    )
+    changed = sorted({i for c in comparisons for i in (*c.regressed, *c.improved)})
+    outputs_a = item_outputs(engine, a.experiment_id, changed)
+    outputs_b = item_outputs(engine, b.experiment_id, changed)
+    note = (
+        None
+        if a.dataset_digest == b.dataset_digest
+        else f"different dataset content ({a.dataset_digest} vs {b.dataset_digest}): only the "
+        "items both judged are compared"
+    )
+    if output is OutputFormat.json:
+        print(json.dumps({
+            "baseline": a.model_dump(mode="json"), "experiment": b.model_dump(mode="json"),
+            "note": note, "evaluators": [c.model_dump() for c in comparisons],
+            "outputs": {i: _pair(outputs_a.get(i), outputs_b.get(i)) for i in changed},
+        }, indent=2))  # fmt: skip
+        return
+    rows = [
+        (c.evaluator, f"{c.shared:,}", pct(c.baseline_pass_rate), pct(c.pass_rate),
+         "–" if c.delta is None else f"{c.delta * 100:+.1f} pp",
+         "–" if c.p_value is None else f"{c.p_value:.3g}",
+         "–" if c.mean_difference is None
+         else f"{c.mean_difference:+.3f} ({c.mean_low:+.3f} to {c.mean_high:+.3f})",
+         "[bold red]worse[/]" if c.significant_drop else "")
+        for c in comparisons
+    ]  # fmt: skip
+    parts: list[Any] = [Text(f"{b.experiment_id} ({b.name}) against {a.experiment_id} "
+                             f"({a.name})", style="bold")]  # fmt: skip
+    if note:
+        parts.append(Text(note, style="yellow"))
+    parts += fitted(None, ("evaluator", "shared", "A", "B", "change", "p", "mean diff (CI)", ""),
+                    rows, console.width, secondary=("mean diff (CI)",))  # fmt: skip
+    if comparisons:
+        parts.append(Text(f"method: {comparisons[0].method}", style="dim"))
+    for c in comparisons:
+        for word, ids in (("regressed", c.regressed), ("improved", c.improved)):
+            for item_id in ids[:items]:
+                before, after = outputs_a.get(item_id), outputs_b.get(item_id)
+                source = after or before
+                parts.append(Text.assemble(
+                    (f"{c.evaluator} {word}: {item_id}", "bold"),
+                    f"\n  input: {(source.input if source else '') or ''}"[:300],
+                    f"\n  A: {(before.output if before else '–') or '–'}"[:300],
+                    f"\n  B: {(after.output if after else '–') or '–'}"[:300],
+                ))  # fmt: skip
+    console.print(Group(*parts))

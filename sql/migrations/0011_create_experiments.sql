@@ -27,3 +27,16 @@ CREATE TABLE assay.experiments (
     finished_at     timestamptz
 );
 CREATE INDEX experiments_dataset ON assay.experiments (dataset, created_at);
+
+-- What the target answered per item (the scores hold verdicts, not outputs): `assay compare`
+-- shows both outputs of an item that regressed.
+CREATE TABLE assay.experiment_outputs (
+    experiment_id  text NOT NULL REFERENCES assay.experiments (experiment_id) ON DELETE CASCADE,
+    item_id        text NOT NULL,
+    output         text,
+    error          text,
+    latency_ms     integer,
+    cost_usd       double precision,
+    model          text,
+    PRIMARY KEY (experiment_id, item_id)
+);

@@ -32,3 +32,46 @@ LIMIT :limit
 -- name: scored_items
 -- Items an experiment has already scored (a rerun does not call the target for them again).
 SELECT DISTINCT log_id FROM assay.scores WHERE deployment = :deployment
+
+-- name: save_output
+INSERT INTO assay.experiment_outputs (experiment_id, item_id, output, error, latency_ms,
+                                      cost_usd, model)
+VALUES (:experiment_id, :item_id, :output, :error, :latency_ms, :cost_usd, :model)
+ON CONFLICT (experiment_id, item_id) DO UPDATE
+SET output = EXCLUDED.output, error = EXCLUDED.error, latency_ms = EXCLUDED.latency_ms,
+    cost_usd = EXCLUDED.cost_usd, model = EXCLUDED.model
+
+-- name: item_verdicts
+-- Per item and evaluator, the judged verdict of an experiment (for paired comparisons).
+SELECT log_id AS item_id, evaluator, passed, score
+FROM assay.scores
+WHERE deployment = :deployment AND status = 'ok'
+
+-- name: failing_items
+-- The worst failing items of one evaluator in an experiment (JUnit failures, compare).
+SELECT log_id AS item_id, score, reason
+FROM assay.scores
+WHERE deployment = :deployment AND evaluator = :evaluator AND status = 'ok' AND NOT passed
+ORDER BY score, log_id
+LIMIT :limit
+
+-- name: get_experiment
+SELECT experiment_id, name, dataset, dataset_digest, target, config, tier, git_commit,
+       git_branch, status, items, gate_passed, cost_usd, totals, created_at, finished_at
+FROM assay.experiments
+WHERE experiment_id = :experiment_id
+
+-- name: latest_on_branch
+-- The newest completed experiment of a dataset on one of these branches (a CI baseline).
+SELECT experiment_id FROM assay.experiments
+WHERE dataset = :dataset AND status = 'completed' AND git_branch = ANY(:branches)
+  AND experiment_id <> :exclude
+ORDER BY created_at DESC LIMIT 1
+
+-- name: item_outputs
+SELECT o.item_id, o.output, o.error, i.input, i.expected
+FROM assay.experiment_outputs o
+JOIN assay.experiments e ON e.experiment_id = o.experiment_id
+LEFT JOIN assay.dataset_items i
+  ON i.dataset = e.dataset AND i.item_id = o.item_id AND i.retired_at IS NULL
+WHERE o.experiment_id = :experiment_id AND o.item_id = ANY(:item_ids)

@@ -102,6 +102,76 @@ def finish_experiment(
         )  # fmt: skip
 
 
+def save_outputs(
+    engine: sa.Engine, experiment_id: str, outputs: list[Any], errors: dict[str, str]
+) -> None:
+    """The target's answers (and failures) per item, beside the experiment's scores."""
+    rows = [
+        {"experiment_id": experiment_id, "item_id": o.item_id, "output": o.output,
+         "error": None, "latency_ms": o.latency_ms, "cost_usd": o.cost_usd, "model": o.model}
+        for o in outputs
+    ] + [
+        {"experiment_id": experiment_id, "item_id": item_id, "output": None, "error": why,
+         "latency_ms": None, "cost_usd": None, "model": None}
+        for item_id, why in errors.items()
+    ]  # fmt: skip
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(sa.text(query("experiments", "save_output")), rows)
+
+
+def get_experiment(engine: sa.Engine, experiment_id: str) -> Experiment:
+    from tasks.errors import ConfigError
+
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(query("experiments", "get_experiment")), {"experiment_id": experiment_id}
+        ).one_or_none()
+    if row is None:
+        raise ConfigError(f"no experiment {experiment_id!r} (`assay experiments` lists them)")
+    return Experiment.model_validate(row._asdict())
+
+
+def latest_on_branch(
+    engine: sa.Engine, dataset: str, branches: list[str], exclude: str
+) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(query("experiments", "latest_on_branch")),
+            {"dataset": dataset, "branches": branches, "exclude": exclude},
+        ).scalar_one_or_none()
+
+
+def item_verdicts(engine: sa.Engine, experiment_id: str) -> dict[str, dict[str, Any]]:
+    """evaluator -> item -> (passed, score) of an experiment's judged scores."""
+    found: dict[str, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        for row in conn.execute(
+            sa.text(query("experiments", "item_verdicts")), {"deployment": PREFIX + experiment_id}
+        ):
+            found.setdefault(row.evaluator, {})[row.item_id] = (row.passed, row.score)
+    return found
+
+
+def failing_items(
+    engine: sa.Engine, experiment_id: str, evaluator: str, limit: int = 5
+) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(
+            sa.text(query("experiments", "failing_items")),
+            {"deployment": PREFIX + experiment_id, "evaluator": evaluator, "limit": limit},
+        ))  # fmt: skip
+
+
+def item_outputs(engine: sa.Engine, experiment_id: str, item_ids: list[str]) -> dict[str, Any]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(query("experiments", "item_outputs")),
+            {"experiment_id": experiment_id, "item_ids": item_ids},
+        )
+        return {row.item_id: row for row in rows}
+
+
 def scored_items(engine: sa.Engine, deployment: str) -> set[str]:
     with engine.connect() as conn:
         rows = conn.execute(

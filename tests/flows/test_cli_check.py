@@ -154,3 +154,55 @@ def test_a_python_target_is_called_per_item_and_its_failures_are_errors_not_scor
     missing = assay("check", "math", "--config", str(golden), "--target", "mathbot:nope",
                     db_url=assay_env, cwd=tmp_path)  # fmt: skip
     assert missing.returncode == 2 and "no function 'nope'" in missing.stderr
+
+
+def test_against_a_baseline_on_main_a_regression_fails_and_noise_does_not(
+    golden: Path, assay_env: str, tmp_path: Path
+) -> None:
+    import xml.etree.ElementTree as ET
+
+    main = {"GITHUB_REF_NAME": "main", "GITHUB_SHA": "a" * 40}
+    base = assay("check", "math", "--config", str(golden), "--tier", "free", "--outputs",
+                 str(outputs(tmp_path / "base.jsonl", wrong=0)), db_url=assay_env, env=main)  # fmt: skip
+    assert base.returncode == 0, base.stderr
+    branch = {"GITHUB_HEAD_REF": "feature", "GITHUB_SHA": "b" * 40}
+
+    noise = assay("check", "math", "--config", str(golden), "--tier", "free", "--outputs",
+                  str(outputs(tmp_path / "noise.jsonl", wrong=1)), "--baseline",
+                  "latest-on-main", "--format", "json", db_url=assay_env, env=branch)  # fmt: skip
+    assert noise.returncode == 0, noise.stdout + noise.stderr  # one item worse is not evidence
+    [numeric] = [c for c in json.loads(noise.stdout)["comparisons"]
+                 if c["evaluator"] == "numeric_close"]  # fmt: skip
+    assert numeric["regressed"] == ["q00"] and numeric["p_value"] == 1.0
+
+    # Seven items wrong: the absolute rule still holds (82% is not clearly under 80%), but on
+    # the same items against main it is a clear drop, which the paired test sees.
+    junit, summary = tmp_path / "check.xml", tmp_path / "summary.md"
+    worse = assay("check", "math", "--config", str(golden), "--tier", "free", "--outputs",
+                  str(outputs(tmp_path / "worse.jsonl", wrong=7)), "--baseline",
+                  "latest-on-main", "--junit", str(junit), "--markdown", str(summary),
+                  db_url=assay_env, env=branch)  # fmt: skip
+    assert worse.returncode == 3, worse.stdout + worse.stderr
+    assert "McNemar" in worse.stdout and "worse" in worse.stdout
+    suite = ET.parse(junit).getroot()
+    assert suite.tag == "testsuite" and suite.get("failures") == "1"
+    [failed] = [c for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert failed.get("name") == "numeric_close vs baseline"
+    assert "q00" in (failed.find("failure").text or "")  # type: ignore[union-attr]
+    text = summary.read_text()
+    assert "❌ gate failed" in text and "| numeric_close | 40 | 100.0% | 82.5% | -17.5 |" in text
+    history = json.loads(assay("experiments", "--dataset", "math", "--format", "json",
+                               db_url=assay_env).stdout)  # fmt: skip
+    worse_id, _noise_id, base_id = (e["experiment_id"] for e in history)
+    compared = assay("compare", base_id, worse_id, "--format", "json", db_url=assay_env)
+    assert compared.returncode == 0, compared.stderr
+    data = json.loads(compared.stdout)
+    [numeric] = [e for e in data["evaluators"] if e["evaluator"] == "numeric_close"]
+    assert len(numeric["regressed"]) == 7 and numeric["significant_drop"] is True
+    assert data["outputs"]["q00"] == {"input": "What is 0 plus 0?", "expected": "0",
+                                      "baseline": "The answer is 0.",
+                                      "experiment": "The answer is 1."}  # fmt: skip
+    shown = assay("compare", base_id, worse_id, db_url=assay_env, columns=100)
+    assert "numeric_close regressed: q00" in shown.stdout and "McNemar" in shown.stdout
+    unknown = assay("compare", base_id, "nope", db_url=assay_env)
+    assert unknown.returncode == 2 and "no experiment 'nope'" in unknown.stderr
