@@ -98,7 +98,7 @@ def _log_texts(deployment: str, log_ids: list[str]) -> dict[str, dict[str, Any]]
     source cannot be read (the scores still show)."""
     from evaluators.heuristics.pii import mask_pii
     from tasks.config import load_job
-    from tasks.pipeline import source_engine
+    from tasks.pipeline import fitted_job, source_engine
     from tasks.redact import redact
     from tasks.warehouse.normalize import normalize_rows
     from tasks.warehouse.source import rows_by_id
@@ -107,7 +107,7 @@ def _log_texts(deployment: str, log_ids: list[str]) -> dict[str, dict[str, Any]]
     if not path.exists():
         return {}
     try:
-        job = load_job(path)
+        job = fitted_job(load_job(path))
         with source_engine(job.source).connect() as conn:
             rows = rows_by_id(conn, job.source, log_ids)
     except Exception:  # the drill-down is a courtesy; the charts do not depend on it

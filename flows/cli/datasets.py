@@ -226,3 +226,190 @@ def _write_text(rows: list[dict[str, Any]], file_format: ExportFormat, handle: T
             "tags": json.dumps(row.get("tags", [])),
             "metadata": json.dumps(row.get("metadata", {})),
         })  # fmt: skip
+
+
+@dataset_app.command("add-logs")
+def add_logs(
+    name: NameArgument,
+    deployment: Annotated[str, typer.Option(help="Where the logs come from (its job file).")],
+    since: Annotated[str, typer.Option(help="A duration back from now (7d) or ISO time.")] = "7d",
+    evaluator: Annotated[
+        str | None, typer.Option(help="Only logs this evaluator scored (with --failed: failed).")
+    ] = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Only logs the evaluator failed.")
+    ] = False,
+    feedback: Annotated[
+        str | None, typer.Option(help="Only logs with this end-user feedback (e.g. negative).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Items to add at most.")] = 100,
+    keep_pii: Annotated[
+        bool, typer.Option("--keep-pii", help="Keep personal data (default: masked).")
+    ] = False,
+    config: Annotated[Path | None, typer.Option(help="Job config of the deployment.")] = None,
+    create: Annotated[
+        bool, typer.Option("--create", help="Create the dataset if missing.")
+    ] = False,
+) -> None:
+    """Curate production logs into a dataset: failing, flagged or thumbs-down ones become items
+    (id DEPLOYMENT:LOG_ID, the prompt as input, PII masked, no expected answer yet)."""
+    from datetime import UTC, datetime
+
+    from flows.cli.common import _load, _since, check_names
+    from tasks.datasets.curate import as_item, candidate_ids, read_logs
+    from tasks.datasets.store import add_items, create_dataset, dataset_info
+    from tasks.pipeline import fitted_job
+    from tasks.store.db import scores_engine
+
+    if failed and evaluator is None:
+        raise_usage("--failed needs --evaluator NAME (which evaluator failed them)")
+    if feedback is not None and feedback not in ("positive", "negative", "neutral"):
+        raise_usage(f"--feedback {feedback!r}: use positive, negative or neutral")
+    check_names(deployment, [evaluator] if evaluator else ())
+    job = _guarded(lambda: fitted_job(_load(deployment, config)))
+    start = _guarded(lambda: _since(since, datetime.now(UTC)))
+    engine = _guarded(scores_engine)
+    if create:
+        _guarded(lambda: create_dataset(engine, name))
+    _guarded(lambda: dataset_info(engine, name))
+    # A feedback filter is applied to what the source holds, so look at more candidates.
+    wanted = limit if feedback is None else min(100_000, limit * 20)
+    ids = _guarded(lambda: candidate_ids(engine, deployment, start, evaluator, failed, wanted))
+    records = _guarded(lambda: read_logs(job, ids))
+    if feedback is not None:
+        records = [r for r in records if r.feedback == feedback]
+    tags = ["from-production"] + ([f"failed:{evaluator}"] if failed else [])
+    tags += [f"feedback:{feedback}"] if feedback else []
+    items = [as_item(r, deployment, keep_pii, tags) for r in records[:limit]]
+    added = _guarded(lambda: add_items(engine, name, items))
+    console.print(
+        f"{name}: {added.added:,} logs of {deployment} added, {added.revised:,} revised, "
+        f"{added.unchanged:,} already there ({len(ids):,} candidates"
+        + (f", {len(records):,} with feedback {feedback}" if feedback else "")
+        + (")" if keep_pii else "; PII masked)")
+    )
+
+
+class TrainingFormat(StrEnum):
+    openai_chat = "openai-chat"
+    jsonl = "jsonl"
+    csv = "csv"
+    parquet = "parquet"
+
+
+@app.command("export")
+def export_training(
+    deployment: Annotated[str, typer.Argument(help="The production deployment.")],
+    out: Annotated[Path, typer.Option(help="File to write.")],
+    since: Annotated[str, typer.Option(help="A duration back from now (30d) or ISO time.")] = (
+        "30d"
+    ),
+    where: Annotated[
+        str,
+        typer.Option(
+            help='Conditions, all required: "faithfulness passed, feedback positive". Logs '
+            "that failed pii or secrets (or were not checked by pii) are never exported."
+        ),
+    ] = "",
+    file_format: Annotated[
+        TrainingFormat, typer.Option("--format", help="openai-chat is the fine-tuning JSONL.")
+    ] = TrainingFormat.openai_chat,
+    config: Annotated[Path | None, typer.Option(help="Job config of the deployment.")] = None,
+) -> None:
+    """Export production logs whose scores meet every condition as training data, streamed
+    (constant memory), with what each condition excluded."""
+    from datetime import UTC, datetime, timedelta
+
+    from flows.cli.common import _load, _since, check_names
+    from tasks.datasets.curate import read_logs
+    from tasks.datasets.training import (
+        ExportCounts,
+        evaluator_names,
+        feedback_ok,
+        kept_ids,
+        parse_where,
+        training_row,
+    )
+    from tasks.pipeline import fitted_job
+    from tasks.store.db import scores_engine
+
+    check_names(deployment)
+    job = _guarded(lambda: fitted_job(_load(deployment, config)))
+    conditions = _guarded(lambda: parse_where(where, evaluator_names(job)))
+    now = datetime.now(UTC)
+    start = _guarded(lambda: _since(since, now))
+    counts = ExportCounts()
+    writer = _TrainingWriter(out, file_format)
+
+    def run() -> None:
+        from collections import Counter
+
+        feedback_missed: Counter[str] = Counter()
+        with scores_engine().connect() as conn:
+            for ids in kept_ids(conn, deployment, start, now + timedelta(seconds=1),
+                                conditions, counts):  # fmt: skip
+                for record in read_logs(job, ids):
+                    if missed := feedback_ok(record, conditions):
+                        feedback_missed[missed] += 1
+                        continue
+                    writer.write(training_row(record, file_format.value))
+                    counts.exported += 1
+        counts.excluded.update(feedback_missed)
+
+    try:
+        _guarded(run)
+    finally:
+        writer.close()
+    console.print(f"exported {counts.exported:,} of {counts.candidates:,} scored logs of "
+                  f"{deployment} to {out} ({file_format.value})")  # fmt: skip
+    for reason, n in sorted(counts.excluded.items(), key=lambda kv: -kv[1]):
+        console.print(f"  excluded {n:,}: {reason}")
+
+
+class _TrainingWriter:
+    """One row at a time to JSONL or CSV; Parquet in row groups of 1,000 (constant memory)."""
+
+    def __init__(self, path: Path, fmt: "TrainingFormat") -> None:
+        import csv
+
+        self.fmt, self.path = fmt, path
+        self.rows: list[dict[str, Any]] = []
+        self.parquet: Any = None
+        self.handle = None if fmt is TrainingFormat.parquet else path.open("w", encoding="utf-8")
+        self.csv = (
+            csv.DictWriter(self.handle, fieldnames=["id", "ts", "prompt", "context", "response",
+                                                    "model", "prompt_slug", "feedback"])
+            if fmt is TrainingFormat.csv and self.handle
+            else None
+        )  # fmt: skip
+        if self.csv:
+            self.csv.writeheader()
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self.csv is not None:
+            self.csv.writerow({**row, "context": json.dumps(row.get("context", []))})
+        elif self.handle is not None:
+            self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            self.rows.append({**row, "context": json.dumps(row.get("context", []))})
+            if len(self.rows) >= 1000:
+                self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist(self.rows)
+        if self.parquet is None:
+            self.parquet = pq.ParquetWriter(self.path, table.schema)
+        self.parquet.write_table(table)
+        self.rows = []
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        if self.fmt is TrainingFormat.parquet:
+            if self.rows:
+                self._flush()
+            if self.parquet is not None:
+                self.parquet.close()

@@ -35,3 +35,14 @@ SELECT item_id, revision, input, context, expected, tags, metadata, source_deplo
 FROM assay.dataset_items
 WHERE dataset = :dataset AND retired_at IS NULL
 ORDER BY item_id
+
+-- name: curation_candidates
+-- Production logs to curate into a dataset: scored in the window, optionally those an
+-- evaluator failed; newest first.
+SELECT log_id FROM assay.scores
+WHERE deployment = :deployment AND log_ts >= :since
+  AND (CAST(:evaluator AS text) IS NULL OR evaluator = :evaluator)
+  AND (NOT :failed OR (status = 'ok' AND NOT passed))
+GROUP BY log_id
+ORDER BY max(log_ts) DESC, log_id
+LIMIT :limit

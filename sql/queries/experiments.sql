@@ -75,3 +75,15 @@ JOIN assay.experiments e ON e.experiment_id = o.experiment_id
 LEFT JOIN assay.dataset_items i
   ON i.dataset = e.dataset AND i.item_id = o.item_id AND i.retired_at IS NULL
 WHERE o.experiment_id = :experiment_id AND o.item_id = ANY(:item_ids)
+
+-- name: export_candidates
+-- Per log of a window: which evaluators it passed and failed (judged scores only), in log
+-- order. The caller keeps the logs that meet every condition and never one that failed pii
+-- or secrets.
+SELECT log_id,
+       array_agg(evaluator) FILTER (WHERE status = 'ok' AND passed) AS passed,
+       array_agg(evaluator) FILTER (WHERE status = 'ok' AND NOT passed) AS failed
+FROM assay.scores
+WHERE deployment = :deployment AND log_ts >= :since AND log_ts < :until
+GROUP BY log_id
+ORDER BY min(log_ts), log_id
