@@ -139,13 +139,40 @@ async def evaluate_dataset(
         {"evaluators": {t.evaluator: t.model_dump() for t in sums}, "target_errors": errors},
         cost, run.summary.run_id,
     )  # fmt: skip
-    return CheckResult(
+    result = CheckResult(
         experiment_id=spec.experiment_id, name=label, dataset=dataset,
         dataset_digest=info.digest, target=target, tier=tier, items=len(items),
         evaluators=sums, gate=gate, passed=passed, cost_usd=cost, run_id=run.summary.run_id,
         target_errors=errors, baseline=compared_with, baseline_note=note,
         comparisons=comparisons, worst=worst,
     )  # fmt: skip
+    await publish_experiment(result)
+    return result
+
+
+async def publish_experiment(result: CheckResult) -> None:
+    """The experiment in the Prefect UI: per evaluator and gate rule, and the markdown summary
+    CI gets (the flow can be deployed, e.g. nightly against the production prompt)."""
+    from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
+    from tasks.experiments.ci_reports import STATE_WORDS, markdown
+    from tasks.redact import redact
+
+    rows = [
+        {"evaluator": t.evaluator, "n": t.ok, "pass_rate": t.pass_rate, "skipped": t.skipped,
+         "errors": t.errors, "cost_usd": round(t.cost_usd, 6)}
+        for t in result.evaluators
+    ] + [
+        {"evaluator": f"gate: {g.describe()}", "n": g.n, "pass_rate": g.value,
+         "skipped": STATE_WORDS[g.state], "errors": "", "cost_usd": ""}
+        for g in result.gate
+    ]  # fmt: skip
+    key = f"experiment-{result.experiment_id}"
+    await acreate_table_artifact(
+        table=rows or [{"evaluator": "none"}], key=key,
+        description=f"{result.dataset}: {'passed' if result.passed else 'FAILED'}",
+    )  # fmt: skip
+    await acreate_markdown_artifact(markdown=redact(markdown(result)), key=f"{key}-summary")
 
 
 #: Branches `--baseline latest-on-main` looks at.
