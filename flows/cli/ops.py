@@ -112,10 +112,60 @@ def demo(
         "Scores are in assay.scores; quarantined logs and reasons in assay.quarantine "
         "(`assay quarantine DEPLOYMENT`, and `--replay` once the source is fixed)."
     )
+    _golden_demo(engine)
     console.print(
         "Next: `assay report support-bot --by model` for quality with intervals, usage and "
         "spend, or `assay dashboard --out assay.html` for charts you can open offline."
     )
+
+
+def _golden_demo(engine: Any) -> None:
+    """A golden dataset (policy questions a person answered, plus production failures), two
+    versions of the bot checked on it, and the comparison: what `assay check` does in CI."""
+    import asyncio
+    from datetime import timedelta
+
+    from flows.check import evaluate_dataset
+    from flows.cli.checks import _renderable, compare
+    from tasks.config import load_job
+    from tasks.datasets.curate import as_item, candidate_ids, read_logs
+    from tasks.datasets.store import add_items, create_dataset
+    from tasks.demo.golden import hand_written
+    from tasks.pipeline import fitted_job
+
+    name = "support-golden"
+    create_dataset(engine, name, "demo: policy questions with answers, and production failures")
+    job = _guarded(lambda: fitted_job(_load("support-bot", None)))
+    since = datetime.now(UTC) - timedelta(days=3)
+    failing = read_logs(job, candidate_ids(engine, "support-bot", since, "refusal", True, 6))
+    curated = [as_item(r, "support-bot", False, ["from-production", "failed:refusal"])
+               for r in failing]  # fmt: skip
+    added = add_items(engine, name, hand_written() + curated)
+    console.print(
+        f"golden dataset {name}: {added.added + added.revised + added.unchanged} items "
+        f"({len(hand_written())} written by hand, {len(curated)} curated from production)"
+    )
+    checks = _guarded(lambda: load_job(Path("deployments/checks/support-golden.yaml")))
+    ids = []
+    for variant in ("grounded", "terse"):
+        result = _guarded(
+            lambda v=variant: asyncio.run(  # type: ignore[misc]
+                evaluate_dataset(
+                    checks,
+                    name,
+                    None,
+                    "",
+                    "all",
+                    f"demo bot, {v} version",
+                    f"tasks.demo.variants:{v}",
+                )
+            )
+        )
+        console.print(f"[bold]assay check {name} --target tasks.demo.variants:{variant}[/]")
+        console.print(_renderable(result))
+        ids.append(result.experiment_id)
+    console.print(f"[bold]assay compare {ids[0]} {ids[1]}[/]")
+    compare(ids[0], ids[1], items=1, output=OutputFormat.table)
 
 
 @app.command()
