@@ -1,0 +1,20 @@
+"""`assay demo`, the first command a user runs: exit 0, three apps evaluated, the golden
+dataset checked for two versions of the bot, the gate passing one and failing the other."""
+
+import pytest
+
+from tests.cli import assay
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_demo_runs_end_to_end(assay_env: str) -> None:
+    done = assay("demo", "--scale", "0.05", db_url=assay_env, columns=100, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    for deployment in ("support-bot", "search-rag", "agent-otel"):
+        assert f"{deployment} · manual run" in out
+    assert "golden dataset support-golden" in out
+    assert out.count("gate passed") == 1 and out.count("gate FAILED") == 1
+    assert "contains_expected regressed: policy-" in out
+    assert "Traceback" not in done.stderr
