@@ -54,6 +54,19 @@ def check_job(job: EvalJob, tier: Tier) -> EvalJob:
     )
 
 
+def experiment(
+    job: EvalJob, dataset: str, digest: str, target: str, tier: Tier
+) -> tuple[ExperimentSpec, EvalJob]:
+    """The experiment a check is (the same inputs, the same experiment) and the job it runs."""
+    checked = check_job(job, tier)
+    commit, branch = git_from_env()
+    spec = ExperimentSpec(
+        dataset=dataset, dataset_digest=digest, target=target, config=job.deployment,
+        config_json=checked.model_dump_json(), tier=tier, git_commit=commit, git_branch=branch,
+    )  # fmt: skip
+    return spec, checked.model_copy(update={"deployment": spec.deployment})
+
+
 @flow(name="evaluate_dataset", log_prints=False)
 async def evaluate_dataset(
     job: EvalJob,
@@ -79,13 +92,7 @@ async def evaluate_dataset(
     if function is not None and target_callable is not None:
         target = target_spec(target_callable)
     by_id = matched(items, outputs or []) if function is None else {}
-    checked = check_job(job, tier)
-    commit, branch = git_from_env()
-    spec = ExperimentSpec(
-        dataset=dataset, dataset_digest=info.digest, target=target, config=job.deployment,
-        config_json=checked.model_dump_json(), tier=tier, git_commit=commit, git_branch=branch,
-    )  # fmt: skip
-    checked = checked.model_copy(update={"deployment": spec.deployment})
+    spec, checked = experiment(job, dataset, info.digest, target, tier)
     label = name or f"{dataset} · {target}"
     created = start_experiment(engine, spec, label, len(items), datetime.now(UTC))
     errors: dict[str, str] = {}

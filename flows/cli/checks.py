@@ -69,6 +69,12 @@ def check(
     markdown: Annotated[
         Path | None, typer.Option(help="Write a Markdown summary (PR comment, job summary).")
     ] = None,
+    estimate: Annotated[
+        bool,
+        typer.Option(
+            "--estimate", help="Print items, calls and projected cost; call and spend nothing."
+        ),
+    ] = False,
     output: FormatOption = OutputFormat.table,
 ) -> None:
     """Score a target's outputs on every item of DATASET with the config's evaluators, and gate
@@ -92,6 +98,9 @@ def check(
         _guarded(lambda: load_target(target))  # a typo is a usage error before anything runs
     produced = _guarded(lambda: read_outputs(outputs)) if outputs is not None else None
     spec = outputs_spec(outputs) if outputs is not None else ""
+    if estimate:
+        _estimate(job, dataset, produced, spec, target, tier.value, output)
+        return
     with console.status(f"checking {dataset} …", spinner="dots"):
         result = _guarded(
             lambda: asyncio.run(
@@ -123,6 +132,59 @@ def check(
         console.print(_renderable(result))
     if not result.passed:
         raise typer.Exit(3)
+
+
+def _estimate(
+    job: Any,
+    dataset: str,
+    produced: Any,
+    spec: str,
+    target: str | None,
+    tier: str,
+    output: OutputFormat,
+) -> None:
+    from datetime import UTC, datetime
+
+    from flows.check import experiment
+    from flows.render import columns, compact, keep_whole, money
+    from tasks.datasets.store import current_items, dataset_info
+    from tasks.experiments.callables import load_target, target_spec
+    from tasks.experiments.estimate import estimate_check
+    from tasks.experiments.result import Tier
+    from tasks.experiments.store import scored_items
+    from tasks.experiments.targets import TargetOutput, item_rows, matched
+    from tasks.store.db import scores_engine
+
+    engine = scores_engine()
+    info = dataset_info(engine, dataset)
+    with engine.connect() as conn:
+        items = current_items(conn, dataset)
+    if target is not None:
+        load_target(target)
+        spec = target_spec(target)
+        # The answers do not exist yet: a stand-in lets the judges' prompts be priced.
+        by_id = {s.item.id: TargetOutput(item_id=s.item.id, output="(answer)") for s in items}
+    else:
+        by_id = _guarded(lambda: matched(items, produced))
+    level: Tier = "free" if tier == "free" else "all"
+    experiment_spec, checked = _guarded(lambda: experiment(job, dataset, info.digest, spec, level))
+    already = scored_items(engine, experiment_spec.deployment)
+    rows = item_rows(items, by_id, datetime.now(UTC))
+    calls = len([s for s in items if s.item.id not in already]) if target else 0
+    result = _guarded(lambda: estimate_check(checked, rows, already, calls))
+    if output is OutputFormat.json:
+        print(result.model_dump_json(indent=2))
+        return
+    console.print(
+        f"{dataset}: {result.items:,} items, {result.already_scored:,} already scored by this "
+        f"experiment; target calls {result.target_calls:,}; judge spend at most "
+        f"{money(result.usd)} (run cap {money(result.max_usd_per_run)})"
+    )
+    table = columns(compact("judge calls (nothing was called)"), "evaluator", "model", "calls",
+                    "tokens in", "at most")  # fmt: skip
+    for j in result.judges:
+        table.add_row(j.evaluator, j.model, f"{j.calls:,}", f"{j.input_tokens:,}", money(j.usd))
+    console.print(keep_whole(table))
 
 
 def _renderable(result: Any) -> Any:

@@ -58,8 +58,16 @@ def golden(assay_env: str, tmp_path: Path, fake_llm: FakeLLM) -> Path:
 def test_the_gate_passes_a_good_target_and_fails_a_regression(
     golden: Path, assay_env: str, tmp_path: Path, fake_llm: FakeLLM, engine: sa.Engine
 ) -> None:
+    planned = assay("check", "math", "--config", str(golden), "--outputs",
+                    str(outputs(tmp_path / "good.jsonl", wrong=0)), "--estimate",
+                    "--format", "json", db_url=assay_env)  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    [correctness] = plan["judges"]
+    assert correctness["calls"] == 40 and plan["usd"] > 0 and plan["already_scored"] == 0
+    assert fake_llm.requests_for("judge") == []  # an estimate calls nothing
     good = assay("check", "math", "--config", str(golden), "--outputs",
-                 str(outputs(tmp_path / "good.jsonl", wrong=0)), db_url=assay_env)  # fmt: skip
+                 str(tmp_path / "good.jsonl"), db_url=assay_env)  # fmt: skip
     assert good.returncode == 0, good.stdout + good.stderr
     assert "gate passed" in good.stdout and "numeric_close" in good.stdout
     judged = len(fake_llm.requests_for("judge"))
@@ -69,6 +77,10 @@ def test_the_gate_passes_a_good_target_and_fails_a_regression(
                   str(tmp_path / "good.jsonl"), "--format", "json", db_url=assay_env)  # fmt: skip
     assert again.returncode == 0
     assert len(fake_llm.requests_for("judge")) == judged  # the same experiment: nothing re-judged
+    replan = json.loads(assay("check", "math", "--config", str(golden), "--outputs",
+                              str(tmp_path / "good.jsonl"), "--estimate", "--format", "json",
+                              db_url=assay_env).stdout)  # fmt: skip
+    assert replan["already_scored"] == 41 and replan["judges"][0]["calls"] == 0
     result = json.loads(again.stdout)
     numeric = next(e for e in result["evaluators"] if e["evaluator"] == "numeric_close")
     assert (numeric["ok"], numeric["skipped"]) == (40, 1)  # no expected answer: skipped
