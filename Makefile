@@ -46,6 +46,7 @@ bench: $(STAMP) prefect-home
 	$(PY) bench/report.py
 	$(PY) bench/backfill.py
 	$(PY) bench/cli.py
+	$(PY) bench/check.py
 
 clean:
 	rm -rf $(VENV) .assay .pytest_cache .mypy_cache .ruff_cache

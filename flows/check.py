@@ -97,9 +97,11 @@ async def evaluate_dataset(
     created = start_experiment(engine, spec, label, len(items), datetime.now(UTC))
     errors: dict[str, str] = {}
     try:
+        # What this experiment already scored (a rerun after a crash, or an unchanged CI
+        # rerun) is neither called nor judged nor written again.
+        done = scored_items(engine, spec.deployment)
+        todo = [s for s in items if s.item.id not in done]
         if function is not None:
-            done = scored_items(engine, spec.deployment)
-            todo = [s for s in items if s.item.id not in done]
             produced, errors = await call_target(
                 function, todo, target_timeout_s, target_concurrency
             )
@@ -110,7 +112,7 @@ async def evaluate_dataset(
                 )
             by_id = {o.item_id: o for o in produced}
         save_outputs(engine, spec.experiment_id, list(by_id.values()), errors)
-        rows = item_rows([s for s in items if s.item.id in by_id], by_id, created)
+        rows = item_rows([s for s in todo if s.item.id in by_id], by_id, created)
         logger.info("experiment %s: %d items of %s, target %s", spec.experiment_id, len(rows),
                     dataset, target)  # fmt: skip
         async with run_lifecycle(
