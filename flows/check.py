@@ -45,7 +45,7 @@ def check_job(job: EvalJob, tier: Tier) -> EvalJob:
     return job.model_copy(
         update={
             "evaluators": evaluators,
-            "source": SourceConfig(),
+            "source": SourceConfig(page_size=job.source.page_size),
             "sampling": SamplingConfig(rate=1.0, seed=job.sampling.seed, dedupe=True),
             "quality": QualityConfig(max_invalid_fraction=1.0, empty_response="evaluate"),
             "alerts": job.alerts.model_copy(update={"rules": []}),
