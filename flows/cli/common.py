@@ -238,6 +238,22 @@ def check_choice(option: str, value: str, choices: Sequence[str]) -> None:
         raise_usage(f"{option} {value!r} is not one of {', '.join(choices)}{hint}")
 
 
+def field_pairs(
+    pairs: Iterable[str], fields: Sequence[str], what: str, example: str
+) -> dict[str, str]:
+    """`--map FIELD=COLUMN` options as a mapping; a malformed pair or an unknown field is a
+    usage error with "did you mean"."""
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        if not sep or not column:
+            raise_usage(f"--map {pair!r}: use FIELD=COLUMN, e.g. --map {example}")
+        if field not in fields:
+            raise_usage(f"--map: {field!r} is not {what}{did_you_mean(field, fields)}")
+        mapping[field] = column
+    return mapping
+
+
 def raise_usage(message: str) -> NoReturn:
     err_console.print(f"[bold red]usage error:[/] {message}", highlight=False)
     raise typer.Exit(2)

@@ -15,8 +15,8 @@ from flows.cli.common import (
     _guarded,
     app,
     console,
-    did_you_mean,
     err_console,
+    field_pairs,
     raise_usage,
 )
 
@@ -26,20 +26,6 @@ dataset_app = typer.Typer(
 app.add_typer(dataset_app, name="dataset")
 
 NameArgument = Annotated[str, typer.Argument(help="Dataset name (letters, digits, . _ -).")]
-
-
-def _mapping(pairs: list[str] | None) -> dict[str, str]:
-    from tasks.datasets.items import ITEM_FIELDS
-
-    mapping: dict[str, str] = {}
-    for pair in pairs or []:
-        field, sep, column = pair.partition("=")
-        if not sep or not column:
-            raise_usage(f"--map {pair!r}: use FIELD=COLUMN, e.g. --map input=question")
-        if field not in ITEM_FIELDS:
-            raise_usage(f"--map: {field!r} is not an item field{did_you_mean(field, ITEM_FIELDS)}")
-        mapping[field] = column
-    return mapping
 
 
 @dataset_app.command("create")
@@ -83,11 +69,11 @@ def import_(
     """Add items from a file: new ids are added, changed items get a new revision (the old one
     is retired), identical ones are left alone. Bad lines are listed with their line number
     and reason and the rest is still imported (exit 1 when any line was rejected)."""
-    from tasks.datasets.items import read_items
+    from tasks.datasets.items import ITEM_FIELDS, read_items
     from tasks.datasets.store import add_items, create_dataset, dataset_info
     from tasks.store.db import scores_engine
 
-    mapping = _mapping(map_)
+    mapping = field_pairs(map_ or [], ITEM_FIELDS, "an item field", "input=question")
     engine = _guarded(scores_engine)
     if create:
         _guarded(lambda: create_dataset(engine, name))

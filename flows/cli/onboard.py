@@ -15,25 +15,10 @@ from flows.cli.common import (
     app,
     console,
     err_console,
+    field_pairs,
     raise_usage,
 )
 from tasks.errors import ConfigError
-
-
-def _named(pairs: list[str]) -> dict[str, str]:
-    from tasks.warehouse.mapping import SYNONYMS
-
-    named: dict[str, str] = {}
-    for pair in pairs:
-        field, sep, column = pair.partition("=")
-        if not sep or not column:
-            raise_usage(f"--map {pair!r}: use FIELD=COLUMN, e.g. --map prompt=user_input")
-        if field not in SYNONYMS:
-            from flows.cli.common import did_you_mean
-
-            raise_usage(f"--map: {field!r} is not a canonical field{did_you_mean(field, SYNONYMS)}")
-        named[field] = column
-    return named
 
 
 @app.command()
@@ -70,7 +55,9 @@ def init(
     path = out or JOBS_DIR / f"{deployment}.yaml"
     if path.exists() and not force and not dry_run:
         raise_usage(f"{path} exists; pass --force to overwrite it, or --out FILE")
-    named = _named(map_ or [])
+    from tasks.warehouse.mapping import SYNONYMS
+
+    named = field_pairs(map_ or [], list(SYNONYMS), "a canonical field", "prompt=user_input")
 
     def inspect() -> dict[str, str]:
         try:
