@@ -51,17 +51,17 @@ def backfill_job(job: EvalJob, evaluators: list[str] | None, budget_usd: float |
     """The job narrowed to the requested evaluators, with the backfill's own budget: one cap
     for all its chunks (the daily cap still applies, shared with the hourly runs)."""
     # An evaluator may be named by its registry name or its score name (rubric:<id>).
-    aliases = [({cfg.name, cfg.build().score_name}, cfg) for cfg in job.evaluators]
     chosen = job.evaluators
     if evaluators:
-        known = set().union(*(names for names, _ in aliases))
-        unknown = sorted(set(evaluators) - known)
+        aliases = job.evaluator_aliases()
+        unknown = sorted(set(evaluators) - set(aliases))
         if unknown:
             raise ConfigError(
                 f"backfill: evaluator(s) {', '.join(unknown)} are not in {job.deployment}'s "
-                f"job; choose from {', '.join(sorted(known))}"
+                f"job; choose from {', '.join(sorted(aliases))}"
             )
-        chosen = [cfg for names, cfg in aliases if names & set(evaluators)]
+        wanted = {score for name in evaluators for score in aliases[name]}
+        chosen = [cfg for cfg in job.evaluators if cfg.build().score_name in wanted]
     narrowed = job.model_copy(update={"evaluators": chosen})
     kept = set(evaluator_names(narrowed))
     return narrowed.model_copy(
@@ -77,7 +77,7 @@ def backfill_job(job: EvalJob, evaluators: list[str] | None, budget_usd: float |
 
 
 def evaluator_names(job: EvalJob) -> list[str]:
-    return [cfg.build().score_name for cfg in job.evaluators]
+    return job.score_names()
 
 
 #: The custom-run form, in order: what a person came to set first, the job object last.
@@ -107,9 +107,7 @@ def form_schema(schema: dict[str, Any], job: EvalJob) -> dict[str, Any]:
     for position, name in enumerate(properties):
         title, description = FORM_FIELDS[name]
         properties[name].update(position=position, title=title, description=description)
-    choices = sorted(
-        {name for cfg in job.evaluators for name in (cfg.name, cfg.build().score_name)}
-    )
+    choices = sorted(job.evaluator_aliases())
     if "evaluators" in properties:
         properties["evaluators"]["anyOf"] = [
             {"type": "array", "items": {"type": "string", "enum": choices}, "uniqueItems": True},

@@ -126,7 +126,7 @@ async def evaluate_dataset(
                           {"target_errors": errors}, 0.0, None)  # fmt: skip
         raise
     assert run.summary is not None
-    evaluated = {cfg.build().score_name for cfg in checked.evaluators}
+    evaluated = set(checked.score_names())
     with engine.connect() as conn:
         gate = decide(conn, spec.deployment, job, evaluated)
         sums = totals(conn, spec.deployment)

@@ -586,9 +586,23 @@ class EvalJob(BaseModel):
             raise ValueError(f"evaluators listed twice: {', '.join(duplicates)}")
         return value
 
+    def score_names(self) -> list[str]:
+        """The `evaluator` column of this job's scores, in job order (a rubric: rubric:<id>)."""
+        return [cfg.build().score_name for cfg in self.evaluators]
+
+    def evaluator_aliases(self) -> dict[str, list[str]]:
+        """Each name a person may use for an evaluator (registry name or score name) -> the
+        score names it selects (`rubric` selects every rubric)."""
+        aliases: dict[str, list[str]] = {}
+        for cfg in self.evaluators:
+            score_name = cfg.build().score_name
+            for name in {cfg.name, score_name}:
+                aliases.setdefault(name, []).append(score_name)
+        return aliases
+
     @model_validator(mode="after")
     def _rules_name_evaluators(self) -> "EvalJob":
-        names = {e.build().score_name for e in self.evaluators}
+        names = set(self.score_names())
         for where, rules in (("alerts.rules", self.alerts.rules), ("gate", self.gate)):
             for rule in rules:
                 if rule.evaluator not in names:

@@ -310,7 +310,6 @@ def export_training(
     from tasks.datasets.curate import read_logs
     from tasks.datasets.training import (
         ExportCounts,
-        evaluator_names,
         feedback_ok,
         kept_ids,
         parse_where,
@@ -321,7 +320,7 @@ def export_training(
 
     check_names(deployment)
     job = _guarded(lambda: fitted_job(_load(deployment, config)))
-    conditions = _guarded(lambda: parse_where(where, evaluator_names(job)))
+    conditions = _guarded(lambda: parse_where(where, set(job.score_names())))
     now = datetime.now(UTC)
     start = _guarded(lambda: _since(since, now))
     counts = ExportCounts()

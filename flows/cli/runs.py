@@ -312,7 +312,7 @@ def backfill(
     step = _guarded(lambda: _duration(chunk))
     if window[0] is None or window[1] is None or window[0] >= window[1]:
         raise_usage(f"--start {start} is not before --end {end}")
-    configured = [e.build().score_name for e in job.evaluators]
+    configured = sorted(job.evaluator_aliases())  # the names the backfill flow accepts
     for name in evaluator or ():
         if name not in configured:
             raise_usage(f"{deployment} has no evaluator {name!r}{did_you_mean(name, configured)}")

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from evaluators.records import LogRecord
-from tasks.config import EvalJob
 from tasks.errors import ConfigError
 from tasks.store.sql import query
 
@@ -121,7 +120,3 @@ def feedback_ok(record: LogRecord, conditions: list[Condition]) -> str | None:
         if c.subject == "feedback" and record.feedback != c.wanted:
             return c.label()
     return None
-
-
-def evaluator_names(job: EvalJob) -> set[str]:
-    return {cfg.build().score_name for cfg in job.evaluators}
