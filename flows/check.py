@@ -1,22 +1,28 @@
 """`evaluate_dataset`: a check of a target's outputs on a golden dataset, with the evaluators and
 thresholds of a deployment's job config, as one more kind of run of the one lifecycle."""
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from prefect import flow, get_run_logger
 
 from evaluators.base import Cost
+from evaluators.judges.client import Endpoint, JudgeRuntime
 from flows.lifecycle import KINDS, run_lifecycle
 from tasks.config import EvalJob, QualityConfig, SamplingConfig, SourceConfig
 from tasks.datasets.store import current_items, dataset_info
 from tasks.errors import AssayError, ConfigError
-from tasks.experiments.callables import call_target, load_target, target_spec
+from tasks.experiments.answers import Answerer, Answers, Unit, ask_all, cache_key, units
+from tasks.experiments.callables import callable_answerer, load_target, target_spec
 from tasks.experiments.compare import compare_experiments
-from tasks.experiments.gate import decide, totals
+from tasks.experiments.gate import decide, spreads, totals
+from tasks.experiments.prompts import load_prompt, prompt_answerer
 from tasks.experiments.result import CheckResult, Tier
 from tasks.experiments.store import (
     ExperimentSpec,
+    cache_outputs,
+    cached_outputs,
     failing_items,
     finish_experiment,
     get_experiment,
@@ -26,6 +32,7 @@ from tasks.experiments.store import (
     save_outputs,
     scored_items,
     start_experiment,
+    target_spend,
 )
 from tasks.experiments.targets import TargetOutput, item_rows, matched
 from tasks.store.db import scores_engine
@@ -55,7 +62,7 @@ def check_job(job: EvalJob, tier: Tier) -> EvalJob:
 
 
 def experiment(
-    job: EvalJob, dataset: str, digest: str, target: str, tier: Tier
+    job: EvalJob, dataset: str, digest: str, target: str, tier: Tier, repeats: int = 1
 ) -> tuple[ExperimentSpec, EvalJob]:
     """The experiment a check is (the same inputs, the same experiment) and the job it runs."""
     checked = check_job(job, tier)
@@ -63,8 +70,77 @@ def experiment(
     spec = ExperimentSpec(
         dataset=dataset, dataset_digest=digest, target=target, config=job.deployment,
         config_json=checked.model_dump_json(), tier=tier, git_commit=commit, git_branch=branch,
+        repeats=repeats,
     )  # fmt: skip
     return spec, checked.model_copy(update={"deployment": spec.deployment})
+
+
+class Target(NamedTuple):
+    """What a check evaluates: a file of outputs, or something it calls."""
+
+    spec: str  # as the experiment records it (file, code or prompt by content digest)
+    fixed: dict[str, TargetOutput] | None = None  # --outputs
+    answerer: Callable[[JudgeRuntime | None], Answerer] | None = None
+    endpoints: tuple[Endpoint, ...] = ()  # a prompt's model, called through the run's runtime
+
+
+def choose_target(
+    items: list[Any],
+    outputs: list[TargetOutput] | None,
+    spec: str,
+    target_callable: str | None,
+    target_prompt: str | None,
+    repeats: int,
+) -> Target:
+    if target_prompt is not None:
+        prompt, recorded = load_prompt(target_prompt)
+
+        def ask_prompt(runtime: JudgeRuntime | None) -> Answerer:
+            assert runtime is not None  # the prompt's model makes the run build one
+            return prompt_answerer(prompt, runtime)
+
+        return Target(recorded, answerer=ask_prompt, endpoints=(prompt.endpoint,))
+    if target_callable is not None:
+        function = load_target(target_callable)
+        return Target(target_spec(target_callable), answerer=lambda _r: callable_answerer(function))
+    if repeats > 1:
+        raise ConfigError("--repeat needs a target to call (--target), not a file of outputs")
+    return Target(spec, fixed=matched(items, outputs or []))
+
+
+async def answer_page(
+    engine: Any, target: Target, ask: Answerer | None, page: list[Unit], settings: "Calling"
+) -> Answers:
+    """The page's answers: a file's as given, else the cache's, else the target's own."""
+    if target.fixed is not None or ask is None:
+        fixed = target.fixed or {}
+        return Answers(outputs=[fixed[u.stored.item.id] for u in page])
+    keys = {u.log_id: cache_key(target.spec, u) for u in page}
+    hits = cached_outputs(engine, list(keys.values())) if settings.cache else {}
+    found = Answers()
+    todo = []
+    for unit in page:
+        hit = hits.get(keys[unit.log_id])
+        if hit is None:
+            todo.append(unit)
+            continue
+        found.outputs.append(TargetOutput(item_id=unit.log_id, output=hit.output,
+                                          latency_ms=hit.latency_ms, cost_usd=hit.cost_usd,
+                                          model=hit.model))  # fmt: skip
+        found.cached.add(unit.log_id)
+    asked = await ask_all(ask, todo, settings.timeout_s, settings.concurrency)
+    cache_outputs(engine, target.spec, settings.experiment_id,
+                  [(keys[o.item_id], o) for o in asked.outputs])  # fmt: skip
+    found.outputs += asked.outputs
+    found.errors = asked.errors
+    return found
+
+
+class Calling(NamedTuple):
+    experiment_id: str
+    timeout_s: float
+    concurrency: int
+    cache: bool
 
 
 @flow(name="evaluate_dataset", log_prints=False)
@@ -79,64 +155,98 @@ async def evaluate_dataset(
     target_timeout_s: float = 60.0,
     target_concurrency: int = 8,
     baseline: str | None = None,
+    target_prompt: str | None = None,
+    repeats: int = 1,
+    cache: bool = True,
 ) -> CheckResult:
     """Score a target's outputs for every current item of `dataset` and decide the gate. The
-    target is a file of outputs (`outputs`) or a Python callable (`target_callable`,
-    `module:function`), called for the items this experiment has not scored yet."""
+    target is a file of outputs (`outputs`), a Python callable (`target_callable`,
+    `module:function`) or a prompt file (`target_prompt`, `prompt:FILE.yaml`); what it is
+    called for is only what this experiment has not scored yet, and an answer the same target
+    gave to the same item before comes from the cache. With `repeats` > 1 the target answers
+    each item that many times and the gate is decided over items, across the repeats."""
     logger = get_run_logger()
     engine = scores_engine()
     info = dataset_info(engine, dataset)
     with engine.connect() as conn:
         items = current_items(conn, dataset)
-    function = load_target(target_callable) if target_callable else None
-    if function is not None and target_callable is not None:
-        target = target_spec(target_callable)
-    by_id = matched(items, outputs or []) if function is None else {}
-    spec, checked = experiment(job, dataset, info.digest, target, tier)
-    label = name or f"{dataset} · {target}"
+    chosen = choose_target(items, outputs, target, target_callable, target_prompt, repeats)
+    spec, checked = experiment(job, dataset, info.digest, chosen.spec, tier, repeats)
+    label = name or f"{dataset} · {chosen.spec}"
     created = start_experiment(engine, spec, label, len(items), datetime.now(UTC))
+    calling = Calling(spec.experiment_id, target_timeout_s, target_concurrency, cache)
     errors: dict[str, str] = {}
+    calls = 0
     try:
         # What this experiment already scored (a rerun after a crash, or an unchanged CI
         # rerun) is neither called nor judged nor written again.
         done = scored_items(engine, spec.deployment)
-        todo = [s for s in items if s.item.id not in done]
-        if function is not None:
-            produced, errors = await call_target(
-                function, todo, target_timeout_s, target_concurrency
-            )
-            if todo and not produced:
+        todo = [u for u in units(items, repeats) if u.log_id not in done]
+        logger.info("experiment %s: %d of %d calls to go on %s, target %s", spec.experiment_id,
+                    len(todo), len(items) * repeats, dataset, chosen.spec)  # fmt: skip
+        async with run_lifecycle(
+            checked, KINDS["check"], window_end=created + timedelta(seconds=1),
+            targets=chosen.endpoints,
+        ) as run:  # fmt: skip
+            await run.slots()  # every model the run may call has a price before anything runs
+            ask = chosen.answerer(run.judged.judges) if chosen.answerer else None
+            answered = 0
+            size = checked.source.page_size
+            for start in range(0, len(todo), size):
+                page = todo[start : start + size]
+                got = await answer_page(engine, chosen, ask, page, calling)
+                calls += len(got.outputs) - len(got.cached) + len(got.errors)
+                answered += len(got.outputs)
+                errors.update(got.errors)
+                save_outputs(engine, spec.experiment_id, got.outputs, got.errors, got.cached)
+                rows = item_rows(page, {o.item_id: o for o in got.outputs}, created)
+                if rows:
+                    await run.process(rows)
+            if todo and not answered:
                 first = next(iter(errors.items()))
                 raise TargetFailed(
                     f"the target failed on all {len(todo)} items (e.g. {first[0]}: {first[1]})"
                 )
-            by_id = {o.item_id: o for o in produced}
-        save_outputs(engine, spec.experiment_id, list(by_id.values()), errors)
-        rows = item_rows([s for s in todo if s.item.id in by_id], by_id, created)
-        logger.info("experiment %s: %d items of %s, target %s", spec.experiment_id, len(rows),
-                    dataset, target)  # fmt: skip
-        async with run_lifecycle(
-            checked, KINDS["check"], window_end=created + timedelta(seconds=1)
-        ) as run:
-            size = checked.source.page_size
-            for start in range(0, len(rows), size):
-                await run.process(rows[start : start + size])
     except BaseException:
         finish_experiment(engine, spec.experiment_id, "failed", None, [],
                           {"target_errors": errors}, 0.0, None)  # fmt: skip
         raise
     assert run.summary is not None
+    return await settle_check(
+        engine, job, checked, spec, info.digest, label, items, chosen, run.summary.run_id,
+        errors, calls, baseline,
+    )  # fmt: skip
+
+
+async def settle_check(
+    engine: Any,
+    job: EvalJob,
+    checked: EvalJob,
+    spec: ExperimentSpec,
+    digest: str,
+    label: str,
+    items: list[Any],
+    chosen: Target,
+    run_id: str,
+    errors: dict[str, str],
+    calls: int,
+    baseline: str | None,
+) -> CheckResult:
+    """The gate, the baseline comparison and the experiment's record, once its items are in."""
     evaluated = set(checked.score_names())
+    item_ids = {s.item.id for s in items} if spec.repeats > 1 else None
     with engine.connect() as conn:
-        gate = decide(conn, spec.deployment, job, evaluated)
+        gate = decide(conn, spec.deployment, job, evaluated, item_ids)
         sums = totals(conn, spec.deployment)
+        spread = spreads(conn, spec.deployment, item_ids, spec.repeats) if item_ids else []
     compared_with, note, comparisons = against_baseline(
-        engine, baseline, dataset, spec.experiment_id, info.digest, job.alerts.confidence
+        engine, baseline, spec.dataset, spec.experiment_id, digest, job.alerts.confidence
     )
     passed = not any(g.state == "failed" for g in gate) and not any(
         c.significant_drop for c in comparisons
     )
-    cost = sum(t.cost_usd for t in sums)
+    target_usd, from_cache = target_spend(engine, spec.experiment_id)
+    cost = sum(t.cost_usd for t in sums) + target_usd
     worst = {
         t.evaluator: [(r.item_id, r.score, r.reason)
                       for r in failing_items(engine, spec.experiment_id, t.evaluator)]
@@ -145,15 +255,17 @@ async def evaluate_dataset(
     finish_experiment(
         engine, spec.experiment_id, "completed", passed,
         [g.model_dump(mode="json") for g in gate],
-        {"evaluators": {t.evaluator: t.model_dump() for t in sums}, "target_errors": errors},
-        cost, run.summary.run_id,
+        {"evaluators": {t.evaluator: t.model_dump() for t in sums}, "target_errors": errors,
+         "spreads": [s.model_dump() for s in spread], "target_cost_usd": target_usd},
+        cost, run_id,
     )  # fmt: skip
     result = CheckResult(
-        experiment_id=spec.experiment_id, name=label, dataset=dataset,
-        dataset_digest=info.digest, target=target, tier=tier, items=len(items),
-        evaluators=sums, gate=gate, passed=passed, cost_usd=cost, run_id=run.summary.run_id,
+        experiment_id=spec.experiment_id, name=label, dataset=spec.dataset,
+        dataset_digest=digest, target=chosen.spec, tier=spec.tier, items=len(items),
+        evaluators=sums, gate=gate, passed=passed, cost_usd=cost, run_id=run_id,
         target_errors=errors, baseline=compared_with, baseline_note=note,
-        comparisons=comparisons, worst=worst,
+        comparisons=comparisons, worst=worst, repeats=spec.repeats, spreads=spread,
+        target_calls=calls, target_cached=from_cache, target_cost_usd=target_usd,
     )  # fmt: skip
     await publish_experiment(result)
     return result

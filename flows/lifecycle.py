@@ -14,7 +14,7 @@ are skipped, whether the data contract can stop the run, and whether it notifies
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
@@ -26,7 +26,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from pydantic import BaseModel, ConfigDict
 
-from evaluators.judges.client import JudgeRuntime
+from evaluators.judges.client import Endpoint, JudgeRuntime
 from evaluators.judges.pricing import price_for
 from flows.artifacts import publish_run_artifacts
 from tasks import pipeline, redact
@@ -135,14 +135,17 @@ class Judging(NamedTuple):
 
 
 @asynccontextmanager
-async def judging(job: EvalJob, engine: sa.Engine, budget_key: str) -> AsyncIterator[Judging]:
+async def judging(
+    job: EvalJob, engine: sa.Engine, budget_key: str, targets: Sequence[Endpoint] = ()
+) -> AsyncIterator[Judging]:
     """The judge runtime of a run, behind the spend ledger of `budget_key` when the job has
-    caps (a backfill's chunks share their parent's key, so its budget covers them all).
+    caps (a backfill's chunks share their parent's key, so its budget covers them all). A
+    check's prompt target (`targets`) calls through the same runtime and ledger.
     Every run passes through here, so this is where its log lines start being redacted."""
     redact.refresh()
     redact.install_log_redaction()
     evaluators = pipeline.build_evaluators(job)
-    models = pipeline.judge_models(evaluators)
+    models = sorted({*pipeline.judge_models(evaluators), *(t.model for t in targets)})
     ledger = (
         Ledger(engine, job.deployment, budget_key, job.budget)
         if models and job.budget.capped
@@ -150,7 +153,7 @@ async def judging(job: EvalJob, engine: sa.Engine, budget_key: str) -> AsyncIter
     )
     gate = LedgerGate(ledger) if ledger else None
     judges = (
-        JudgeRuntime(job.judge_settings(), gate=gate, env=pipeline.judge_env(evaluators))
+        JudgeRuntime(job.judge_settings(), gate=gate, env=pipeline.judge_env(evaluators, targets))
         if models
         else None
     )
@@ -439,8 +442,10 @@ async def run_lifecycle(
     budget_key: str | None = None,
     parent_run_id: str | None = None,
     evaluators: list[str] | None = None,
+    targets: Sequence[Endpoint] = (),
 ) -> AsyncIterator[Run]:
-    """A run of `job` from lock to artifacts; the body reads and evaluates its input."""
+    """A run of `job` from lock to artifacts; the body reads and evaluates its input (and a
+    check's body calls its prompt target, `targets`, through the run's judge runtime)."""
     logger = get_run_logger()
     engine = scores_engine()
     run_id = str(uuid.uuid4())
@@ -466,7 +471,7 @@ async def run_lifecycle(
             if kind.name == "backfill"
             else None
         )
-        async with judging(job, engine, budget_key or plan.run_id) as judged:
+        async with judging(job, engine, budget_key or plan.run_id, targets) as judged:
             run = Run(job, kind, plan, judged, lock)
             try:
                 if kind.probes_outside_window:

@@ -51,6 +51,7 @@
 -- column assay.eval_runs.status text NOT NULL
 -- column assay.eval_runs.window_end timestamp with time zone NOT NULL
 -- column assay.eval_runs.window_start timestamp with time zone
+-- column assay.experiment_outputs.cached boolean NOT NULL DEFAULT false
 -- column assay.experiment_outputs.cost_usd double precision
 -- column assay.experiment_outputs.error text
 -- column assay.experiment_outputs.experiment_id text NOT NULL
@@ -71,6 +72,7 @@
 -- column assay.experiments.git_commit text
 -- column assay.experiments.items integer NOT NULL DEFAULT 0
 -- column assay.experiments.name text NOT NULL
+-- column assay.experiments.repeats integer NOT NULL DEFAULT 1
 -- column assay.experiments.run_id uuid
 -- column assay.experiments.status text NOT NULL
 -- column assay.experiments.target text NOT NULL
@@ -180,6 +182,14 @@
 -- column assay.spend.deployment text NOT NULL
 -- column assay.spend.reserved_usd double precision NOT NULL DEFAULT 0
 -- column assay.spend.spent_usd double precision NOT NULL DEFAULT 0
+-- column assay.target_cache.cache_key text NOT NULL
+-- column assay.target_cache.cost_usd double precision
+-- column assay.target_cache.created_at timestamp with time zone NOT NULL DEFAULT now()
+-- column assay.target_cache.experiment_id text NOT NULL
+-- column assay.target_cache.latency_ms integer
+-- column assay.target_cache.model text
+-- column assay.target_cache.output text
+-- column assay.target_cache.target text NOT NULL
 -- column assay.usage_rollups.cost_requests bigint NOT NULL
 -- column assay.usage_rollups.cost_usd double precision NOT NULL
 -- column assay.usage_rollups.deployment text NOT NULL
@@ -382,6 +392,7 @@
 -- constraint assay.experiments experiments_dataset_fkey FOREIGN KEY (dataset) REFERENCES assay.datasets(name) ON DELETE CASCADE
 -- constraint assay.experiments experiments_experiment_id_check CHECK ((experiment_id ~ '^[0-9a-f]{12}$'::text))
 -- constraint assay.experiments experiments_pkey PRIMARY KEY (experiment_id)
+-- constraint assay.experiments experiments_repeats_check CHECK (((repeats >= 1) AND (repeats <= 100)))
 -- constraint assay.experiments experiments_status_check CHECK ((status = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text])))
 -- constraint assay.experiments experiments_tier_check CHECK ((tier = ANY (ARRAY['free'::text, 'all'::text])))
 -- constraint assay.llm_logs llm_logs_pkey PRIMARY KEY (id)
@@ -398,6 +409,7 @@
 -- constraint assay.scores scores_score_check CHECK (((score >= (0)::double precision) AND (score <= (1)::double precision)))
 -- constraint assay.scores scores_status_check CHECK ((status = ANY (ARRAY['ok'::text, 'error'::text, 'skipped'::text])))
 -- constraint assay.spend spend_pkey PRIMARY KEY (deployment, day)
+-- constraint assay.target_cache target_cache_pkey PRIMARY KEY (cache_key)
 -- constraint assay.usage_rollups usage_rollups_pkey PRIMARY KEY (deployment, hour, dim, value)
 -- constraint assay.watermarks watermarks_pkey PRIMARY KEY (deployment)
 -- index CREATE INDEX eval_runs_deployment_started ON assay.eval_runs USING btree (deployment, started_at DESC)
@@ -410,6 +422,7 @@
 -- index CREATE INDEX scores_content ON assay.scores USING btree (deployment, evaluator, evaluator_version, content_hash) WHERE ((content_hash IS NOT NULL) AND (status = 'ok'::text))
 -- index CREATE INDEX scores_deployment_log_ts ON assay.scores USING btree (deployment, log_ts)
 -- index CREATE INDEX scores_deployment_ts ON assay.scores USING btree (deployment, evaluator, log_ts)
+-- index CREATE INDEX scores_experiment_content ON assay.scores USING btree (evaluator, evaluator_version, content_hash) WHERE ((content_hash IS NOT NULL) AND (status = 'ok'::text) AND starts_with(deployment, 'experiment-'::text))
 -- index CREATE INDEX scores_run ON assay.scores USING btree (run_id)
 -- index CREATE INDEX usage_rollups_read ON assay.usage_rollups USING btree (dim, hour)
 -- index CREATE UNIQUE INDEX alerts_pkey ON assay.alerts USING btree (deployment, evaluator, metric, segment)
@@ -427,6 +440,7 @@
 -- index CREATE UNIQUE INDEX score_rollups_pkey ON assay.score_rollups USING btree (deployment, hour, dim, value, evaluator, evaluator_version)
 -- index CREATE UNIQUE INDEX scores_pkey ON assay.scores USING btree (deployment, log_id, evaluator, evaluator_version)
 -- index CREATE UNIQUE INDEX spend_pkey ON assay.spend USING btree (deployment, day)
+-- index CREATE UNIQUE INDEX target_cache_pkey ON assay.target_cache USING btree (cache_key)
 -- index CREATE UNIQUE INDEX usage_rollups_pkey ON assay.usage_rollups USING btree (deployment, hour, dim, value)
 -- index CREATE UNIQUE INDEX watermarks_pkey ON assay.watermarks USING btree (deployment)
 -- function assay.hist_quantile_bin(hist double precision[], p double precision)

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import os
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,7 +12,7 @@ from pydantic import BaseModel, SecretStr
 
 from evaluators.base import Cost, EvalContext, Evaluator
 from evaluators.judges.builtin import JudgeEvaluator
-from evaluators.judges.client import JudgeRuntime
+from evaluators.judges.client import Endpoint, JudgeRuntime
 from tasks.budget.dedupe import KnownVerdict, known_verdicts
 from tasks.budget.ledger import LedgerGate
 from tasks.budget.sampling import PagePlan, StratumCount, content_hash, plan_page
@@ -86,16 +87,18 @@ def judge_models(evaluators: list[Evaluator]) -> list[str]:
     return sorted(models)
 
 
-def judge_env(evaluators: list[Evaluator]) -> dict[str, str]:
+def judge_env(evaluators: list[Evaluator], extra: Sequence[Endpoint] = ()) -> dict[str, str]:
     """The environment the judge runtime reads keys from, with every `secret://BLOCK` its
-    judges name resolved (on the worker, at run time; never stored in parameters)."""
+    judges (and a check's prompt target, `extra`) name resolved (on the worker, at run time;
+    never stored in parameters)."""
     env = dict(os.environ)
+    endpoints = [*extra]
     for evaluator in evaluators:
         if isinstance(evaluator, JudgeEvaluator):
-            route = evaluator.route
-            for endpoint in (route.primary, *route.fallbacks):
-                if endpoint.api_key_env and is_reference(endpoint.api_key_env):
-                    env[endpoint.api_key_env] = resolve(endpoint.api_key_env)
+            endpoints += [evaluator.route.primary, *evaluator.route.fallbacks]
+    for endpoint in endpoints:
+        if endpoint.api_key_env and is_reference(endpoint.api_key_env):
+            env[endpoint.api_key_env] = resolve(endpoint.api_key_env)
     return env
 
 

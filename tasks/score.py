@@ -162,6 +162,16 @@ async def judge_plan(
     return JudgedPage(rows=rows, unscored=unscored, copied=copied)
 
 
+#: How a score reused from another experiment's judgement starts its reason.
+CACHED_PREFIX = "cached from "
+
+
+def _copied_from(verdict: KnownVerdict, ctx: EvalContext) -> str:
+    if verdict.deployment and verdict.deployment != ctx.deployment:
+        return f"{CACHED_PREFIX}{verdict.deployment}: {verdict.reason or ''}"
+    return f"duplicate of log {verdict.log_id}: {verdict.reason or ''}"
+
+
 def _copy(
     item: WorkItem, verdict: KnownVerdict, ctx: EvalContext, status: ScoreStatus = "ok"
 ) -> ScoreRow:
@@ -171,7 +181,7 @@ def _copy(
         score=verdict.score,
         passed=verdict.passed,
         label=verdict.label,
-        reason=f"duplicate of log {verdict.log_id}: {verdict.reason or ''}"[:MAX_REASON_CHARS],
+        reason=_copied_from(verdict, ctx)[:MAX_REASON_CHARS],
         judge_model=verdict.judge_model,
         cost_usd=0.0,
     )

@@ -126,6 +126,17 @@ class JudgeResult(BaseModel):
     budget_refused: bool = False
 
 
+class Generation(BaseModel):
+    """A plain completion (a prompt target's answer), with what it cost."""
+
+    text: str | None
+    model: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+    latency_ms: int = 0
+
+
 class ModelStats(BaseModel):
     calls: int = 0
     failed_calls: int = 0
@@ -431,6 +442,44 @@ class JudgeRuntime:
         if self.wants_schema(route, model):
             params["response_format"] = RESPONSE_FORMAT
         return params
+
+    # -- an answer to a prompt (a check's prompt target) -----------------------------------------
+    async def generate(
+        self,
+        endpoint: Endpoint,
+        messages: list[dict[str, Any]],
+        temperature: float,
+        max_tokens: int,
+    ) -> Generation:
+        """One answer on the same limits, retries, breaker and spend gate as the judges, so a
+        run's caps cover both. Raises CallFailed, BreakerOpen or BudgetRefused."""
+        breaker = self.breaker(endpoint.model)
+        if breaker.open:
+            self.stats_for(endpoint.model).skipped_by_breaker += 1
+            raise BreakerOpen(breaker.tripped_reason or "circuit open")
+        route = JudgeRoute(primary=endpoint, temperature=temperature,
+                           max_output_tokens=max_tokens, structured_output="off")  # fmt: skip
+        params = {"temperature": temperature, "max_tokens": max_tokens}
+        try:
+            completion = await self._call(endpoint, route, messages, params)
+        except CallFailed as exc:
+            breaker.record(False, str(exc))
+            raise
+        breaker.record(True, None)
+        spend = _Spend()
+        spend.add(completion, self.price(endpoint.model))
+        stats = self.stats_for(endpoint.model)
+        stats.input_tokens += spend.input_tokens
+        stats.output_tokens += spend.output_tokens
+        if spend.cost_usd is None:
+            stats.unknown_cost_calls += 1
+        else:
+            stats.cost_usd += spend.cost_usd
+        return Generation(
+            text=completion.text, model=completion.model, input_tokens=spend.input_tokens,
+            output_tokens=spend.output_tokens, cost_usd=spend.cost_usd,
+            latency_ms=spend.latency_ms,
+        )  # fmt: skip
 
     # -- a verdict for one log ------------------------------------------------------------------
     async def judge(self, route: JudgeRoute, messages: list[dict[str, Any]]) -> JudgeResult:

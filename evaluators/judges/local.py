@@ -17,6 +17,9 @@ from evaluators.judges.transport import CallFailed, Completion, JudgeTarget
 
 PROVIDER = "local"
 MODEL = "local/heuristic"
+#: An offline stand-in for an answering model (a prompt target in the demo and tests).
+EXTRACTIVE = "local/extractive"
+DEFLECTION = "Please check our website for the details."
 STAND_IN = "[heuristic stand-in]"
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -237,6 +240,21 @@ def heuristic_verdict(messages: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def extractive_answer(messages: list[dict[str, Any]]) -> str:
+    """The sentence of the prompt that shares the most words with its last question, or a
+    deflection when nothing does: a prompt that carries the passages gets grounded answers,
+    one that does not gets none (which is the point of comparing two prompts)."""
+    text = "\n".join(str(m.get("content", "")) for m in messages)
+    parts = [s.strip() for line in text.splitlines() for s in _SENTENCE.split(line) if s.strip()]
+    questions = [s for s in parts if s.endswith("?")]
+    if not questions:
+        return DEFLECTION
+    wanted = content_words(questions[-1])
+    overlap = {s: len(content_words(s) & wanted) for s in parts if not s.endswith("?")}
+    best = max(overlap, key=lambda s: overlap[s], default=None)
+    return best if best is not None and overlap[best] > 0 else DEFLECTION
+
+
 def rough_tokens(messages: list[dict[str, Any]]) -> int:
     """About four characters a token: the stand-in has no tokenizer, and costs nothing anyway."""
     return sum(len(str(m.get("content", ""))) for m in messages) // 4
@@ -253,7 +271,10 @@ class LocalTransport:
     async def complete(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> Completion:
         started = time.perf_counter()
         try:
-            text = json.dumps(heuristic_verdict(messages))
+            if self.target.model == EXTRACTIVE:
+                text = extractive_answer(messages)
+            else:
+                text = json.dumps(heuristic_verdict(messages))
         except ValueError as exc:
             raise CallFailed(str(exc), status=400) from None
         return Completion(

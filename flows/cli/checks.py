@@ -43,9 +43,26 @@ def check(
         str | None,
         typer.Option(
             help="module:function, your app's entry point: called with each item (a dict "
-            "without the expected answer), returning the output."
+            "without the expected answer), returning the output; or prompt:FILE.yaml, a "
+            "prompt template with {input}/{context} and a litellm model."
         ),
     ] = None,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=100,
+            help="Call the target N times per item; report the spread and gate on the "
+            "interval across repeats.",
+        ),
+    ] = 1,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            help="Reuse answers the same target gave to the same item content before "
+            "(--no-cache: call it again, e.g. when the answer depends on other code).",
+        ),
+    ] = True,
     target_timeout: Annotated[
         float, typer.Option(min=0.1, max=3600, help="Seconds one target call may take.")
     ] = 60.0,
@@ -83,23 +100,32 @@ def check(
     from flows.check import evaluate_dataset
     from tasks.config import load_job
     from tasks.datasets.store import dataset_info
+    from tasks.experiments.prompts import is_prompt, load_prompt
     from tasks.experiments.targets import outputs_spec, read_outputs
     from tasks.store.db import scores_engine
 
     if (outputs is None) == (target is None):
-        raise_usage("give the target: --outputs FILE.jsonl, or --target module:function")
-    if target is not None and target.startswith("prompt:"):
-        raise_usage("prompt: targets are not supported yet; use --target module:function")
+        raise_usage(
+            "give the target: --outputs FILE.jsonl, --target module:function or "
+            "--target prompt:FILE.yaml"
+        )
+    if repeat > 1 and outputs is not None:
+        raise_usage("--repeat needs a target to call (--target), not a file of outputs")
     job = _guarded(lambda: load_job(config))
     _guarded(lambda: dataset_info(scores_engine(), dataset))
-    if target is not None:
+    prompt = target if is_prompt(target) else None
+    function = None if prompt else target
+    # A typo or a bad prompt file is a usage error before anything runs.
+    if prompt is not None:
+        _guarded(lambda: load_prompt(prompt))
+    elif function is not None:
         from tasks.experiments.callables import load_target
 
-        _guarded(lambda: load_target(target))  # a typo is a usage error before anything runs
+        _guarded(lambda: load_target(function))
     produced = _guarded(lambda: read_outputs(outputs)) if outputs is not None else None
     spec = outputs_spec(outputs) if outputs is not None else ""
     if estimate:
-        _estimate(job, dataset, produced, spec, target, tier.value, output)
+        _estimate(job, dataset, produced, spec, function, prompt, tier.value, repeat, output)
         return
     with console.status(f"checking {dataset} …", spinner="dots"):
         result = _guarded(
@@ -111,10 +137,13 @@ def check(
                     spec,
                     tier.value,
                     name,
-                    target,
+                    function,
                     target_timeout,
                     target_concurrency,
                     baseline,
+                    prompt,
+                    repeat,
+                    cache,
                 )
             )
         )
@@ -139,8 +168,10 @@ def _estimate(
     dataset: str,
     produced: Any,
     spec: str,
-    target: str | None,
+    function: str | None,
+    prompt: str | None,
     tier: str,
+    repeats: int,
     output: OutputFormat,
 ) -> None:
     from datetime import UTC, datetime
@@ -148,10 +179,12 @@ def _estimate(
     from flows.check import experiment
     from flows.render import columns, compact, keep_whole, money
     from tasks.datasets.store import current_items, dataset_info
+    from tasks.experiments.answers import cache_key, units
     from tasks.experiments.callables import load_target, target_spec
     from tasks.experiments.estimate import estimate_check
+    from tasks.experiments.prompts import load_prompt
     from tasks.experiments.result import Tier
-    from tasks.experiments.store import scored_items
+    from tasks.experiments.store import cached_outputs, scored_items
     from tasks.experiments.targets import TargetOutput, item_rows, matched
     from tasks.store.db import scores_engine
 
@@ -159,28 +192,43 @@ def _estimate(
     info = dataset_info(engine, dataset)
     with engine.connect() as conn:
         items = current_items(conn, dataset)
-    if target is not None:
-        load_target(target)
-        spec = target_spec(target)
+    planned = units(items, repeats)
+    target_model = None
+    if function is not None or prompt is not None:
+        if prompt is not None:
+            loaded, spec = _guarded(lambda: load_prompt(prompt))
+            target_model = loaded
+        else:
+            assert function is not None
+            load_target(function)
+            spec = target_spec(function)
         # The answers do not exist yet: a stand-in lets the judges' prompts be priced.
-        by_id = {s.item.id: TargetOutput(item_id=s.item.id, output="(answer)") for s in items}
+        by_id = {u.log_id: TargetOutput(item_id=u.log_id, output="(answer)") for u in planned}
     else:
         by_id = _guarded(lambda: matched(items, produced))
     level: Tier = "free" if tier == "free" else "all"
-    experiment_spec, checked = _guarded(lambda: experiment(job, dataset, info.digest, spec, level))
+    experiment_spec, checked = _guarded(
+        lambda: experiment(job, dataset, info.digest, spec, level, repeats)
+    )
     already = scored_items(engine, experiment_spec.deployment)
-    rows = item_rows(items, by_id, datetime.now(UTC))
-    calls = len([s for s in items if s.item.id not in already]) if target else 0
-    result = _guarded(lambda: estimate_check(checked, rows, already, calls))
+    rows = item_rows(planned, by_id, datetime.now(UTC))
+    to_call = [u for u in planned if u.log_id not in already]
+    uncached = []
+    if function is not None or prompt is not None:
+        hits = cached_outputs(engine, [cache_key(spec, u) for u in to_call])
+        uncached = [u for u in to_call if cache_key(spec, u) not in hits]
+    result = _guarded(
+        lambda: estimate_check(checked, rows, already, len(uncached), target_model, uncached)
+    )
     if output is OutputFormat.json:
         print(result.model_dump_json(indent=2))
         return
     console.print(
         f"{dataset}: {result.items:,} items, {result.already_scored:,} already scored by this "
-        f"experiment; target calls {result.target_calls:,}; judge spend at most "
+        f"experiment; target calls {result.target_calls:,}; spend at most "
         f"{money(result.usd)} (run cap {money(result.max_usd_per_run)})"
     )
-    table = columns(compact("judge calls (nothing was called)"), "evaluator", "model", "calls",
+    table = columns(compact("calls (nothing was called)"), "evaluator", "model", "calls",
                     "tokens in", "at most")  # fmt: skip
     for j in result.judges:
         table.add_row(j.evaluator, j.model, f"{j.calls:,}", f"{j.input_tokens:,}", money(j.usd))
@@ -198,10 +246,12 @@ def _renderable(result: Any) -> Any:
         f"tier {result.tier} · {money(result.cost_usd)}",
     )  # fmt: skip
     rows = [
-        (t.evaluator, f"{t.ok:,}", pct(t.pass_rate), f"{t.skipped:,}", f"{t.errors:,}")
+        (t.evaluator, f"{t.ok:,}", pct(t.pass_rate), f"{t.skipped:,}", f"{t.errors:,}",
+         f"{t.cached:,}")
         for t in result.evaluators
-    ]
-    table = fitted("evaluators (n = judged)", ("evaluator", "n", "pass", "skipped", "errors"),
+    ]  # fmt: skip
+    table = fitted("evaluators (n = judged; cached = verdicts reused, no call)",
+                   ("evaluator", "n", "pass", "skipped", "errors", "cached"),
                    rows, 80, secondary=())  # fmt: skip
     marks = {"passed": "[green]pass[/]", "failed": "[bold red]FAIL[/]",
              "too_few": "[yellow]too few[/]", "not_run": "[dim]not run[/]"}  # fmt: skip
@@ -220,9 +270,35 @@ def _renderable(result: Any) -> Any:
         if errors
         else []
     )  # fmt: skip
+    calls = (
+        [Text(f"target: {result.target_calls:,} call(s), {result.target_cached:,} answer(s) "
+              f"cached, {money(result.target_cost_usd)}")]
+        if result.target_calls or result.target_cached
+        else []
+    )  # fmt: skip
     return Group(
-        head, *table, *(gate if result.gate else []), *_baseline(result), *failed_calls, verdict
-    )
+        head, *calls, *table, *_spreads(result), *(gate if result.gate else []),
+        *_baseline(result), *failed_calls, verdict,
+    )  # fmt: skip
+
+
+def _spreads(result: Any) -> list[Any]:
+    """With --repeat: each evaluator's pass rate per repeat and the items that flipped."""
+    from flows.render import fitted, pct
+
+    if not result.spreads:
+        return []
+    rows = [
+        (s.evaluator, " ".join(pct(r) for r in s.pass_rates),
+         "–" if s.spread is None else f"{s.spread * 100:.1f} pp",
+         f"{s.unstable_items:,} of {s.items:,}")
+        for s in result.spreads
+    ]  # fmt: skip
+    return fitted(
+        f"across {result.repeats} repeats (the gate is decided over items)",
+        ("evaluator", "pass rate per repeat", "spread", "items that flipped"),
+        rows, 80, secondary=(),
+    )  # fmt: skip
 
 
 def _baseline(result: Any) -> list[Any]:

@@ -121,7 +121,8 @@ def demo(
 
 def _golden_demo(engine: Any) -> None:
     """A golden dataset (policy questions a person answered, plus production failures), two
-    versions of the bot checked on it, and the comparison: what `assay check` does in CI."""
+    prompts of the bot checked on it (with and without the retrieved passages), and the
+    comparison: what `assay check` does in CI."""
     import asyncio
     from datetime import timedelta
 
@@ -147,21 +148,14 @@ def _golden_demo(engine: Any) -> None:
     )
     checks = _guarded(lambda: load_job(Path("deployments/checks/support-golden.yaml")))
     ids = []
-    for variant in ("grounded", "terse"):
+    for variant in ("grounded", "bare"):
+        prompt = f"prompt:deployments/prompts/support-{variant}.yaml"
         result = _guarded(
-            lambda v=variant: asyncio.run(  # type: ignore[misc]
-                evaluate_dataset(
-                    checks,
-                    name,
-                    None,
-                    "",
-                    "all",
-                    f"demo bot, {v} version",
-                    f"tasks.demo.variants:{v}",
-                )
+            lambda v=variant, p=prompt: asyncio.run(  # type: ignore[misc]
+                evaluate_dataset(checks, name, name=f"demo bot, {v} prompt", target_prompt=p)
             )
         )
-        console.print(f"[bold]assay check {name} --target tasks.demo.variants:{variant}[/]")
+        console.print(f"[bold]assay check {name} --target {prompt}[/]")
         console.print(_renderable(result))
         ids.append(result.experiment_id)
     console.print(f"[bold]assay compare {ids[0]} {ids[1]}[/]")

@@ -29,6 +29,17 @@ WHERE deployment = :deployment AND evaluator = :evaluator
   AND content_hash = ANY(:hashes)
 ORDER BY evaluator, content_hash, created_at
 
+-- name: known_verdicts_shared
+-- Checks share verdicts across experiments: any experiment's judgement of the same content by
+-- the same evaluator version (the predicate matches the partial index scores_experiment_content).
+SELECT DISTINCT ON (evaluator, content_hash)
+       evaluator, content_hash, log_id, deployment, score, passed, label, reason, judge_model
+FROM assay.scores
+WHERE starts_with(deployment, 'experiment-') AND evaluator = :evaluator
+  AND evaluator_version = :evaluator_version AND status = 'ok'
+  AND content_hash = ANY(:hashes) AND content_hash IS NOT NULL
+ORDER BY evaluator, content_hash, created_at
+
 -- name: reserve_spend
 SELECT assay.reserve_spend(%(run_id)s, %(deployment)s, %(day)s, %(amount)s, %(max_calls)s,
                            %(max_run)s, %(max_day)s)

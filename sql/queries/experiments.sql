@@ -2,9 +2,9 @@
 -- A rerun of the same experiment (same dataset content, target, config, tier, commit) reuses
 -- its row and its scores.
 INSERT INTO assay.experiments (experiment_id, name, dataset, dataset_digest, target, config,
-                               tier, git_commit, git_branch, status, items, created_at)
+                               tier, git_commit, git_branch, status, items, repeats, created_at)
 VALUES (:experiment_id, :name, :dataset, :dataset_digest, :target, :config, :tier, :git_commit,
-        :git_branch, 'running', :items, :created_at)
+        :git_branch, 'running', :items, :repeats, :created_at)
 ON CONFLICT (experiment_id) DO UPDATE SET status = 'running', finished_at = NULL
 RETURNING created_at
 
@@ -16,14 +16,17 @@ SET status = :status, gate_passed = :gate_passed, gate = CAST(:gate AS jsonb),
 WHERE experiment_id = :experiment_id
 
 -- name: experiment_scores
--- Every score of an experiment, whichever of its runs wrote it.
-SELECT '' AS segment, evaluator, status, score, passed, weight, cost_usd
+-- Every score of an experiment, whichever of its runs wrote it; `cached` when its verdict was
+-- reused from another experiment's judgement of the same content.
+SELECT '' AS segment, log_id, evaluator, status, score, passed, weight, cost_usd,
+       coalesce(reason LIKE 'cached from experiment-%' AND cost_usd = 0, false) AS cached
 FROM assay.scores
 WHERE deployment = :deployment
 
 -- name: list_experiments
 SELECT experiment_id, name, dataset, dataset_digest, target, config, tier, git_commit,
-       git_branch, status, items, gate_passed, cost_usd, totals, created_at, finished_at
+       git_branch, status, items, repeats, gate_passed, cost_usd, totals, created_at,
+       finished_at
 FROM assay.experiments
 WHERE (CAST(:dataset AS text) IS NULL OR dataset = :dataset)
 ORDER BY created_at DESC
@@ -35,11 +38,22 @@ SELECT DISTINCT log_id FROM assay.scores WHERE deployment = :deployment
 
 -- name: save_output
 INSERT INTO assay.experiment_outputs (experiment_id, item_id, output, error, latency_ms,
-                                      cost_usd, model)
-VALUES (:experiment_id, :item_id, :output, :error, :latency_ms, :cost_usd, :model)
+                                      cost_usd, model, cached)
+VALUES (:experiment_id, :item_id, :output, :error, :latency_ms, :cost_usd, :model, :cached)
 ON CONFLICT (experiment_id, item_id) DO UPDATE
 SET output = EXCLUDED.output, error = EXCLUDED.error, latency_ms = EXCLUDED.latency_ms,
-    cost_usd = EXCLUDED.cost_usd, model = EXCLUDED.model
+    cost_usd = EXCLUDED.cost_usd, model = EXCLUDED.model, cached = EXCLUDED.cached
+
+-- name: cached_outputs
+-- Target answers already paid for, by content (target digest, item content, repeat).
+SELECT cache_key, output, latency_ms, cost_usd, model
+FROM assay.target_cache WHERE cache_key = ANY(:keys)
+
+-- name: cache_output
+INSERT INTO assay.target_cache (cache_key, target, output, latency_ms, cost_usd, model,
+                                experiment_id)
+VALUES (:cache_key, :target, :output, :latency_ms, :cost_usd, :model, :experiment_id)
+ON CONFLICT (cache_key) DO NOTHING
 
 -- name: item_verdicts
 -- Per item and evaluator, the judged verdict of an experiment (for paired comparisons).
@@ -57,7 +71,8 @@ LIMIT :limit
 
 -- name: get_experiment
 SELECT experiment_id, name, dataset, dataset_digest, target, config, tier, git_commit,
-       git_branch, status, items, gate_passed, cost_usd, totals, created_at, finished_at
+       git_branch, status, items, repeats, gate_passed, cost_usd, totals, created_at,
+       finished_at
 FROM assay.experiments
 WHERE experiment_id = :experiment_id
 
@@ -87,3 +102,10 @@ FROM assay.scores
 WHERE deployment = :deployment AND log_ts >= :since AND log_ts < :until
 GROUP BY log_id
 ORDER BY min(log_ts), log_id
+
+-- name: target_spend
+-- What an experiment's target answers cost (answers from the cache cost this one nothing).
+SELECT coalesce(sum(cost_usd) FILTER (WHERE NOT cached AND error IS NULL), 0) AS usd,
+       count(*) FILTER (WHERE cached) AS cached
+FROM assay.experiment_outputs
+WHERE experiment_id = :experiment_id

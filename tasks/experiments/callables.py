@@ -11,14 +11,13 @@ import hashlib
 import importlib
 import inspect
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tasks.datasets.store import StoredItem
 from tasks.errors import ConfigError
-from tasks.experiments.targets import TargetOutput
+from tasks.experiments.answers import Answerer
 
 
 def load_target(spec: str) -> Callable[[dict[str, Any]], Any]:
@@ -47,40 +46,15 @@ def target_spec(spec: str) -> str:
     return f"callable:{spec}@{hashlib.sha256(source.encode()).hexdigest()[:12]}"
 
 
-def _output(item_id: str, value: Any, latency_ms: int) -> TargetOutput:
-    if isinstance(value, dict):
-        return TargetOutput.model_validate({"latency_ms": latency_ms, **value, "item_id": item_id})
-    return TargetOutput(item_id=item_id, output=None if value is None else str(value),
-                        latency_ms=latency_ms)  # fmt: skip
+def callable_answerer(target: Callable[[dict[str, Any]], Any]) -> Answerer:
+    """The user's function as an answerer: sync functions run in a worker thread."""
 
-
-async def call_target(
-    target: Callable[[dict[str, Any]], Any],
-    items: list[StoredItem],
-    timeout_s: float,
-    concurrency: int,
-) -> tuple[list[TargetOutput], dict[str, str]]:
-    """Outputs for the items, and an error message for each item whose call failed."""
-    gate = asyncio.Semaphore(concurrency)
-    outputs: list[TargetOutput] = []
-    errors: dict[str, str] = {}
-
-    async def one(stored: StoredItem) -> None:
+    async def ask(stored: StoredItem) -> Any:
         item = stored.item
         given = {"id": item.id, "input": item.input, "context": list(item.context),
                  "tags": list(item.tags), "metadata": dict(item.metadata)}  # fmt: skip
-        async with gate:
-            started = time.perf_counter()
-            try:
-                if inspect.iscoroutinefunction(target):
-                    value = await asyncio.wait_for(target(given), timeout_s)
-                else:
-                    value = await asyncio.wait_for(asyncio.to_thread(target, given), timeout_s)
-                outputs.append(_output(item.id, value, int((time.perf_counter() - started) * 1000)))
-            except TimeoutError:
-                errors[item.id] = f"timed out after {timeout_s:g} s"
-            except Exception as exc:  # the user's code: any failure is this item's error
-                errors[item.id] = f"{type(exc).__name__}: {exc}"[:500]
+        if inspect.iscoroutinefunction(target):
+            return await target(given)
+        return await asyncio.to_thread(target, given)
 
-    await asyncio.gather(*(one(s) for s in items))
-    return outputs, errors
+    return ask

@@ -3,11 +3,13 @@ over the experiment's scores with the same interval statistics as production ale
 
 from typing import Any, Literal
 
+import numpy as np
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from tasks.alerts.rules import judge, measure
+from tasks.alerts.rules import Measurement, bootstrap, judge, measure
 from tasks.config import EvalJob, ThresholdRule
+from tasks.experiments.answers import item_of
 from tasks.store.sql import query
 
 GateState = Literal["passed", "failed", "too_few", "not_run"]
@@ -32,22 +34,66 @@ def gate_rules(job: EvalJob) -> list[ThresholdRule]:
     return [rule.model_copy(update={"by": None}) for rule in (job.gate or job.alerts.rules)]
 
 
-def decide(
-    conn: sa.Connection, deployment: str, job: EvalJob, evaluated: set[str]
-) -> list[GateResult]:
-    rows = conn.execute(
-        sa.text(query("experiments", "experiment_scores")), {"deployment": deployment}
-    ).all()
-    by_evaluator: dict[str, list[Any]] = {}
+def measure_repeated(
+    rule: ThresholdRule, rows: list[Any], item_ids: set[str], confidence: float
+) -> Measurement:
+    """With `--repeat N` an item's N verdicts are not N independent observations: each item
+    contributes its mean over its repeats, and the interval is a bootstrap over items, so it
+    spans both the items and the run-to-run noise of the target."""
+    base = {"evaluator": rule.evaluator, "metric": rule.metric, "segment": ""}
+    per_item: dict[str, list[Any]] = {}
     for row in rows:
+        per_item.setdefault(item_of(row.log_id, item_ids), []).append(row)
+    values = []
+    for item_rows in per_item.values():
+        if rule.metric == "error_rate":
+            judged = [r for r in item_rows if r.status in ("ok", "error")]
+            if judged:
+                values.append(sum(r.status == "error" for r in judged) / len(judged))
+            continue
+        ok = [r for r in item_rows if r.status == "ok" and r.score is not None]
+        if ok:
+            hits = [bool(r.passed) if rule.metric == "pass_rate" else r.score for r in ok]
+            values.append(float(np.mean(hits)))
+    if not values:
+        return Measurement(**base, n=0, value=None, low=None, high=None)
+    metric = "mean" if rule.metric in ("pass_rate", "error_rate") else rule.metric
+    array = np.array(values, dtype=float)
+    value, low, high = bootstrap(metric, array, np.ones(len(array)), confidence)
+    return Measurement(**base, n=len(values), value=value, low=low, high=high)
+
+
+def experiment_scores(conn: sa.Connection, deployment: str) -> dict[str, list[Any]]:
+    """An experiment's scores per evaluator."""
+    by_evaluator: dict[str, list[Any]] = {}
+    for row in conn.execute(
+        sa.text(query("experiments", "experiment_scores")), {"deployment": deployment}
+    ):
         by_evaluator.setdefault(row.evaluator, []).append(row)
+    return by_evaluator
+
+
+def decide(
+    conn: sa.Connection,
+    deployment: str,
+    job: EvalJob,
+    evaluated: set[str],
+    item_ids: set[str] | None = None,
+) -> list[GateResult]:
+    """The gate; with `item_ids` (a `--repeat` experiment) decided over items, not calls."""
+    by_evaluator = experiment_scores(conn, deployment)
     results = []
     for rule in gate_rules(job):
         if rule.evaluator not in evaluated:
             results.append(GateResult(rule=rule, state="not_run"))
             continue
         confidence = rule.confidence or job.alerts.confidence
-        m = measure(rule, by_evaluator.get(rule.evaluator, []), confidence, "")
+        rows = by_evaluator.get(rule.evaluator, [])
+        m = (
+            measure(rule, rows, confidence, "")
+            if item_ids is None
+            else measure_repeated(rule, rows, item_ids, confidence)
+        )
         verdict = judge(rule, m, job.alerts)
         state: GateState = STATES[verdict.state]
         results.append(
@@ -62,6 +108,7 @@ class EvaluatorTotals(BaseModel):
     passed: int = 0
     skipped: int = 0
     errors: int = 0
+    cached: int = 0  # verdicts reused from another experiment's judgement (no call, no cost)
     cost_usd: float = 0.0
 
     @property
@@ -71,16 +118,52 @@ class EvaluatorTotals(BaseModel):
 
 def totals(conn: sa.Connection, deployment: str) -> list[EvaluatorTotals]:
     found: dict[str, EvaluatorTotals] = {}
-    for row in conn.execute(
-        sa.text(query("experiments", "experiment_scores")), {"deployment": deployment}
-    ):
-        t = found.setdefault(row.evaluator, EvaluatorTotals(evaluator=row.evaluator))
-        if row.status == "ok":
-            t.ok += 1
-            t.passed += bool(row.passed)
-        elif row.status == "skipped":
-            t.skipped += 1
-        else:
-            t.errors += 1
-        t.cost_usd += row.cost_usd or 0.0
+    for evaluator, rows in experiment_scores(conn, deployment).items():
+        t = found.setdefault(evaluator, EvaluatorTotals(evaluator=evaluator))
+        for row in rows:
+            if row.status == "ok":
+                t.ok += 1
+                t.passed += bool(row.passed)
+            elif row.status == "skipped":
+                t.skipped += 1
+            else:
+                t.errors += 1
+            t.cached += bool(row.cached)
+            t.cost_usd += row.cost_usd or 0.0
     return [found[k] for k in sorted(found)]
+
+
+class RepeatSpread(BaseModel):
+    """How much an evaluator's verdicts moved across `--repeat` runs of the target."""
+
+    evaluator: str
+    repeats: int
+    pass_rates: list[float | None]  # per repeat, in order
+    spread: float | None  # the largest minus the smallest of them
+    items: int
+    unstable_items: int  # items whose verdict was not the same in every repeat
+
+
+def spreads(
+    conn: sa.Connection, deployment: str, item_ids: set[str], repeats: int
+) -> list[RepeatSpread]:
+    found = []
+    for evaluator, rows in sorted(experiment_scores(conn, deployment).items()):
+        per_repeat: list[list[bool]] = [[] for _ in range(repeats)]
+        per_item: dict[str, set[bool]] = {}
+        for row in rows:
+            if row.status != "ok" or row.passed is None:
+                continue
+            item = item_of(row.log_id, item_ids)
+            repeat = 1 if row.log_id == item else int(row.log_id.rsplit("#", 1)[1])
+            if 1 <= repeat <= repeats:
+                per_repeat[repeat - 1].append(bool(row.passed))
+            per_item.setdefault(item, set()).add(bool(row.passed))
+        rates = [sum(r) / len(r) if r else None for r in per_repeat]
+        known = [r for r in rates if r is not None]
+        found.append(RepeatSpread(
+            evaluator=evaluator, repeats=repeats, pass_rates=rates,
+            spread=max(known) - min(known) if known else None, items=len(per_item),
+            unstable_items=sum(len(v) > 1 for v in per_item.values()),
+        ))  # fmt: skip
+    return found

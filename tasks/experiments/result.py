@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from tasks.experiments.compare import EvaluatorComparison
-from tasks.experiments.gate import EvaluatorTotals, GateResult
+from tasks.experiments.gate import EvaluatorTotals, GateResult, RepeatSpread
 
 Tier = Literal["free", "all"]
 
@@ -21,8 +21,13 @@ class CheckResult(BaseModel):
     evaluators: list[EvaluatorTotals]
     gate: list[GateResult]
     passed: bool
-    cost_usd: float
+    cost_usd: float  # judges and target calls this experiment paid for
     run_id: str
+    repeats: int = 1
+    spreads: list[RepeatSpread] = []  # with --repeat: the verdicts' spread across repeats
+    target_calls: int = 0  # calls made to the target by this check (not answered by the cache)
+    target_cached: int = 0  # answers taken from the content cache
+    target_cost_usd: float = 0.0
     #: Items whose target call raised or timed out: an error each, never a score.
     target_errors: dict[str, str] = {}
     baseline: str | None = None  # the experiment compared with, when one was asked for

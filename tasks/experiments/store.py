@@ -26,13 +26,15 @@ class ExperimentSpec(BaseModel):
     tier: str
     git_commit: str | None = None
     git_branch: str | None = None
+    repeats: int = 1
 
     @property
     def experiment_id(self) -> str:
-        body = json.dumps(
-            [self.dataset, self.dataset_digest, self.target, self.config_json, self.tier,
-             self.git_commit],
-        )  # fmt: skip
+        parts: list[Any] = [self.dataset, self.dataset_digest, self.target, self.config_json,
+                            self.tier, self.git_commit]  # fmt: skip
+        if self.repeats > 1:
+            parts.append(self.repeats)
+        body = json.dumps(parts)
         return hashlib.sha256(body.encode()).hexdigest()[:12]
 
     @property
@@ -63,6 +65,7 @@ class Experiment(BaseModel):
     git_branch: str | None
     status: str
     items: int
+    repeats: int = 1
     gate_passed: bool | None
     cost_usd: float
     totals: dict[str, Any]
@@ -103,16 +106,21 @@ def finish_experiment(
 
 
 def save_outputs(
-    engine: sa.Engine, experiment_id: str, outputs: list[Any], errors: dict[str, str]
+    engine: sa.Engine,
+    experiment_id: str,
+    outputs: list[Any],
+    errors: dict[str, str],
+    cached: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> None:
     """The target's answers (and failures) per item, beside the experiment's scores."""
     rows = [
         {"experiment_id": experiment_id, "item_id": o.item_id, "output": o.output,
-         "error": None, "latency_ms": o.latency_ms, "cost_usd": o.cost_usd, "model": o.model}
+         "error": None, "latency_ms": o.latency_ms, "cost_usd": o.cost_usd, "model": o.model,
+         "cached": o.item_id in cached}
         for o in outputs
     ] + [
         {"experiment_id": experiment_id, "item_id": item_id, "output": None, "error": why,
-         "latency_ms": None, "cost_usd": None, "model": None}
+         "latency_ms": None, "cost_usd": None, "model": None, "cached": False}
         for item_id, why in errors.items()
     ]  # fmt: skip
     if rows:
@@ -186,3 +194,36 @@ def list_experiments(engine: sa.Engine, dataset: str | None, limit: int = 50) ->
             sa.text(query("experiments", "list_experiments")), {"dataset": dataset, "limit": limit}
         )
         return [Experiment.model_validate(row._asdict()) for row in rows]
+
+
+def cached_outputs(engine: sa.Engine, keys: list[str]) -> dict[str, Any]:
+    """Target answers already paid for, by cache key."""
+    if not keys:
+        return {}
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(query("experiments", "cached_outputs")), {"keys": keys})
+        return {row.cache_key: row for row in rows}
+
+
+def cache_outputs(
+    engine: sa.Engine, target: str, experiment_id: str, answers: list[tuple[str, Any]]
+) -> None:
+    """Remember answers (cache key, TargetOutput) for later experiments of the same target."""
+    if not answers:
+        return
+    rows = [
+        {"cache_key": key, "target": target, "output": o.output, "latency_ms": o.latency_ms,
+         "cost_usd": o.cost_usd, "model": o.model, "experiment_id": experiment_id}
+        for key, o in answers
+    ]  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(sa.text(query("experiments", "cache_output")), rows)
+
+
+def target_spend(engine: sa.Engine, experiment_id: str) -> tuple[float, int]:
+    """(USD the target's answers cost this experiment, answers taken from the cache)."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(query("experiments", "target_spend")), {"experiment_id": experiment_id}
+        ).one()
+        return float(row.usd), int(row.cached)

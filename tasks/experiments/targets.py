@@ -8,7 +8,7 @@ import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -16,11 +16,14 @@ from evaluators.errors import describe_validation_error
 from tasks.datasets.store import StoredItem
 from tasks.errors import ConfigError
 
+if TYPE_CHECKING:
+    from tasks.experiments.answers import Unit
+
 
 class TargetOutput(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    item_id: str = Field(min_length=1, max_length=200)
+    item_id: str = Field(min_length=1, max_length=210)  # an item id, `#k` for repeat k
     output: str | None
     latency_ms: int | None = Field(default=None, ge=0)
     cost_usd: float | None = Field(default=None, ge=0)
@@ -69,19 +72,23 @@ def outputs_spec(path: Path) -> str:
 
 
 def item_rows(
-    items: list[StoredItem], outputs: dict[str, TargetOutput], ts: datetime
+    units: "list[Unit]", outputs: dict[str, TargetOutput], ts: datetime
 ) -> list[dict[str, Any]]:
-    """One canonical log row per item: its input as the prompt, the target's output as the
-    response, the expected answer where reference evaluators and the correctness judge read it
-    (`metadata.reference`)."""
+    """One canonical log row per answered unit: the item's input as the prompt, the target's
+    output as the response, the expected answer where reference evaluators and the correctness
+    judge read it (`metadata.reference`)."""
     rows = []
-    for stored in items:
-        item, out = stored.item, outputs[stored.item.id]
-        metadata: dict[str, Any] = {**item.metadata, "item_revision": stored.revision}
+    for unit in units:
+        item, out = unit.stored.item, outputs.get(unit.log_id)
+        if out is None:
+            continue
+        metadata: dict[str, Any] = {**item.metadata, "item_revision": unit.stored.revision}
+        if unit.repeat > 1:
+            metadata["repeat"] = unit.repeat
         if item.expected is not None:
             metadata["reference"] = item.expected
         rows.append({
-            "id": item.id, "ts": ts, "prompt": item.input, "response": out.output,
+            "id": unit.log_id, "ts": ts, "prompt": item.input, "response": out.output,
             "context": item.context, "model": out.model, "latency_ms": out.latency_ms,
             "cost_usd": out.cost_usd, "status": "ok", "metadata": metadata,
             "topic": item.tags[0] if item.tags else None,
