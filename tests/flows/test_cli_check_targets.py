@@ -111,7 +111,9 @@ def test_a_prompt_target_shares_the_ledger_and_an_unchanged_item_costs_nothing_a
                    "json", db_url=assay_env, env={"GITHUB_SHA": "b" * 40})  # fmt: skip
     assert edited.returncode == 0, edited.stderr
     assert json.loads(edited.stdout)["target_calls"] == 41
-    assert len(fake_llm.requests_for("target-a")) == 82 and len(fake_llm.requests_for("judge")) == 40
+    assert (
+        len(fake_llm.requests_for("target-a")) == 82 and len(fake_llm.requests_for("judge")) == 40
+    )
 
 
 def test_the_budget_caps_target_and_judge_calls_together(
