@@ -42,6 +42,10 @@ class TargetFailed(AssayError):
     """The target produced no output at all (it raised or timed out on every item)."""
 
 
+class GateFailed(AssayError):
+    """A deployed check's gate failed: the flow run fails, so it shows red and can page."""
+
+
 def check_job(job: EvalJob, tier: Tier) -> EvalJob:
     """The job as a check runs it: every item judged (no sampling), items read from the
     dataset rather than the warehouse, empty outputs scored as the failures they are, and
@@ -158,6 +162,7 @@ async def evaluate_dataset(
     target_prompt: str | None = None,
     repeats: int = 1,
     cache: bool = True,
+    fail_on_gate: bool = False,
 ) -> CheckResult:
     """Score a target's outputs for every current item of `dataset` and decide the gate. The
     target is a file of outputs (`outputs`), a Python callable (`target_callable`,
@@ -212,10 +217,16 @@ async def evaluate_dataset(
                           {"target_errors": errors}, 0.0, None)  # fmt: skip
         raise
     assert run.summary is not None
-    return await settle_check(
+    result = await settle_check(
         engine, job, checked, spec, info.digest, label, items, chosen, run.summary.run_id,
         errors, calls, baseline,
     )  # fmt: skip
+    if fail_on_gate and not result.passed:
+        failed = [g.describe() for g in result.gate if g.state == "failed"]
+        failed += [f"{c.evaluator} worse than {result.baseline}"
+                   for c in result.comparisons if c.significant_drop]  # fmt: skip
+        raise GateFailed(f"experiment {result.experiment_id}: gate failed ({'; '.join(failed)})")
+    return result
 
 
 async def settle_check(

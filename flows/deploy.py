@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,6 +32,7 @@ JOBS_DIR = PROJECT_DIR / "deployments" / "jobs"
 DEPLOY_FILE = PROJECT_DIR / "deployments" / "deploy.yaml"
 EVALUATE_ENTRYPOINT = "flows/evaluate.py:evaluate_recent"
 BACKFILL_ENTRYPOINT = "flows/backfill.py:backfill"
+CHECK_ENTRYPOINT = "flows/check.py:evaluate_dataset"
 
 
 class Schedule(BaseModel):
@@ -61,11 +62,30 @@ class HowToDeploy(BaseModel):
     tags: list[str] = Field(default_factory=list)
 
 
+class CheckDeployment(BaseModel):
+    """A scheduled check of a golden dataset (e.g. nightly against the production prompt): a
+    deployment of `evaluate_dataset` whose run fails when the gate does."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = Field(description="The dataset to check on.")
+    config: str = Field(description="Job config (evaluators, gate), relative to the project.")
+    target: str = Field(description="module:function or prompt:FILE.yaml (project-relative).")
+    tier: Literal["free", "all"] = "all"
+    repeat: int = Field(default=1, ge=1, le=100)
+    baseline: str | None = Field(default=None, description="An experiment id or latest-on-main.")
+    schedule: Schedule | None = None
+    work_pool: str | None = None
+    description: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
 class DeployFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     defaults: HowToDeploy = Field(default_factory=HowToDeploy)
     deployments: dict[str, HowToDeploy] = Field(default_factory=dict)
+    checks: dict[str, CheckDeployment] = Field(default_factory=dict)
 
 
 def read_deploy_file(path: Path = DEPLOY_FILE) -> DeployFile:
@@ -132,7 +152,45 @@ def prefect_spec(jobs: list[EvalJob], how: DeployFile) -> dict[str, Any]:
                 "parameters": {"job": params, **backfill.model_dump()},
             }
         )
+    deployments += [check_deployment(name, check, how, pull) for name, check in how.checks.items()]
     return {"name": "assay", "prefect-version": "3.8.8", "deployments": deployments}
+
+
+def check_deployment(
+    name: str, check: CheckDeployment, how: DeployFile, pull: list[Any]
+) -> dict[str, Any]:
+    job = load_job(PROJECT_DIR / check.config)
+    target = (
+        {"target_prompt": check.target}
+        if check.target.startswith("prompt:")
+        else {"target_callable": check.target}
+    )
+    schedule = check.schedule or how.defaults.schedule or Schedule()
+    return {
+        "name": name,
+        "description": check.description
+        or f"Check {check.target} on the dataset {check.dataset}; the run fails when the gate "
+        "does.",
+        "entrypoint": CHECK_ENTRYPOINT,
+        "tags": ["assay", *how.defaults.tags, *check.tags, "check", check.dataset],
+        "schedules": [schedule.model_dump()],
+        "concurrency_limit": 1,
+        "work_pool": {
+            "name": check.work_pool or how.defaults.work_pool or "assay-process",
+            "work_queue_name": "default",
+        },
+        "pull": pull,
+        "parameters": {
+            "job": job.model_dump(mode="json", exclude_defaults=True),
+            "dataset": check.dataset,
+            "tier": check.tier,
+            "name": f"{name} (scheduled)",
+            "repeats": check.repeat,
+            "baseline": check.baseline,
+            "fail_on_gate": True,
+            **target,
+        },
+    }
 
 
 def generated_prefect_yaml(jobs_dir: Path = JOBS_DIR, deploy_file: Path = DEPLOY_FILE) -> str:

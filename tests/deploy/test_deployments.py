@@ -246,6 +246,39 @@ async def test_killing_the_worker_mid_backfill_then_rerunning_completes_without_
     assert abandoned >= 1  # the killed runs are marked, not left 'running'
 
 
+async def test_a_deployed_nightly_check_runs_on_a_worker_and_fails_when_its_gate_does(
+    worker: Workers, engine: sa.Engine
+) -> None:
+    from tasks.datasets.store import add_items, create_dataset
+    from tasks.demo.golden import hand_written
+
+    create_dataset(engine, "support-golden")
+    add_items(engine, "support-golden", hand_written())
+    async with client_for(worker.server) as client:
+        params = await deployment_params(client, "support-golden-nightly")
+        assert params["target_prompt"] == "prompt:deployments/prompts/support-grounded.yaml"
+        assert params["fail_on_gate"] is True
+        run = await arun_deployment(
+            "evaluate_dataset/support-golden-nightly", timeout=0, as_subflow=False
+        )
+        run = await wait_for(client, run.id)
+        assert run.state.is_completed(), worker.log.read_text()[-3000:]
+        # The same check against a prompt without the passages: its gate fails, so does the run.
+        strict = {**params, "target_prompt": "prompt:deployments/prompts/support-bare.yaml"}
+        failed = await arun_deployment(
+            "evaluate_dataset/support-golden-nightly", parameters=strict, timeout=0,
+            as_subflow=False,
+        )  # fmt: skip
+        failed = await wait_for(client, failed.id)
+        assert failed.state.is_failed()
+        assert "gate failed (contains_expected pass_rate < 0.8" in (failed.state.message or "")
+        artifacts = {a.key for a in await client.read_artifacts() if a.flow_run_id == run.id}
+    experiments = scalar(engine, "SELECT json_agg(e ORDER BY created_at) FROM assay.experiments e")
+    assert [e["gate_passed"] for e in experiments] == [True, False]
+    assert experiments[0]["name"] == "support-golden-nightly (scheduled)"
+    assert f"experiment-{experiments[0]['experiment_id']}" in artifacts
+
+
 async def test_deploy_check_reports_ui_edits_field_by_field_and_run_from_server_uses_them(
     deployed: PrefectServer, engine: sa.Engine, assay_env: str
 ) -> None:
