@@ -35,8 +35,10 @@ def dashboard_data(
                 compare.append({"dim": dim, **row.model_dump(mode="json")})
         spend = spend_rows(conn, deployment, since, until)
         drill = drill_down(conn, deployment, since, until)
+        experiments = experiments_data(conn)
     return {
         **drill,
+        **experiments,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "since": since.isoformat(),
         "until": until.isoformat(),
@@ -92,14 +94,57 @@ def drill_down(
     return {"alerts": alerts, "failing": failing, "logs": logs}
 
 
+EXPERIMENTS_PER_DATASET = 20
+MAX_EXPERIMENT_ROWS = 50_000
+
+
+def experiments_data(conn: sa.Connection) -> dict[str, Any]:
+    """The experiments page: each dataset's newest experiments with their pass rates, and per
+    experiment and item the output and verdicts (the side-by-side diff of two experiments)."""
+    experiments = [
+        {**row._asdict(), "created_at": row.created_at.isoformat()}
+        for row in conn.execute(
+            sa.text(query("analytics", "dashboard_experiments")),
+            {"per_dataset": EXPERIMENTS_PER_DATASET},
+        )
+    ]
+    outputs: dict[str, dict[str, Any]] = {}
+    for row in conn.execute(
+        sa.text(query("analytics", "dashboard_experiment_items")),
+        {"ids": [e["experiment_id"] for e in experiments], "chars": TEXT_CHARS,
+         "max_rows": MAX_EXPERIMENT_ROWS},
+    ):  # fmt: skip
+        outputs.setdefault(row.experiment_id, {})[row.item_id] = {
+            "output": _shown(row.output), "error": _shown(row.error) if row.error else None,
+            "verdicts": row.verdicts or {},
+        }  # fmt: skip
+    items = {
+        f"{row.dataset}/{row.item_id}": {
+            "input": _shown(row.input),
+            "expected": _shown(row.expected) if row.expected else None,
+        }
+        for row in conn.execute(
+            sa.text(query("analytics", "dashboard_dataset_items")),
+            {"datasets": sorted({e["dataset"] for e in experiments}), "chars": TEXT_CHARS},
+        )
+    }
+    return {"experiments": experiments, "experiment_items": outputs, "dataset_items": items}
+
+
+def _shown(text: str | None) -> str:
+    """Outward text: secrets redacted, PII masked, bounded."""
+    from evaluators.heuristics.pii import mask_pii
+    from tasks.redact import redact
+
+    return mask_pii(redact(text or ""))[:TEXT_CHARS]
+
+
 def _log_texts(deployment: str, log_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Prompt, context and response of these logs, read (READ ONLY) from the deployment's
     source; masked like every other outward text. Empty when there is no job file here or the
     source cannot be read (the scores still show)."""
-    from evaluators.heuristics.pii import mask_pii
     from tasks.config import load_job
     from tasks.pipeline import fitted_job, source_engine
-    from tasks.redact import redact
     from tasks.warehouse.normalize import normalize_rows
     from tasks.warehouse.source import rows_by_id
 
@@ -113,13 +158,10 @@ def _log_texts(deployment: str, log_ids: list[str]) -> dict[str, dict[str, Any]]
     except Exception:  # the drill-down is a courtesy; the charts do not depend on it
         return {}
 
-    def shown(text: str | None) -> str:
-        return mask_pii(redact(text or ""))[:TEXT_CHARS]
-
     records = normalize_rows(rows, job.source.format)[0]
     return {
-        r.id: {"ts": r.ts.isoformat(), "prompt": shown(r.prompt), "response": shown(r.response),
-               "context": [shown(c) for c in r.context[:8]], "model": r.model}
+        r.id: {"ts": r.ts.isoformat(), "prompt": _shown(r.prompt), "response": _shown(r.response),
+               "context": [_shown(c) for c in r.context[:8]], "model": r.model}
         for r in records
     }  # fmt: skip
 

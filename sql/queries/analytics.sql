@@ -152,3 +152,33 @@ FROM assay.quarantine
 WHERE log_ts >= :since AND log_ts < :until
   AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
 GROUP BY 1, 2
+
+-- name: dashboard_experiments
+-- The newest completed experiments of every dataset (oldest first), with their totals.
+SELECT experiment_id, name, dataset, dataset_digest, target, git_commit, git_branch,
+       created_at, gate_passed, cost_usd, totals, repeats
+FROM (
+    SELECT e.*, row_number() OVER (PARTITION BY dataset ORDER BY created_at DESC) AS newest
+    FROM assay.experiments e
+    WHERE status = 'completed'
+) e
+WHERE newest <= :per_dataset
+ORDER BY dataset, created_at
+
+-- name: dashboard_experiment_items
+-- Per experiment and item: what the target answered and each evaluator's verdict, for the
+-- side-by-side diff of two experiments.
+SELECT o.experiment_id, o.item_id, left(o.output, :chars) AS output, left(o.error, :chars) AS error,
+       (SELECT jsonb_object_agg(s.evaluator, s.passed)
+        FROM assay.scores s
+        WHERE s.deployment = 'experiment-' || o.experiment_id AND s.log_id = o.item_id
+          AND s.status = 'ok') AS verdicts
+FROM assay.experiment_outputs o
+WHERE o.experiment_id = ANY(:ids)
+ORDER BY o.experiment_id, o.item_id
+LIMIT :max_rows
+
+-- name: dashboard_dataset_items
+SELECT dataset, item_id, left(input, :chars) AS input, left(expected, :chars) AS expected
+FROM assay.dataset_items
+WHERE dataset = ANY(:datasets) AND retired_at IS NULL
