@@ -27,6 +27,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# A Prefect home of its own: judge concurrency limits left on a shared home by other runs (the
+# tests create `openai/judge` at 4) would cap this run's concurrency and skew the ratio.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="assay-bench-prefect-")
 
 from bench.common import (  # noqa: E402
     ADMIN,

@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -26,6 +27,10 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# A Prefect home of its own (unless the bench importing this made one): judge concurrency limits
+# left on a shared home by other runs would cap this run's concurrency and skew the ratios.
+if "assay-bench-prefect-" not in os.environ.get("PREFECT_HOME", ""):
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="assay-bench-prefect-")
 
 from bench.common import END, create_database, drop_database, fake_server, seed, server_stats
 from evaluators.base import EvalContext

@@ -193,7 +193,8 @@ async def evaluate_dataset(
             checked, KINDS["check"], window_end=created + timedelta(seconds=1),
             targets=chosen.endpoints,
         ) as run:  # fmt: skip
-            await run.slots()  # every model the run may call has a price before anything runs
+            if todo:  # every model the run may call has a price before anything runs
+                await run.slots()
             ask = chosen.answerer(run.judged.judges) if chosen.answerer else None
             answered = 0
             size = checked.source.page_size
