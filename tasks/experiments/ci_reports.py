@@ -69,13 +69,27 @@ def markdown(result: CheckResult) -> str:
         f"`{result.dataset_digest}`) · target `{_cell(result.target)}` · tier {result.tier} · "
         f"${result.cost_usd:.4f}",
         "",
-        "| evaluator | n | pass rate | skipped | errors |",
-        "|---|---:|---:|---:|---:|",
+        "| evaluator | n | pass rate | skipped | errors | cached |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
+    if result.target_calls or result.target_cached:
+        lines[3:3] = ["", f"Target: {result.target_calls} call(s), {result.target_cached} answer(s) "
+                      f"from the cache."]  # fmt: skip
     lines += [
-        f"| {_cell(t.evaluator)} | {t.ok} | {_pct(t.pass_rate)} | {t.skipped} | {t.errors} |"
+        f"| {_cell(t.evaluator)} | {t.ok} | {_pct(t.pass_rate)} | {t.skipped} | {t.errors} | "
+        f"{t.cached} |"
         for t in result.evaluators
     ]
+    if result.spreads:
+        lines += ["", f"Across {result.repeats} repeats (the gate is decided over items):", "",
+                  "| evaluator | pass rate per repeat | spread | items that flipped |",
+                  "|---|---|---:|---:|"]  # fmt: skip
+        lines += [
+            f"| {_cell(s.evaluator)} | {' / '.join(_pct(r) for r in s.pass_rates)} | "
+            f"{'–' if s.spread is None else f'{s.spread * 100:.1f} pp'} | "
+            f"{s.unstable_items} of {s.items} |"
+            for s in result.spreads
+        ]
     if result.gate:
         lines += ["", "| gate rule | verdict | value | n |", "|---|---|---:|---:|"]
         lines += [

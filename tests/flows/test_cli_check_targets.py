@@ -167,9 +167,12 @@ def test_repeats_report_the_spread_and_gate_over_items(
     assert len(per_item) == 40
     assert gate["value"] == pytest.approx(sum(float(v) for v in per_item) / 40)
     assert gate["low"] < gate["value"] < gate["high"] < 0.9
+    summary = tmp_path / "summary.md"
     shown = assay("check", "math", "--config", str(config), "--target", f"prompt:{prompt}",
-                  "--repeat", "3", "--tier", "free", db_url=assay_env)  # fmt: skip
+                  "--repeat", "3", "--tier", "free", "--markdown", str(summary),
+                  db_url=assay_env)  # fmt: skip
     assert "across 3 repeats" in shown.stdout and "items that flipped" in shown.stdout
+    assert "Across 3 repeats (the gate is decided over items)" in summary.read_text()
     assert len(fake_llm.requests_for("target-a")) == 123  # the same experiment: nothing again
 
     outputs = tmp_path / "o.jsonl"
