@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from tasks.analytics.report import Bucket, By, score_rows, spend_rows, usage_rows
 from tasks.store.sql import query
+from tasks.warehouse.texts import TEXT_CHARS, job_texts, shown
 
 TEMPLATE = Path(__file__).with_name("dashboard.html")
-JOBS_DIR = Path("deployments/jobs")
 SAFETY_EVALUATORS = ("pii", "secrets", "prompt_injection")
 
 
@@ -53,7 +53,6 @@ def dashboard_data(
 
 
 EXAMPLES_PER_EVALUATOR = 5
-TEXT_CHARS = 4000
 
 
 def drill_down(
@@ -80,7 +79,7 @@ def drill_down(
     for row in failing:
         by_deployment.setdefault(row["deployment"], set()).add(row["log_id"])
     for name, ids in by_deployment.items():
-        texts = _log_texts(name, sorted(ids))
+        texts = job_texts(name, sorted(ids))
         scores = conn.execute(
             sa.text(query("analytics", "log_scores")), {"deployment": name, "log_ids": sorted(ids)}
         ).all()
@@ -115,13 +114,13 @@ def experiments_data(conn: sa.Connection) -> dict[str, Any]:
          "max_rows": MAX_EXPERIMENT_ROWS},
     ):  # fmt: skip
         outputs.setdefault(row.experiment_id, {})[row.item_id] = {
-            "output": _shown(row.output), "error": _shown(row.error) if row.error else None,
+            "output": shown(row.output), "error": shown(row.error) if row.error else None,
             "verdicts": row.verdicts or {},
         }  # fmt: skip
     items = {
         f"{row.dataset}/{row.item_id}": {
-            "input": _shown(row.input),
-            "expected": _shown(row.expected) if row.expected else None,
+            "input": shown(row.input),
+            "expected": shown(row.expected) if row.expected else None,
         }
         for row in conn.execute(
             sa.text(query("analytics", "dashboard_dataset_items")),
@@ -129,41 +128,6 @@ def experiments_data(conn: sa.Connection) -> dict[str, Any]:
         )
     }
     return {"experiments": experiments, "experiment_items": outputs, "dataset_items": items}
-
-
-def _shown(text: str | None) -> str:
-    """Outward text: secrets redacted, PII masked, bounded."""
-    from evaluators.heuristics.pii import mask_pii
-    from tasks.redact import redact
-
-    return mask_pii(redact(text or ""))[:TEXT_CHARS]
-
-
-def _log_texts(deployment: str, log_ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Prompt, context and response of these logs, read (READ ONLY) from the deployment's
-    source; masked like every other outward text. Empty when there is no job file here or the
-    source cannot be read (the scores still show)."""
-    from tasks.config import load_job
-    from tasks.pipeline import fitted_job, source_engine
-    from tasks.warehouse.normalize import normalize_rows
-    from tasks.warehouse.source import rows_by_id
-
-    path = JOBS_DIR / f"{deployment}.yaml"
-    if not path.exists():
-        return {}
-    try:
-        job = fitted_job(load_job(path))
-        with source_engine(job.source).connect() as conn:
-            rows = rows_by_id(conn, job.source, log_ids)
-    except Exception:  # the drill-down is a courtesy; the charts do not depend on it
-        return {}
-
-    records = normalize_rows(rows, job.source.format)[0]
-    return {
-        r.id: {"ts": r.ts.isoformat(), "prompt": _shown(r.prompt), "response": _shown(r.response),
-               "context": [_shown(c) for c in r.context[:8]], "model": r.model}
-        for r in records
-    }  # fmt: skip
 
 
 def render_dashboard(data: dict[str, Any]) -> str:

@@ -16,6 +16,15 @@
 -- column assay.alerts.segment text NOT NULL DEFAULT ''::text
 -- column assay.alerts.status text NOT NULL
 -- column assay.alerts.value double precision
+-- column assay.annotation_queues.created_at timestamp with time zone NOT NULL DEFAULT now()
+-- column assay.annotation_queues.deployment text NOT NULL
+-- column assay.annotation_queues.design jsonb NOT NULL
+-- column assay.annotation_queues.evaluator text NOT NULL
+-- column assay.annotation_queues.evaluator_version text NOT NULL
+-- column assay.annotation_queues.name text NOT NULL
+-- column assay.annotation_queues.queue_id bigint NOT NULL DEFAULT nextval('assay.annotation_queues_queue_id_seq'::regclass)
+-- column assay.annotation_queues.since timestamp with time zone NOT NULL
+-- column assay.annotation_queues.until timestamp with time zone NOT NULL
 -- column assay.dataset_items.content_hash text NOT NULL
 -- column assay.dataset_items.context jsonb NOT NULL DEFAULT '[]'::jsonb
 -- column assay.dataset_items.created_at timestamp with time zone NOT NULL DEFAULT now()
@@ -78,6 +87,21 @@
 -- column assay.experiments.target text NOT NULL
 -- column assay.experiments.tier text NOT NULL
 -- column assay.experiments.totals jsonb NOT NULL DEFAULT '{}'::jsonb
+-- column assay.labels.annotator text NOT NULL
+-- column assay.labels.created_at timestamp with time zone NOT NULL DEFAULT now()
+-- column assay.labels.criterion text NOT NULL
+-- column assay.labels.dataset text
+-- column assay.labels.deployment text
+-- column assay.labels.item_id text
+-- column assay.labels.label text
+-- column assay.labels.label_id bigint NOT NULL DEFAULT nextval('assay.labels_label_id_seq'::regclass)
+-- column assay.labels.log_id text
+-- column assay.labels.note text
+-- column assay.labels.passed boolean
+-- column assay.labels.queue_id bigint
+-- column assay.labels.score double precision
+-- column assay.labels.source text NOT NULL
+-- column assay.labels.superseded_at timestamp with time zone
 -- column assay.llm_logs.context jsonb
 -- column assay.llm_logs.cost_usd double precision
 -- column assay.llm_logs.customer_id text
@@ -119,6 +143,19 @@
 -- column assay.quarantine.reasons jsonb NOT NULL
 -- column assay.quarantine.run_id uuid NOT NULL
 -- column assay.quarantine.stage text NOT NULL
+-- column assay.queue_items.claimed_by text
+-- column assay.queue_items.claimed_until timestamp with time zone
+-- column assay.queue_items.inclusion_probability double precision NOT NULL
+-- column assay.queue_items.judge_passed boolean
+-- column assay.queue_items.judge_reason text
+-- column assay.queue_items.judge_score double precision
+-- column assay.queue_items.labelled_at timestamp with time zone
+-- column assay.queue_items.log_id text NOT NULL
+-- column assay.queue_items.position integer NOT NULL
+-- column assay.queue_items.queue_id bigint NOT NULL
+-- column assay.queue_items.shown jsonb NOT NULL
+-- column assay.queue_items.skipped_by ARRAY NOT NULL DEFAULT '{}'::text[]
+-- column assay.queue_items.stratum text NOT NULL
 -- column assay.run_spend.calls bigint NOT NULL DEFAULT 0
 -- column assay.run_spend.deployment text NOT NULL
 -- column assay.run_spend.refused bigint NOT NULL DEFAULT 0
@@ -223,6 +260,28 @@
 -- column assay_analytics.eval_spend_daily.evaluator text
 -- column assay_analytics.eval_spend_daily.judge_calls bigint
 -- column assay_analytics.eval_spend_daily.unknown_cost_calls bigint
+-- column assay_analytics.judge_agreement.accuracy double precision
+-- column assay_analytics.judge_agreement.deployment text
+-- column assay_analytics.judge_agreement.evaluator text
+-- column assay_analytics.judge_agreement.evaluator_version text
+-- column assay_analytics.judge_agreement.human_pass_rate double precision
+-- column assay_analytics.judge_agreement.judge_pass_rate double precision
+-- column assay_analytics.judge_agreement.kappa double precision
+-- column assay_analytics.judge_agreement.labels bigint
+-- column assay_analytics.judge_agreement.week timestamp with time zone
+-- column assay_analytics.label_pairs.annotator text
+-- column assay_analytics.label_pairs.deployment text
+-- column assay_analytics.label_pairs.evaluator text
+-- column assay_analytics.label_pairs.evaluator_version text
+-- column assay_analytics.label_pairs.human_passed boolean
+-- column assay_analytics.label_pairs.human_score double precision
+-- column assay_analytics.label_pairs.judge_passed boolean
+-- column assay_analytics.label_pairs.judge_score double precision
+-- column assay_analytics.label_pairs.judged_at timestamp with time zone
+-- column assay_analytics.label_pairs.labelled_at timestamp with time zone
+-- column assay_analytics.label_pairs.log_id text
+-- column assay_analytics.label_pairs.log_ts timestamp with time zone
+-- column assay_analytics.label_pairs.weight double precision
 -- column assay_analytics.score_changes.deployment text
 -- column assay_analytics.score_changes.dim text
 -- column assay_analytics.score_changes.evaluator text
@@ -379,6 +438,8 @@
 -- column assay_analytics.usage.value text
 -- constraint assay.alerts alerts_pkey PRIMARY KEY (deployment, evaluator, metric, segment)
 -- constraint assay.alerts alerts_status_check CHECK ((status = ANY (ARRAY['open'::text, 'resolved'::text])))
+-- constraint assay.annotation_queues annotation_queues_name_key UNIQUE (name)
+-- constraint assay.annotation_queues annotation_queues_pkey PRIMARY KEY (queue_id)
 -- constraint assay.dataset_items dataset_items_dataset_fkey FOREIGN KEY (dataset) REFERENCES assay.datasets(name) ON DELETE CASCADE
 -- constraint assay.dataset_items dataset_items_pkey PRIMARY KEY (dataset, item_id, revision)
 -- constraint assay.dataset_items dataset_items_revision_check CHECK ((revision >= 1))
@@ -395,12 +456,21 @@
 -- constraint assay.experiments experiments_repeats_check CHECK (((repeats >= 1) AND (repeats <= 100)))
 -- constraint assay.experiments experiments_status_check CHECK ((status = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text])))
 -- constraint assay.experiments experiments_tier_check CHECK ((tier = ANY (ARRAY['free'::text, 'all'::text])))
+-- constraint assay.labels labels_annotator_check CHECK (((length(annotator) >= 1) AND (length(annotator) <= 200)))
+-- constraint assay.labels labels_check CHECK ((((deployment IS NOT NULL) AND (log_id IS NOT NULL) AND (dataset IS NULL) AND (item_id IS NULL)) OR ((dataset IS NOT NULL) AND (item_id IS NOT NULL) AND (deployment IS NULL) AND (log_id IS NULL))))
+-- constraint assay.labels labels_check1 CHECK (((passed IS NOT NULL) OR (score IS NOT NULL) OR (label IS NOT NULL)))
+-- constraint assay.labels labels_pkey PRIMARY KEY (label_id)
+-- constraint assay.labels labels_score_check CHECK (((score >= (0)::double precision) AND (score <= (1)::double precision)))
+-- constraint assay.labels labels_source_check CHECK ((source = ANY (ARRAY['annotation'::text, 'import'::text, 'user_feedback'::text])))
 -- constraint assay.llm_logs llm_logs_pkey PRIMARY KEY (id)
 -- constraint assay.outbox outbox_kind_check CHECK ((kind = ANY (ARRAY['summary'::text, 'breach'::text, 'reminder'::text, 'recovery'::text, 'health'::text, 'contract'::text])))
 -- constraint assay.outbox outbox_pkey PRIMARY KEY (id)
 -- constraint assay.outbox outbox_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sent'::text])))
 -- constraint assay.quarantine quarantine_pkey PRIMARY KEY (deployment, log_id)
 -- constraint assay.quarantine quarantine_stage_check CHECK ((stage = ANY (ARRAY['normalize'::text, 'validate'::text])))
+-- constraint assay.queue_items queue_items_inclusion_probability_check CHECK (((inclusion_probability > (0)::double precision) AND (inclusion_probability <= (1)::double precision)))
+-- constraint assay.queue_items queue_items_pkey PRIMARY KEY (queue_id, log_id)
+-- constraint assay.queue_items queue_items_queue_id_fkey FOREIGN KEY (queue_id) REFERENCES assay.annotation_queues(queue_id) ON DELETE CASCADE
 -- constraint assay.run_spend run_spend_pkey PRIMARY KEY (run_id)
 -- constraint assay.schema_migrations schema_migrations_pkey PRIMARY KEY (name)
 -- constraint assay.score_rollups score_rollups_pkey PRIMARY KEY (deployment, hour, dim, value, evaluator, evaluator_version)
@@ -414,10 +484,12 @@
 -- constraint assay.watermarks watermarks_pkey PRIMARY KEY (deployment)
 -- index CREATE INDEX eval_runs_deployment_started ON assay.eval_runs USING btree (deployment, started_at DESC)
 -- index CREATE INDEX experiments_dataset ON assay.experiments USING btree (dataset, created_at)
+-- index CREATE INDEX labels_log ON assay.labels USING btree (deployment, criterion, log_id) WHERE (superseded_at IS NULL)
 -- index CREATE INDEX llm_logs_ts_id ON assay.llm_logs USING btree (ts, id)
 -- index CREATE INDEX outbox_pending ON assay.outbox USING btree (seq) WHERE (status = 'pending'::text)
 -- index CREATE INDEX quarantine_deployment_created ON assay.quarantine USING btree (deployment, created_at DESC)
 -- index CREATE INDEX quarantine_run ON assay.quarantine USING btree (run_id)
+-- index CREATE INDEX queue_items_order ON assay.queue_items USING btree (queue_id, "position")
 -- index CREATE INDEX score_rollups_read ON assay.score_rollups USING btree (dim, hour)
 -- index CREATE INDEX scores_content ON assay.scores USING btree (deployment, evaluator, evaluator_version, content_hash) WHERE ((content_hash IS NOT NULL) AND (status = 'ok'::text))
 -- index CREATE INDEX scores_deployment_log_ts ON assay.scores USING btree (deployment, log_ts)
@@ -426,15 +498,20 @@
 -- index CREATE INDEX scores_run ON assay.scores USING btree (run_id)
 -- index CREATE INDEX usage_rollups_read ON assay.usage_rollups USING btree (dim, hour)
 -- index CREATE UNIQUE INDEX alerts_pkey ON assay.alerts USING btree (deployment, evaluator, metric, segment)
+-- index CREATE UNIQUE INDEX annotation_queues_name_key ON assay.annotation_queues USING btree (name)
+-- index CREATE UNIQUE INDEX annotation_queues_pkey ON assay.annotation_queues USING btree (queue_id)
 -- index CREATE UNIQUE INDEX dataset_items_current ON assay.dataset_items USING btree (dataset, item_id) WHERE (retired_at IS NULL)
 -- index CREATE UNIQUE INDEX dataset_items_pkey ON assay.dataset_items USING btree (dataset, item_id, revision)
 -- index CREATE UNIQUE INDEX datasets_pkey ON assay.datasets USING btree (name)
 -- index CREATE UNIQUE INDEX eval_runs_pkey ON assay.eval_runs USING btree (run_id)
 -- index CREATE UNIQUE INDEX experiment_outputs_pkey ON assay.experiment_outputs USING btree (experiment_id, item_id)
 -- index CREATE UNIQUE INDEX experiments_pkey ON assay.experiments USING btree (experiment_id)
+-- index CREATE UNIQUE INDEX labels_current ON assay.labels USING btree (COALESCE(deployment, ''::text), COALESCE(log_id, ''::text), COALESCE(dataset, ''::text), COALESCE(item_id, ''::text), criterion, annotator) WHERE (superseded_at IS NULL)
+-- index CREATE UNIQUE INDEX labels_pkey ON assay.labels USING btree (label_id)
 -- index CREATE UNIQUE INDEX llm_logs_pkey ON assay.llm_logs USING btree (id)
 -- index CREATE UNIQUE INDEX outbox_pkey ON assay.outbox USING btree (id)
 -- index CREATE UNIQUE INDEX quarantine_pkey ON assay.quarantine USING btree (deployment, log_id)
+-- index CREATE UNIQUE INDEX queue_items_pkey ON assay.queue_items USING btree (queue_id, log_id)
 -- index CREATE UNIQUE INDEX run_spend_pkey ON assay.run_spend USING btree (run_id)
 -- index CREATE UNIQUE INDEX schema_migrations_pkey ON assay.schema_migrations USING btree (name)
 -- index CREATE UNIQUE INDEX score_rollups_pkey ON assay.score_rollups USING btree (deployment, hour, dim, value, evaluator, evaluator_version)
@@ -452,6 +529,8 @@
 -- function assay.vec_sum(double precision[])
 -- view assay_analytics.budget_daily
 -- view assay_analytics.eval_spend_daily
+-- view assay_analytics.judge_agreement
+-- view assay_analytics.label_pairs
 -- view assay_analytics.score_changes
 -- view assay_analytics.score_distribution
 -- view assay_analytics.score_distribution_daily

@@ -11,6 +11,9 @@ error here: the judge client's `BudgetRefused` (evaluators/errors.py) leaves the
 and the run counts it per evaluator and stratum as "unscored by the budget".
 """
 
+import difflib
+from collections.abc import Iterable
+
 
 class AssayError(Exception):
     pass
@@ -34,3 +37,15 @@ class DataContractBroken(AssayError):
     def __init__(self, message: str, summary: object = None) -> None:
         super().__init__(message)
         self.summary = summary
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` for a near miss, else the known names (a few), else nothing."""
+    known = sorted(set(choices))
+    close = difflib.get_close_matches(value, known, n=2, cutoff=0.6)
+    if close:
+        return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+    if known:
+        shown = ", ".join(known[:8]) + (", …" if len(known) > 8 else "")
+        return f" (known: {shown})"
+    return ""

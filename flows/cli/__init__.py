@@ -10,6 +10,7 @@ from flows.cli import analytics  # noqa: F401
 from flows.cli import ops  # noqa: F401
 from flows.cli import datasets  # noqa: F401
 from flows.cli import checks  # noqa: F401
+from flows.cli import labels  # noqa: F401
 
 # isort: on
 from flows.cli.common import app

@@ -4,7 +4,6 @@ Exit codes: 0 ok (a run that completed, breaches or not), 1 failure, 2 usage or 
 3 a gate the user asked for failed.
 """
 
-import difflib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -15,7 +14,7 @@ import typer
 from rich.console import Console
 
 from evaluators import offline as _offline  # noqa: F401
-from tasks.errors import AssayError, ConfigError
+from tasks.errors import AssayError, ConfigError, did_you_mean
 
 app = typer.Typer(
     name="assay",
@@ -188,16 +187,6 @@ def _since(value: str, now: datetime) -> datetime:
 
 
 # -- names checked before anything heavy starts ----------------------------------------------------
-def did_you_mean(value: str, choices: Iterable[str]) -> str:
-    """` (did you mean 'x'?)` for a near miss, else the known names (a few), else nothing."""
-    known = sorted(set(choices))
-    close = difflib.get_close_matches(value, known, n=2, cutoff=0.6)
-    if close:
-        return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
-    if known:
-        shown = ", ".join(known[:8]) + (", …" if len(known) > 8 else "")
-        return f" (known: {shown})"
-    return ""
 
 
 def _names_with_results() -> dict[str, set[str]]:

@@ -180,3 +180,51 @@ SELECT s.deployment, s.day, s.spent_usd, s.reserved_usd, s.calls,
         WHERE r.deployment = s.deployment AND r.details ? 'spend'
         ORDER BY r.started_at DESC LIMIT 1) AS max_usd_per_day
 FROM assay.spend s;
+
+-- Judge against people: each judged log a person labelled (the earliest current human label
+-- of that criterion), with the judge's verdict and the label's queue weight.
+CREATE VIEW assay_analytics.label_pairs AS
+SELECT DISTINCT ON (s.deployment, s.evaluator, s.evaluator_version, s.log_id)
+       s.deployment, s.evaluator, s.evaluator_version, s.log_id, s.log_ts,
+       s.created_at AS judged_at, s.passed AS judge_passed, s.score AS judge_score,
+       l.passed AS human_passed, l.score AS human_score, l.annotator, l.created_at AS labelled_at,
+       coalesce(1.0 / qi.inclusion_probability, 1.0) AS weight
+FROM assay.labels l
+JOIN assay.scores s
+  ON s.deployment = l.deployment AND s.log_id = l.log_id AND s.evaluator = l.criterion
+ AND s.status = 'ok' AND s.passed IS NOT NULL
+LEFT JOIN assay.queue_items qi ON qi.queue_id = l.queue_id AND qi.log_id = l.log_id
+WHERE l.superseded_at IS NULL AND l.source <> 'user_feedback' AND l.passed IS NOT NULL
+ORDER BY s.deployment, s.evaluator, s.evaluator_version, s.log_id, l.created_at;
+COMMENT ON VIEW assay_analytics.label_pairs IS
+    'Judged logs a person labelled: judge verdict beside the earliest current human label.';
+
+-- Weekly agreement per judge version (week of judging): weighted 2x2 table, accuracy, kappa.
+-- `assay agreement` adds bootstrap intervals and the other metrics.
+CREATE VIEW assay_analytics.judge_agreement AS
+WITH t AS (
+    SELECT deployment, evaluator, evaluator_version, date_trunc('week', judged_at) AS week,
+           count(*) AS labels,
+           sum(weight) FILTER (WHERE judge_passed AND human_passed) AS a,
+           sum(weight) FILTER (WHERE judge_passed AND NOT human_passed) AS b,
+           sum(weight) FILTER (WHERE NOT judge_passed AND human_passed) AS c,
+           sum(weight) FILTER (WHERE NOT judge_passed AND NOT human_passed) AS d
+    FROM assay_analytics.label_pairs
+    GROUP BY 1, 2, 3, 4
+), p AS (
+    SELECT *, coalesce(a, 0) + coalesce(b, 0) + coalesce(c, 0) + coalesce(d, 0) AS total FROM t
+), r AS (
+    SELECT *, (coalesce(a, 0) + coalesce(d, 0)) / total AS accuracy,
+           (coalesce(a, 0) + coalesce(b, 0)) / total AS judge_pass,
+           (coalesce(a, 0) + coalesce(c, 0)) / total AS human_pass
+    FROM p
+)
+SELECT deployment, evaluator, evaluator_version, week, labels, accuracy,
+       CASE WHEN 1 - (judge_pass * human_pass + (1 - judge_pass) * (1 - human_pass)) > 0
+            THEN (accuracy - (judge_pass * human_pass + (1 - judge_pass) * (1 - human_pass)))
+                 / (1 - (judge_pass * human_pass + (1 - judge_pass) * (1 - human_pass)))
+       END AS kappa,
+       judge_pass AS judge_pass_rate, human_pass AS human_pass_rate
+FROM r;
+COMMENT ON VIEW assay_analytics.judge_agreement IS
+    'Per deployment, evaluator, judge version and week of judging: labels, weighted accuracy and Cohen''s kappa.';

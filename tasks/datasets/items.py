@@ -118,7 +118,7 @@ def item_from(fields: dict[str, Any], mapping: dict[str, str]) -> DatasetItem:
     return DatasetItem.model_validate(values)
 
 
-def _records(path: Path, fmt: FileFormat) -> Iterator[tuple[int, dict[str, Any] | str]]:
+def file_records(path: Path, fmt: FileFormat) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(line number, record) or (line number, why it is unreadable)."""
     if fmt == "jsonl":
         with path.open(encoding="utf-8", errors="replace") as handle:
@@ -153,7 +153,7 @@ def read_items(
     items: list[DatasetItem] = []
     rejected: list[Rejected] = []
     seen: dict[str, int] = {}
-    for number, record in _records(path, fmt):
+    for number, record in file_records(path, fmt):
         if isinstance(record, str):
             rejected.append(Rejected(line=number, reason=record))
             continue

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from evaluators.records import LogRecord
 from tasks.errors import TransientError
+from tasks.labels.store import feedback_labels
 from tasks.redact import redact
 from tasks.score import MAX_REASON_CHARS, SCORE_COLUMNS, ScoreRow
 from tasks.store.db import on_fresh_connections
@@ -175,4 +176,5 @@ def write_page_once(
         if move and cursor is not None:
             move_watermark(conn, deployment, run_id, cursor)
             add_usage(conn, deployment, usage or [])
+        feedback_labels(conn, deployment, usage or [])
     return counts

@@ -1,0 +1,1 @@
+"""Human labels: stored beside scores, sampled into annotation queues, compared with judges."""

@@ -1,0 +1,55 @@
+"""The text of some logs (prompt, context, response) read back from a deployment's source, for
+people to look at: the dashboard's drill-down and annotation queues. Read READ ONLY, masked like
+every outward text, bounded."""
+
+from pathlib import Path
+from typing import Any
+
+from tasks.config import EvalJob
+
+TEXT_CHARS = 4000
+#: Where job files live (the dashboard and queues find a deployment's source through its job).
+JOBS_DIR = Path("deployments/jobs")
+
+
+def shown(text: str | None, keep_pii: bool = False) -> str:
+    """Outward text: secrets redacted, PII masked (unless asked to keep it), bounded."""
+    from evaluators.heuristics.pii import mask_pii
+    from tasks.redact import redact
+
+    clean = redact(text or "")
+    return (clean if keep_pii else mask_pii(clean))[:TEXT_CHARS]
+
+
+def log_texts(
+    job: EvalJob, log_ids: list[str], keep_pii: bool = False
+) -> dict[str, dict[str, Any]]:
+    """Prompt, context and response of these logs by id (missing ones are simply absent)."""
+    from tasks.pipeline import fitted_job, source_engine
+    from tasks.warehouse.normalize import normalize_rows
+    from tasks.warehouse.source import rows_by_id
+
+    fitted = fitted_job(job)
+    with source_engine(fitted.source).connect() as conn:
+        rows = rows_by_id(conn, fitted.source, log_ids)
+    records = normalize_rows(rows, fitted.source.format)[0]
+    return {
+        r.id: {"ts": r.ts.isoformat(), "prompt": shown(r.prompt, keep_pii),
+               "response": shown(r.response, keep_pii),
+               "context": [shown(c, keep_pii) for c in r.context[:8]], "model": r.model}
+        for r in records
+    }  # fmt: skip
+
+
+def job_texts(deployment: str, log_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """`log_texts` through the deployment's job file; empty when there is none here or its
+    source cannot be read (a courtesy: callers show what they have)."""
+    from tasks.config import load_job
+
+    path = JOBS_DIR / f"{deployment}.yaml"
+    if not path.exists():
+        return {}
+    try:
+        return log_texts(load_job(path), log_ids)
+    except Exception:
+        return {}

@@ -1,0 +1,179 @@
+"""Human labels through the installed CLI: end-user thumbs become labels once, an import keeps
+its good rows and names its bad ones, relabelling keeps history, agreement matches the hand-
+computed table, and annotation queues are drawn with their weights."""
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.cli import assay
+from tests.conftest import insert_logs, log
+from tests.fakes.llm import FakeLLM, Reply, verdict
+
+pytestmark = pytest.mark.slow
+BASE = (datetime.now(UTC) - timedelta(hours=5)).replace(microsecond=0)
+
+
+def judge_by_content(_n: int, body: dict[str, Any]) -> Reply:
+    """The judge passes grounded answers (score 0.9) and fails the rest (0.2)."""
+    text = json.dumps(body["messages"])
+    if "zqx-verified" in text:
+        return Reply(content=verdict(0.9, True, "supported by the context"))
+    return Reply(content=verdict(0.2, False, "not in the context"))
+
+
+def job_text(fake: FakeLLM) -> str:
+    return json.dumps({
+        "deployment": "help-bot",
+        "source": {"initial_lookback": "1d"},
+        "evaluators": [
+            {"name": "refusal"},
+            {"name": "faithfulness", "model": "openai/judge", "api_base": fake.api_base},
+        ],
+        "budget": {"prices": {"openai/judge": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 2}}},
+        "limits": {"default": {"retries": 0}},
+    })  # fmt: skip
+
+
+@pytest.fixture
+def judged(engine: sa.Engine, assay_env: str, tmp_path: Path, fake_llm: FakeLLM) -> Path:
+    """24 logs: the judge passes l00-l11 and fails l12-l23; l00-l05 carry end-user thumbs."""
+    fake_llm.script("judge", judge_by_content)
+    rows = []
+    for i in range(24):
+        answer = f"The zqx-verified answer {i}." if i < 12 else f"A made-up answer {i}."
+        thumbs = {0: "positive", 1: "positive", 2: "negative", 3: "neutral", 4: "negative"}
+        rows.append(log(f"l{i:02d}", BASE + timedelta(minutes=i), response=answer,
+                        context=json.dumps(["Refunds take 14 days."]), user_id=f"u{i}",
+                        feedback=thumbs.get(i)))  # fmt: skip
+    insert_logs(engine, rows)
+    (tmp_path / "deployments/jobs").mkdir(parents=True)
+    config = tmp_path / "deployments/jobs/help-bot.yaml"
+    config.write_text(job_text(fake_llm))
+    done = assay("run", "help-bot", db_url=assay_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return config
+
+
+def scalar(engine: sa.Engine, sql: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql)).scalar_one()
+
+
+def test_end_user_thumbs_become_labels_once(
+    judged: Path, engine: sa.Engine, assay_env: str, tmp_path: Path
+) -> None:
+    feedback = "SELECT count(*) FROM assay.labels WHERE criterion = 'user_feedback'"
+    assert scalar(engine, feedback) == 5
+    assert scalar(engine, "SELECT count(*) FROM assay.labels WHERE criterion = 'user_feedback' "
+                          "AND passed AND annotator = 'user:u0'") == 1  # fmt: skip
+    again = assay("backfill", "help-bot", "--start", (BASE - timedelta(hours=1)).isoformat(),
+                  "--end", (BASE + timedelta(hours=1)).isoformat(), db_url=assay_env,
+                  cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert scalar(engine, feedback) == 5  # the backfill read the same thumbs: nothing doubled
+
+
+def labels_file(path: Path, rows: list[dict[str, Any]], extra_lines: list[str] = ()) -> Path:  # type: ignore[assignment]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "".join(extra_lines))
+    return path
+
+
+def human(i: int, passed: bool, annotator: str = "ann") -> dict[str, Any]:
+    return {"deployment": "help-bot", "log_id": f"l{i:02d}", "criterion": "faithfulness",
+            "passed": passed, "annotator": annotator}  # fmt: skip
+
+
+def test_import_agreement_and_relabelling(
+    judged: Path, engine: sa.Engine, assay_env: str, tmp_path: Path
+) -> None:
+    # People agree with the judge on 9 of its 12 passes and 9 of its 12 failures:
+    # a = 9, b = 3, c = 3, d = 9: accuracy 0.75, chance 0.5, kappa 0.5.
+    good = [human(i, i < 12) for i in range(24)]
+    for i in (0, 1, 2):
+        good[i]["passed"] = False
+    for i in (12, 13, 14):
+        good[i]["passed"] = True
+    good[5]["reviewer_team"] = "support"  # an unknown field: ignored with a warning
+    bad = [
+        {**human(0, True), "log_id": "nope"},
+        {**human(1, True), "criterion": "toxicity"},
+        {**human(2, True), "score": 1.5},
+        {**human(3, True), "annotator": ""},
+        {"deployment": "help-bot", "log_id": "l04", "criterion": "faithfulness", "annotator": "x"},
+    ]
+    path = labels_file(tmp_path / "labels.jsonl", good + bad, ["{not json\n"])
+    imported = assay("labels", "import", str(path), db_url=assay_env)
+    assert imported.returncode == 1, imported.stdout + imported.stderr
+    assert "24 label(s) imported, 6 rejected" in imported.stdout
+    errors = " ".join(imported.stderr.split())
+    assert "line 25: no scored log 'nope' in deployment 'help-bot'" in errors
+    assert "line 26: unknown criterion 'toxicity'" in errors
+    assert "line 27: score" in errors and "line 28: annotator" in errors
+    assert re.search(r"line 29: [^;]*give at least one of passed, score, label", errors)
+    assert "line 30: not JSON" in errors and "ignored unknown field(s): reviewer_team" in errors
+
+    result = json.loads(assay("agreement", "help-bot", "--evaluator", "faithfulness",
+                              "--format", "json", "--no-weekly", db_url=assay_env).stdout)  # fmt: skip
+    [overall] = result["agreement"]
+    assert overall["n"] == 24 and overall["enough"]
+    assert overall["kappa"]["value"] == pytest.approx(0.5)
+    assert overall["accuracy"]["value"] == pytest.approx(0.75)
+    assert overall["recall_on_failures"]["value"] == pytest.approx(9 / 12)
+    assert overall["kappa"]["low"] < 0.5 < overall["kappa"]["high"]
+
+    few = assay("agreement", "help-bot", "--min-labels", "30", db_url=assay_env, columns=120)
+    assert few.returncode == 0 and "not enough labels (24 of 30)" in few.stdout
+
+    # A second person labels six logs the same way as the first: people agree perfectly.
+    labels_file(path, [human(i, good[i]["passed"], "bea") for i in range(10, 16)])
+    assert assay("labels", "import", str(path), db_url=assay_env).returncode == 0
+    # The first annotator changes their mind on l00: their label is replaced, history kept.
+    labels_file(path, [human(0, True)])
+    assert assay("labels", "import", str(path), db_url=assay_env).returncode == 0
+    assert scalar(engine, "SELECT count(*) FROM assay.labels WHERE log_id = 'l00' "
+                          "AND annotator = 'ann'") == 2  # fmt: skip
+    assert scalar(engine, "SELECT count(*) FROM assay.labels WHERE log_id = 'l00' "
+                          "AND annotator = 'ann' AND superseded_at IS NULL AND passed") == 1  # fmt: skip
+    shown = assay("agreement", "help-bot", "--suggest-threshold", db_url=assay_env, columns=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "people agree with each other at kappa 1.00 on 6 logs labelled twice" in " ".join(
+        shown.stdout.split())  # fmt: skip
+    assert "pass_threshold 0.7 gives kappa" in shown.stdout
+    table = assay("agreement", "help-bot", "--format", "csv", db_url=assay_env).stdout
+    assert table.startswith("deployment,evaluator,evaluator_version,period,n,enough,kappa,")
+    with engine.connect() as conn:
+        weekly = conn.execute(sa.text(
+            "SELECT labels, kappa FROM assay_analytics.judge_agreement WHERE evaluator = "
+            "'faithfulness'")).all()  # fmt: skip
+    assert sum(w.labels for w in weekly) == 24
+
+
+def test_a_queue_is_a_weighted_stratified_sample(
+    judged: Path, engine: sa.Engine, assay_env: str, tmp_path: Path
+) -> None:
+    made = assay("annotate", "queue", "help-bot", "--evaluator", "faithfulness", "--size", "8",
+                 "--since", "1d", "--name", "q1", "--format", "json", db_url=assay_env,
+                 cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stdout + made.stderr
+    queue = json.loads(made.stdout)
+    assert queue["size"] == 8
+    assert queue["design"] == {"fail": {"population": 12, "sample": 4},
+                               "pass": {"population": 12, "sample": 4}}  # fmt: skip
+    with engine.connect() as conn:
+        items = conn.execute(sa.text(
+            "SELECT stratum, inclusion_probability, shown FROM assay.queue_items")).all()  # fmt: skip
+    assert {(i.stratum, i.inclusion_probability) for i in items} == {("pass", 1 / 3),
+                                                                     ("fail", 1 / 3)}  # fmt: skip
+    assert all("answer" in i.shown["response"] for i in items)  # the text, read from the source
+    again = assay("annotate", "queue", "help-bot", "--evaluator", "faithfulness", "--name", "q1",
+                  db_url=assay_env, cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 2 and "exists already" in again.stderr
+    typo = assay("annotate", "queue", "help-bot", "--evaluator", "faithfulnes",
+                 db_url=assay_env, cwd=tmp_path)  # fmt: skip
+    assert typo.returncode == 2 and "did you mean 'faithfulness'" in typo.stderr
