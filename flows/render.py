@@ -425,7 +425,14 @@ def report_renderable(report: Any, width: int = WIDE) -> Group:
     ]
     if not wide:
         notes.append("More columns: a terminal of 110+ columns, or --format json.")
-    parts: list[Table | Text] = [title, *quality, keep_whole(usage)]
+    corrected = [
+        Text(f"{s.evaluator}{'' if report.deployment else f' ({s.deployment})'}: the judge says "
+             f"{_interval(s.pass_rate, s.pass_rate_low, s.pass_rate_high)}; corrected "
+             f"by {s.human_labels:,} human label(s) (prediction-powered): "
+             f"{_interval(s.corrected_pass_rate, s.corrected_low, s.corrected_high)}")
+        for s in report.evaluators if getattr(s, "human_labels", 0)
+    ]  # fmt: skip
+    parts: list[Table | Text] = [title, *quality, *corrected, keep_whole(usage)]
     parts += [Text(w, style="yellow") for w in getattr(report, "warnings", [])]
     parts.append(Text(" ".join(notes)))
     return Group(*parts)

@@ -269,7 +269,22 @@ class EvaluatorConfig(BaseModel):
         return self
 
 
-Metric = Literal["pass_rate", "mean", "error_rate", "p5", "p10", "p25", "p50", "p75", "p90", "p95"]
+Metric = Literal[
+    "pass_rate",
+    "mean",
+    "error_rate",
+    "p5",
+    "p10",
+    "p25",
+    "p50",
+    "p75",
+    "p90",
+    "p95",
+    "kappa",
+    "judge_accuracy",
+]
+#: Metrics measured against human labels (judge drift), not over a run's scores.
+AGREEMENT_METRICS = ("kappa", "judge_accuracy")
 SegmentBy = Literal["model", "provider", "prompt_slug", "topic", "customer_id", "environment"]
 Priority = Literal["flagged", "negative_feedback", "provider_error"]
 #: Free evaluators whose failure makes a log "flagged" for priority judging.
@@ -525,6 +540,16 @@ class ThresholdRule(BaseModel):
         description="ci: breach only when the whole confidence interval is past the threshold; "
         "raw: compare the point estimate.",
     )
+    label_window: Duration = Field(
+        default=timedelta(days=30),
+        description="kappa / judge_accuracy: the human labels of logs judged within this long.",
+    )
+
+    @model_validator(mode="after")
+    def _agreement_has_no_segments(self) -> "ThresholdRule":
+        if self.metric in AGREEMENT_METRICS and self.by is not None:
+            raise ValueError(f"{self.metric} is measured over all labels: `by` does not apply")
+        return self
 
 
 class AlertsConfig(BaseModel):

@@ -38,7 +38,7 @@ from tasks.alerts.slack_messages import (
     summary_message,
     transition_message,
 )
-from tasks.config import EvalJob
+from tasks.config import AGREEMENT_METRICS, EvalJob
 from tasks.redact import redact
 from tasks.secrets import resolve
 from tasks.settings import AssaySettings
@@ -95,7 +95,7 @@ def compose(
         for change in pipeline_changes(conn, job, summary, now)
     ]
     grouped: dict[tuple[str, str, str, str], list[Transition]] = {}
-    for verdict in verdicts(conn, summary.run_id, alerts):
+    for verdict in verdicts(conn, summary.run_id, alerts, job.deployment, now):
         change = transition(conn, job.deployment, summary.run_id, verdict, alerts.cooldown, now)
         if change is not None:
             rule = change.verdict.rule
@@ -355,6 +355,8 @@ def failing_examples(job: EvalJob) -> Any:
         from tasks.warehouse.normalize import normalize_rows
         from tasks.warehouse.source import rows_by_id
 
+        if verdict.rule.metric in AGREEMENT_METRICS:
+            return []  # judge drift is about labels, not about this run's failing logs
         evaluator = verdict.measurement.evaluator
         segment = verdict.measurement.segment.partition("=")[2]
         failing = conn.execute(

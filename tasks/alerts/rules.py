@@ -11,7 +11,7 @@ whole confidence interval past the threshold, so 12 samples cannot page anyone b
 
 import json
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from statistics import NormalDist
 from typing import Any, Literal
 
@@ -19,7 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from tasks.config import AlertsConfig, ThresholdRule
+from tasks.config import AGREEMENT_METRICS, AlertsConfig, ThresholdRule
 from tasks.store.sql import query
 
 BOOTSTRAP_RESAMPLES = 1000
@@ -155,10 +155,45 @@ def segment_sql(rule: ThresholdRule) -> str:
 
 
 # -- reading a run's scores ------------------------------------------------------------------------
-def verdicts(conn: sa.Connection, run_id: str, alerts: AlertsConfig) -> list[Verdict]:
+def agreement_measurement(
+    conn: sa.Connection, deployment: str, rule: ThresholdRule, confidence: float, now: datetime
+) -> Measurement:
+    """Judge drift: the judge's newest version against the human labels of logs it judged
+    within the rule's `label_window` (kappa, or accuracy as `judge_accuracy`)."""
+    from tasks.labels.agreement import agreement
+    from tasks.labels.measure import as_pair, label_pairs
+
+    base = {"evaluator": rule.evaluator, "metric": rule.metric, "segment": ""}
+    since = now - rule.label_window
+    by_version = label_pairs(conn, deployment, rule.evaluator)
+    recent = {k: [r for r in rows if r.judged_at >= since] for k, rows in by_version.items()}
+    recent = {k: rows for k, rows in recent.items() if rows}
+    if not recent:
+        return Measurement(**base, n=0, value=None, low=None, high=None)
+    newest = max(recent, key=lambda k: max(r.judged_at for r in recent[k]))
+    rows = recent[newest]
+    found = agreement([as_pair(r) for r in rows], rule.evaluator, newest[2], min_labels=2,
+                      confidence=confidence)  # fmt: skip
+    estimate = found.kappa if rule.metric == "kappa" else found.accuracy
+    return Measurement(**base, n=len(rows), value=estimate.value, low=estimate.low,
+                       high=estimate.high)  # fmt: skip
+
+
+def verdicts(
+    conn: sa.Connection,
+    run_id: str,
+    alerts: AlertsConfig,
+    deployment: str | None = None,
+    now: datetime | None = None,
+) -> list[Verdict]:
     found = []
     for rule in alerts.rules:
         confidence = rule.confidence or alerts.confidence
+        if rule.metric in AGREEMENT_METRICS:
+            if deployment is not None:
+                m = agreement_measurement(conn, deployment, rule, confidence, now or utcnow())
+                found.append(judge(rule, m, alerts))
+            continue
         rows = conn.execute(
             sa.text(query("alerts", "run_scores").replace("{segment}", segment_sql(rule))),
             {"run_id": run_id, "evaluator": rule.evaluator},
@@ -170,6 +205,10 @@ def verdicts(conn: sa.Connection, run_id: str, alerts: AlertsConfig) -> list[Ver
             label = f"{rule.by}={segment}" if rule.by else ""
             found.append(judge(rule, measure(rule, segment_rows, confidence, label), alerts))
     return found
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 # -- alert state -----------------------------------------------------------------------------------
@@ -187,7 +226,7 @@ def transition(
         conn,
         {"deployment": deployment, "evaluator": m.evaluator, "metric": m.metric,
          "segment": m.segment},
-        {"rule": json.dumps(verdict.rule.model_dump()), "value": m.value, "low": m.low,
+        {"rule": json.dumps(verdict.rule.model_dump(mode="json")), "value": m.value, "low": m.low,
          "high": m.high, "n": m.n, "run_id": run_id},
         breached=verdict.state == "breach",
         healthy=verdict.state == "healthy",

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from evaluators.heuristics.pii import mask_pii
 from tasks.alerts.rules import PIPELINE, Measurement, PipelineTransition, Transition
+from tasks.config import AGREEMENT_METRICS
 from tasks.redact import redact
 
 MAX_BLOCKS = 50
@@ -173,8 +174,15 @@ def transition_message(
     first = changes[0]
     rule = first.verdict.rule
     threshold = f"alert when {rule.metric} {rule.op} {rule.value:g} ({rule.mode})"
+    drift = rule.metric in AGREEMENT_METRICS
+    if drift:
+        # About the judge, not about the product: people and the judge no longer agree.
+        threshold += (
+            " · the judge disagrees with people (human labels): its verdicts, and what they "
+            "say about quality, need checking"
+        )
     title, icon = {
-        "breach": ("Quality breach", ":red_circle:"),
+        "breach": ("Judge drift" if drift else "Quality breach", ":red_circle:"),
         "reminder": (
             f"Still breaching after {_duration(first.open_for)}",
             ":large_orange_circle:",

@@ -63,6 +63,12 @@ class ScoreStats(BaseModel):
     unknown_cost: int
     previous_pass_rate: float | None = None
     pass_rate_change: float | None = None
+    #: The pass rate corrected by human labels (prediction-powered inference), where people
+    #: labelled this judge's verdicts: estimate, interval, and how many labels it rests on.
+    corrected_pass_rate: float | None = None
+    corrected_low: float | None = None
+    corrected_high: float | None = None
+    human_labels: int = 0
     #: Newcombe's interval for the change (from both windows' Wilson intervals), same level.
     pass_rate_change_low: float | None = None
     pass_rate_change_high: float | None = None
@@ -338,6 +344,37 @@ def quarantine_bias(usage: list[UsageStats], by: By) -> list[str]:
     return warnings
 
 
+def with_corrections(conn: sa.Connection, rows: list[ScoreStats], confidence: float) -> None:
+    """Beside each whole-deployment pass rate a judge produced, the estimate corrected by the
+    human labels of the same judge versions (their measured bias; see tasks/labels/ppi.py)."""
+    import numpy as np
+
+    from tasks.labels.measure import label_pairs
+    from tasks.labels.ppi import corrected_from_rate
+
+    judged = [r for r in rows if r.segment == "all" and r.pass_rate is not None]
+    if not judged:
+        return
+    pairs = label_pairs(conn, None, None)
+    z = NormalDist().inv_cdf((1 + confidence) / 2)
+    for row in judged:
+        labelled = [p for (d, e, v), ps in pairs.items() if d == row.deployment
+                    and e == row.evaluator and v in row.versions for p in ps]  # fmt: skip
+        if not labelled or row.pass_rate_low is None or row.pass_rate_high is None:
+            continue
+        assert row.pass_rate is not None
+        # The judged rate's own variance, read back from its interval (Wilson, weighted n).
+        rate_var = ((row.pass_rate_high - row.pass_rate_low) / (2 * z)) ** 2
+        found = corrected_from_rate(
+            row.pass_rate, rate_var,
+            np.array([p.judge_passed for p in labelled]),
+            np.array([p.human_passed for p in labelled]),
+            np.array([float(p.weight) for p in labelled]), confidence,
+        )  # fmt: skip
+        row.corrected_pass_rate, row.corrected_low = found.estimate, found.low
+        row.corrected_high, row.human_labels = found.high, found.labels
+
+
 def build_report(
     engine: sa.Engine,
     deployment: str | None,
@@ -357,6 +394,7 @@ def build_report(
         usage = usage_rows(conn, deployment, since, until, by, "all", confidence)
         usage = with_quarantine(conn, usage, deployment, since, until, by)
         spend_days = spend_rows(conn, deployment, since, until)
+        with_corrections(conn, current, confidence)
     return Report(
         deployment=deployment,
         since=since,

@@ -49,19 +49,19 @@ def corrected_rate(
 
 def corrected_from_rate(
     judge_rate: float,
-    judge_n_eff: float,
+    judge_rate_variance: float,
     judge_labelled: np.ndarray,
     human_labelled: np.ndarray,
     weights_labelled: np.ndarray,
     confidence: float = 0.95,
 ) -> Corrected:
-    """The same from a pass rate already aggregated (a report's rollups): a 0/1 variable's
-    variance is p(1-p)."""
-    rate_var = judge_rate * (1 - judge_rate) / max(judge_n_eff - 1, 1)
+    """The same from a pass rate already aggregated (a report's rollups), given the variance of
+    that rate."""
     errors = judge_labelled.astype(float) - human_labelled.astype(float)
     bias, bias_var = _mean_and_variance(errors, weights_labelled)
     estimate = judge_rate - bias
-    half = NormalDist().inv_cdf((1 + confidence) / 2) * float(np.sqrt(rate_var + bias_var))
+    spread = float(np.sqrt(judge_rate_variance + bias_var))
+    half = NormalDist().inv_cdf((1 + confidence) / 2) * spread
     return Corrected(
         judge_rate=judge_rate, estimate=estimate, low=max(0.0, estimate - half),
         high=min(1.0, estimate + half), labels=len(errors), bias=bias,

@@ -140,6 +140,17 @@ def test_import_agreement_and_relabelling(
                           "AND annotator = 'ann'") == 2  # fmt: skip
     assert scalar(engine, "SELECT count(*) FROM assay.labels WHERE log_id = 'l00' "
                           "AND annotator = 'ann' AND superseded_at IS NULL AND passed") == 1  # fmt: skip
+    # The report corrects the judge's pass rate by the labels: people now pass 13 of the 24
+    # logs the judge passed 12 of, so the judge's measured bias is -1/24.
+    report = json.loads(assay("report", "help-bot", "--since", "1d", "--format", "json",
+                              db_url=assay_env).stdout)  # fmt: skip
+    [row] = [e for e in report["evaluators"]
+             if e["evaluator"] == "faithfulness" and e["segment"] == "all"]  # fmt: skip
+    assert row["human_labels"] == 24
+    assert row["corrected_pass_rate"] == pytest.approx(row["pass_rate"] + 1 / 24)
+    assert row["corrected_low"] < row["corrected_pass_rate"] < row["corrected_high"]
+    printed = assay("report", "help-bot", "--since", "1d", db_url=assay_env, columns=120)
+    assert "corrected by 24 human label(s) (prediction-powered)" in " ".join(printed.stdout.split())
     shown = assay("agreement", "help-bot", "--suggest-threshold", db_url=assay_env, columns=120)
     assert shown.returncode == 0, shown.stderr
     assert "people agree with each other at kappa 1.00 on 6 logs labelled twice" in " ".join(
