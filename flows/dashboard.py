@@ -36,6 +36,12 @@ def dashboard_data(
         spend = spend_rows(conn, deployment, since, until)
         drill = drill_down(conn, deployment, since, until)
         experiments = experiments_data(conn)
+        agreement = [
+            {**row._asdict(), "week": row.week.isoformat()}
+            for row in conn.execute(
+                sa.text(query("analytics", "dashboard_agreement")), {"deployment": deployment}
+            )
+        ]
     return {
         **drill,
         **experiments,
@@ -49,6 +55,7 @@ def dashboard_data(
         "compare": compare,
         "usage": usage,
         "spend": [s.model_dump(mode="json") for s in spend],
+        "agreement": agreement,
     }
 
 

@@ -276,10 +276,15 @@ def _print_agreement(found: list[Any], suggestions: dict[Any, Any]) -> None:
             _interval(a.recall_on_failures, True), _interval(a.precision_on_failures, True),
         ))  # fmt: skip
     console.print(*fitted(
-        "judge against people (95% bootstrap intervals, weighted by the queues' sampling)",
+        "judge vs people (95% bootstrap CI, weighted by queue sampling)",
         ("deployment", "evaluator", "version", "period", "labels", "kappa", "accuracy",
-         "catches failures", "failures it flags are real"),
-        rows, console.width, secondary=("catches failures", "failures it flags are real"),
+         "fail recall", "fail precision"),
+        rows, console.width,
+        secondary=("accuracy", "fail recall", "fail precision"), keys=2,
+    ))  # fmt: skip
+    console.print(Text(
+        "fail recall: of the logs people failed, the share the judge failed too; fail "
+        "precision: of the logs the judge failed, the share people failed too.", style="dim",
     ))  # fmt: skip
     for a in found:
         if a.period == "overall" and a.inter_annotator_logs:

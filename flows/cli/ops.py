@@ -113,6 +113,7 @@ def demo(
         "(`assay quarantine DEPLOYMENT`, and `--replay` once the source is fixed)."
     )
     _golden_demo(engine)
+    _labels_demo(engine)
     console.print(
         "Next: `assay report support-bot --by model` for quality with intervals, usage and "
         "spend, or `assay dashboard --out assay.html` for charts you can open offline."
@@ -160,6 +161,39 @@ def _golden_demo(engine: Any) -> None:
         ids.append(result.experiment_id)
     console.print(f"[bold]assay compare {ids[0]} {ids[1]}[/]")
     compare(ids[0], ids[1], items=1, output=OutputFormat.table)
+
+
+def _labels_demo(engine: Any) -> None:
+    """Synthetic human labels for one judge, then what they say: agreement, and the judge's
+    pass rate corrected by them."""
+    from datetime import timedelta
+
+    from flows.cli.labels import _print_agreement
+    from tasks.analytics.report import build_report
+    from tasks.demo.labels import synthetic_labels
+    from tasks.labels.measure import agreements
+    from tasks.labels.store import import_labels
+
+    path = synthetic_labels(engine, "support-bot", "answer_relevance",
+                            Path(".assay/demo-labels.jsonl"))  # fmt: skip
+    done = import_labels(engine, path)
+    console.print(f"[bold]assay labels import {path}[/]  ({done.imported} synthetic labels of "
+                  "support-bot's answer_relevance judge)")  # fmt: skip
+    with engine.connect() as conn:
+        found = agreements(conn, "support-bot", "answer_relevance", weekly=False)
+    console.print("[bold]assay agreement support-bot --evaluator answer_relevance[/]")
+    _print_agreement(found, {})
+    now = datetime.now(UTC)
+    report = build_report(engine, "support-bot", now - timedelta(days=3), now,
+                          evaluators=["answer_relevance"])  # fmt: skip
+    for row in report.evaluators:
+        if row.segment == "all" and row.human_labels and row.pass_rate is not None:
+            console.print(
+                f"answer_relevance: the judge says {row.pass_rate:.1%}; corrected by "
+                f"{row.human_labels} human labels (prediction-powered): "
+                f"{row.corrected_pass_rate:.1%} ({row.corrected_low:.1%}–"
+                f"{row.corrected_high:.1%}). `assay report support-bot` shows it too."
+            )
 
 
 @app.command()

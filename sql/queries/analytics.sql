@@ -182,3 +182,10 @@ LIMIT :max_rows
 SELECT dataset, item_id, left(input, :chars) AS input, left(expected, :chars) AS expected
 FROM assay.dataset_items
 WHERE dataset = ANY(:datasets) AND retired_at IS NULL
+
+-- name: dashboard_agreement
+-- Weekly agreement of each judge version with people (the dashboard's drift chart).
+SELECT deployment, evaluator, evaluator_version, week, labels, accuracy, kappa
+FROM assay_analytics.judge_agreement
+WHERE (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
+ORDER BY deployment, evaluator, evaluator_version, week

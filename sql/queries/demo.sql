@@ -26,3 +26,10 @@ DELETE FROM assay.eval_runs WHERE deployment IN ('support-bot', 'search-rag', 'a
 
 -- name: analyze_logs
 ANALYZE assay.llm_logs
+
+-- name: judged_logs
+-- The demo's judged verdicts of one evaluator (the synthetic annotator labels some of them).
+SELECT log_id, passed FROM assay.scores
+WHERE deployment = :deployment AND evaluator = :evaluator AND status = 'ok'
+  AND passed IS NOT NULL
+ORDER BY log_id

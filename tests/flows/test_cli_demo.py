@@ -1,6 +1,8 @@
 """`assay demo`, the first command a user runs: exit 0, three apps evaluated, the golden
 dataset checked for two versions of the bot, the gate passing one and failing the other."""
 
+import re
+
 import pytest
 
 from tests.cli import assay
@@ -17,4 +19,9 @@ def test_the_demo_runs_end_to_end(assay_env: str) -> None:
     assert "golden dataset support-golden" in out
     assert out.count("gate passed") == 1 and out.count("gate FAILED") == 1
     assert "contains_expected regressed: policy-" in out
+    assert "--target prompt:deployments/prompts/support-bare.yaml" in out  # prompt A vs B
+    flat = " ".join(out.split())
+    assert re.search(r"\(\d+ synthetic labels of support-bot's answer_relevance judge\)", flat)
+    assert "judge vs people" in flat and "overall" in flat
+    assert re.search(r"corrected by \d+ human labels \(prediction-powered\)", flat)
     assert "Traceback" not in done.stderr

@@ -2,6 +2,7 @@
 its good rows and names its bad ones, relabelling keeps history, agreement matches the hand-
 computed table, and annotation queues are drawn with their weights."""
 
+import asyncio
 import json
 import re
 from datetime import UTC, datetime, timedelta
@@ -163,6 +164,36 @@ def test_import_agreement_and_relabelling(
             "SELECT labels, kappa FROM assay_analytics.judge_agreement WHERE evaluator = "
             "'faithfulness'")).all()  # fmt: skip
     assert sum(w.labels for w in weekly) == 24
+
+    # The dashboard charts agreement per week and judge version.
+    out = tmp_path / "dashboard.html"
+    made = assay("dashboard", "--deployment", "help-bot", "--since", "2d", "--out", str(out),
+                 db_url=assay_env, cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    trace = asyncio.run(agreement_trace(out))
+    assert trace["name"].startswith("faithfulness · ")
+    # Now: a = 10, b = 2, c = 3, d = 9 (l00 relabelled as a pass): kappa 7/12.
+    assert trace["y"] == [pytest.approx(7 / 12)]
+
+
+async def agreement_trace(page_file: Path) -> Any:
+    from playwright.async_api import async_playwright
+
+    from tests.browser import CHROMIUM_ARGS, chromium_path
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(
+            executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
+        )
+        page = await browser.new_page()
+        await page.route("http*://**", lambda route: route.abort())
+        await page.goto(page_file.as_uri())
+        await page.wait_for_selector("#chart-agreement .main-svg", timeout=15_000)
+        [trace] = await page.evaluate(
+            "() => document.getElementById('chart-agreement').data.map(t => ({name: t.name, y: t.y}))"
+        )
+        await browser.close()
+    return trace
 
 
 def test_a_queue_is_a_weighted_stratified_sample(
