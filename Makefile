@@ -47,6 +47,7 @@ bench: $(STAMP) prefect-home
 	$(PY) bench/backfill.py
 	$(PY) bench/cli.py
 	$(PY) bench/check.py
+	$(PY) bench/labels.py
 
 clean:
 	rm -rf $(VENV) .assay .pytest_cache .mypy_cache .ruff_cache

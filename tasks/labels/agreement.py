@@ -60,11 +60,18 @@ def _ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
 
 
 def table_metrics(j: np.ndarray, h: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
-    """The 2x2 metrics, for one sample (1-d arrays) or many resamples at once (2-d: rows)."""
-    a = (w * (j & h)).sum(axis=-1)  # both pass
-    b = (w * (j & ~h)).sum(axis=-1)  # judge passes, person fails
-    c = (w * (~j & h)).sum(axis=-1)  # judge fails, person passes
-    d = (w * (~j & ~h)).sum(axis=-1)  # both fail
+    """The 2x2 metrics, for one sample (1-d arrays) or many at once (2-d: one per row)."""
+    return cell_metrics(
+        (w * (j & h)).sum(axis=-1),  # both pass
+        (w * (j & ~h)).sum(axis=-1),  # judge passes, person fails
+        (w * (~j & h)).sum(axis=-1),  # judge fails, person passes
+        (w * (~j & ~h)).sum(axis=-1),  # both fail
+    )
+
+
+def cell_metrics(
+    a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray
+) -> dict[str, np.ndarray]:
     total = a + b + c + d
     observed = _ratio(a + d, total)
     judge_pass, human_pass = _ratio(a + b, total), _ratio(a + c, total)
@@ -121,10 +128,13 @@ def agreement(
     w = np.array([p.weight for p in pairs], dtype=float)
     points = table_metrics(j, h, w)
     # The bootstrap draws labelled logs with probability proportional to their weight, so each
-    # resample is a sample of the population (as the alert statistics do).
+    # resample is a sample of the population (as the alert statistics do). Only the 2x2 cell
+    # counts of a resample matter, and those are multinomial in the cells' weight shares: drawn
+    # directly, 500 resamples of 10,000 labels cost microseconds instead of a second.
     rng = np.random.default_rng(seed)
-    draws = rng.choice(len(pairs), size=(RESAMPLES, len(pairs)), p=w / w.sum())
-    resampled = table_metrics(j[draws], h[draws], np.ones(draws.shape))
+    cells = np.array([w[j & h].sum(), w[j & ~h].sum(), w[~j & h].sum(), w[~j & ~h].sum()])
+    counts = rng.multinomial(len(pairs), cells / cells.sum(), size=RESAMPLES).astype(float)
+    resampled = cell_metrics(counts[:, 0], counts[:, 1], counts[:, 2], counts[:, 3])
     for name, point in points.items():
         setattr(found, name, _estimate(float(point), resampled[name], confidence))
     scored = [
