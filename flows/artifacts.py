@@ -12,6 +12,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from flows.render import num, pct
 from tasks.alerts.rules import open_alerts
 from tasks.analytics.report import ScoreStats, score_rows
+from tasks.labels.measure import agreements
 from tasks.redact import redact
 from tasks.store.rollups import hour_ceil, hour_floor
 from tasks.store.runs import RunSummary
@@ -107,7 +108,22 @@ async def publish_run_artifacts(
             evaluators=evaluators,
         )
         breaches = open_alerts(conn, summary.deployment)
+        agreed = agreements(conn, summary.deployment, weekly=False)
     prefix = f"{summary.deployment.replace('_', '-')}-{summary.kind}"
+    if agreed:
+        # How far the judges' numbers can be trusted, beside the numbers.
+        await acreate_table_artifact(
+            table=[
+                {"evaluator": a.evaluator, "judge_version": a.evaluator_version[:12],
+                 "labels": a.n, "kappa": num(a.kappa.value) if a.enough else a.verdict(),
+                 "kappa_ci": f"{num(a.kappa.low)} to {num(a.kappa.high)}" if a.enough else "",
+                 "accuracy": pct(a.accuracy.value), "fail_recall": pct(a.recall_on_failures.value),
+                 "fail_precision": pct(a.precision_on_failures.value)}
+                for a in agreed
+            ],
+            key=f"{prefix}-agreement",
+            description=f"Judges against human labels for {summary.deployment}",
+        )  # fmt: skip
     # Artifacts are outward strings like any other: redacted (breach segments come from logs).
     table = [
         {k: redact(v) if isinstance(v, str) else v for k, v in row.items()}

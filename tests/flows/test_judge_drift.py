@@ -81,3 +81,12 @@ async def test_drift_opens_says_the_judge_disagrees_with_people_and_recovers(
         status = conn.execute(sa.text(
             "SELECT status FROM assay.alerts WHERE metric = 'kappa'")).scalar_one()  # fmt: skip
     assert status == "resolved"
+    # The run's artifacts carry the agreement beside the judges' numbers.
+    from prefect import get_client
+
+    async with get_client() as client:
+        artifacts = [a for a in await client.read_artifacts() if a.key == "rag-scheduled-agreement"]
+    tables = [json.loads(a.data) if isinstance(a.data, str) else a.data for a in artifacts]
+    assert all(t[0]["evaluator"] == "faithfulness" and t[0]["labels"] == 40 for t in tables)
+    # 12 + 12 agreements and 8 + 8 disagreements: kappa 0.2; then full agreement.
+    assert sorted(t[0]["kappa"] for t in tables) == ["0.200", "1.000"]
