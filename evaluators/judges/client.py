@@ -155,6 +155,14 @@ class ModelStats(BaseModel):
     budget_refusals: int = 0
     breaker: str | None = None
 
+    def add_usage(self, input_tokens: int, output_tokens: int, cost_usd: float | None) -> None:
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+        if cost_usd is None:
+            self.unknown_cost_calls += 1
+        else:
+            self.cost_usd += cost_usd
+
 
 class _Spend(BaseModel):
     input_tokens: int = 0
@@ -468,13 +476,9 @@ class JudgeRuntime:
         breaker.record(True, None)
         spend = _Spend()
         spend.add(completion, self.price(endpoint.model))
-        stats = self.stats_for(endpoint.model)
-        stats.input_tokens += spend.input_tokens
-        stats.output_tokens += spend.output_tokens
-        if spend.cost_usd is None:
-            stats.unknown_cost_calls += 1
-        else:
-            stats.cost_usd += spend.cost_usd
+        self.stats_for(endpoint.model).add_usage(
+            spend.input_tokens, spend.output_tokens, spend.cost_usd
+        )
         return Generation(
             text=completion.text, model=completion.model, input_tokens=spend.input_tokens,
             output_tokens=spend.output_tokens, cost_usd=spend.cost_usd,
@@ -573,12 +577,7 @@ class JudgeRuntime:
         stats.verdicts += result.status == "ok"
         stats.bad_verdicts += result.status == "error"
         stats.fallback_answers += fallback
-        stats.input_tokens += result.input_tokens
-        stats.output_tokens += result.output_tokens
-        if result.cost_usd is None:
-            stats.unknown_cost_calls += 1
-        else:
-            stats.cost_usd += result.cost_usd
+        stats.add_usage(result.input_tokens, result.output_tokens, result.cost_usd)
 
     def report(self) -> dict[str, dict[str, Any]]:
         return {model: stats.model_dump() for model, stats in sorted(self.stats.items())}

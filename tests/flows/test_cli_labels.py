@@ -219,3 +219,32 @@ def test_a_queue_is_a_weighted_stratified_sample(
     typo = assay("annotate", "queue", "help-bot", "--evaluator", "faithfulnes",
                  db_url=assay_env, cwd=tmp_path)  # fmt: skip
     assert typo.returncode == 2 and "did you mean 'faithfulness'" in typo.stderr
+
+
+def test_labels_on_dataset_items(engine: sa.Engine, assay_env: str, tmp_path: Path) -> None:
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"id": "q1", "input": "How long do refunds take?", "expected": "14 days"}\n')
+    assert assay("dataset", "import", "golden", str(items), "--create",
+                 db_url=assay_env).returncode == 0  # fmt: skip
+    rows = [
+        {"dataset": "golden", "item_id": "q1", "criterion": "correctness", "score": 0.8,
+         "label": "mostly right", "annotator": "ana", "note": "tone\x00 ok <b>"},
+        {"dataset": "golden", "item_id": "q9", "criterion": "correctness", "passed": True,
+         "annotator": "ana"},
+        {"dataset": "golden", "item_id": "q1", "criterion": "vibes", "passed": True,
+         "annotator": "ana"},
+        {"dataset": "golden", "item_id": "q1", "deployment": "help-bot", "log_id": "l1",
+         "criterion": "correctness", "passed": True, "annotator": "ana"},
+    ]  # fmt: skip
+    done = assay("labels", "import", str(labels_file(tmp_path / "l.jsonl", rows)),
+                 "--format", "json", db_url=assay_env)  # fmt: skip
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert result["imported"] == 1
+    reasons = {r["line"]: r["reason"] for r in result["rejected"]}
+    assert reasons[2] == "no item 'q9' in dataset 'golden'"
+    assert reasons[3].startswith("unknown criterion 'vibes'")
+    assert "deployment and log_id, or dataset and item_id" in reasons[4]
+    stored = scalar(engine, "SELECT row_to_json(l) FROM assay.labels l")
+    assert (stored["item_id"], stored["score"], stored["label"]) == ("q1", 0.8, "mostly right")
+    assert stored["note"] == "tone ok <b>"  # control characters gone; markup is escaped on output
