@@ -133,8 +133,7 @@ async def answer_page(
                                           model=hit.model))  # fmt: skip
         found.cached.add(unit.log_id)
     asked = await ask_all(ask, todo, settings.timeout_s, settings.concurrency)
-    cache_outputs(engine, target.spec, settings.experiment_id,
-                  [(keys[o.item_id], o) for o in asked.outputs])  # fmt: skip
+    found.fresh = [(keys[o.item_id], o) for o in asked.outputs]
     found.outputs += asked.outputs
     found.errors = asked.errors
     return found
@@ -208,6 +207,9 @@ async def evaluate_dataset(
                 rows = item_rows(page, {o.item_id: o for o in got.outputs}, created)
                 if rows:
                     await run.process(rows)
+                # Cached only once the page (and the spend of these calls) is committed: a
+                # crash before that leaves no answer that was never paid for in the ledger.
+                cache_outputs(engine, chosen.spec, spec.experiment_id, got.fresh)
             if todo and not answered:
                 first = next(iter(errors.items()))
                 raise TargetFailed(

@@ -58,6 +58,7 @@ class Answers(BaseModel):
     outputs: list[TargetOutput] = []
     errors: dict[str, str] = {}  # log id -> why the call failed
     cached: set[str] = set()  # log ids answered from the cache
+    fresh: list[tuple[str, TargetOutput]] = []  # (cache key, answer) of calls just made
 
 
 def as_output(log_id: str, value: Any, latency_ms: int) -> TargetOutput:
