@@ -1,0 +1,139 @@
+"""Sessions and traces assembled from normalized logs and spans, with the reasons a unit cannot
+be evaluated: a session mixing customers, parent ids that form a cycle, a trace over the step
+limit. A span whose parent never arrives stands as a root of its own and marks its trace
+incomplete; turns with the same timestamp keep a stable order (by id)."""
+
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from evaluators.records import LogRecord
+from evaluators.units import Session, Step, StepKind, Trace, UnitKind
+
+#: `gen_ai.operation.name` values and the step kind they are.
+OPERATION_KINDS: dict[str, StepKind] = {
+    "chat": "llm", "text_completion": "llm", "generate_content": "llm", "embeddings": "llm",
+    "execute_tool": "tool", "invoke_agent": "agent", "create_agent": "agent",
+    "retrieval": "retrieval", "retrieve": "retrieval",
+}  # fmt: skip
+DEFAULT_MAX_STEPS = 500
+
+
+class UnitReject(BaseModel):
+    kind: UnitKind
+    unit_id: str
+    reasons: list[str]
+
+
+def assemble_sessions(records: Iterable[LogRecord]) -> tuple[list[Session], list[UnitReject]]:
+    """The sessions of these logs (logs without a session id are not part of one)."""
+    groups: dict[str, list[LogRecord]] = {}
+    for record in records:
+        if record.session_id:
+            groups.setdefault(record.session_id, []).append(record)
+    sessions: list[Session] = []
+    rejects: list[UnitReject] = []
+    for session_id in sorted(groups):
+        turns = sorted(groups[session_id], key=lambda r: (r.ts, r.id))
+        customers = sorted({t.customer_id for t in turns if t.customer_id is not None})
+        if len(customers) > 1:
+            rejects.append(UnitReject(kind="session", unit_id=session_id, reasons=[
+                f"the session mixes customers ({', '.join(customers[:5])}): turns of different "
+                "customers never belong to one conversation"]))  # fmt: skip
+            continue
+        sessions.append(Session(session_id=session_id, turns=turns))
+    return sessions, rejects
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def step_from_span(span: dict[str, Any]) -> tuple[str, Step]:
+    """(trace id, step) of one exported span: `trace_id`, `span_id`, `parent_span_id`,
+    `start_time`, `end_time` columns and its `gen_ai.*` attributes."""
+    attributes = span.get("attributes") or {}
+    if isinstance(attributes, str):
+        attributes = json.loads(attributes)
+    operation = str(attributes.get("gen_ai.operation.name", ""))
+    kind = OPERATION_KINDS.get(operation, "other")
+    model = attributes.get("gen_ai.response.model") or attributes.get("gen_ai.request.model")
+    if kind == "tool":
+        name = attributes.get("gen_ai.tool.name")
+        given = attributes.get("gen_ai.tool.call.arguments")
+        result = attributes.get("gen_ai.tool.call.result")
+    elif kind == "agent":
+        name = attributes.get("gen_ai.agent.name")
+        given = attributes.get("gen_ai.input.messages")
+        result = attributes.get("gen_ai.output.messages")
+    else:
+        name = model
+        given = attributes.get("gen_ai.input.messages") or attributes.get("gen_ai.prompt")
+        result = attributes.get("gen_ai.output.messages") or attributes.get("gen_ai.completion")
+    tokens = [attributes.get("gen_ai.usage.input_tokens"),
+              attributes.get("gen_ai.usage.output_tokens")]  # fmt: skip
+    error = attributes.get("error.type") or (
+        span.get("status_message") if span.get("status_code") == "ERROR" else None
+    )
+    step = Step(
+        step_id=str(span["span_id"]), parent_id=str(span["parent_span_id"])
+        if span.get("parent_span_id") else None,
+        kind=kind, name=None if name is None else str(name), input=_text(given),
+        output=_text(result), error=None if error is None else str(error)[:500],
+        started_at=span.get("start_time"), ended_at=span.get("end_time"), model=model,
+        tokens=sum(int(t) for t in tokens if isinstance(t, int)) or None,
+    )  # fmt: skip
+    return str(span["trace_id"]), step
+
+
+def _cycle(steps: dict[str, Step]) -> list[str] | None:
+    """The first cycle in parent ids, as the ids around it, or None."""
+    for start in sorted(steps):
+        path: list[str] = []
+        on_path: set[str] = set()
+        current: str | None = start
+        while current is not None and current in steps:
+            if current in on_path:
+                return [*path[path.index(current) :], current]
+            path.append(current)
+            on_path.add(current)
+            current = steps[current].parent_id
+    return None
+
+
+def assemble_trace(
+    trace_id: str, steps: list[Step], max_steps: int = DEFAULT_MAX_STEPS
+) -> Trace | UnitReject:
+    if len(steps) > max_steps:
+        return UnitReject(kind="trace", unit_id=trace_id, reasons=[
+            f"{len(steps):,} steps, over sessions.max_steps ({max_steps:,})"])  # fmt: skip
+    by_id = {s.step_id: s for s in steps}
+    if len(by_id) < len(steps):
+        return UnitReject(kind="trace", unit_id=trace_id, reasons=["repeated span ids"])
+    cycle = _cycle(by_id)
+    if cycle is not None:
+        return UnitReject(kind="trace", unit_id=trace_id, reasons=[
+            f"parent ids form a cycle: {' → '.join(cycle)}"])  # fmt: skip
+    orphans = any(s.parent_id is not None and s.parent_id not in by_id for s in steps)
+    ordered = sorted(steps, key=lambda s: (s.started_at or datetime.min, s.step_id))
+    return Trace(trace_id=trace_id, steps=ordered, incomplete=orphans)
+
+
+def assemble_traces(
+    spans: Iterable[dict[str, Any]], max_steps: int = DEFAULT_MAX_STEPS
+) -> tuple[list[Trace], list[UnitReject]]:
+    grouped: dict[str, list[Step]] = {}
+    for span in spans:
+        trace_id, step = step_from_span(span)
+        grouped.setdefault(trace_id, []).append(step)
+    traces: list[Trace] = []
+    rejects: list[UnitReject] = []
+    for trace_id in sorted(grouped):
+        found = assemble_trace(trace_id, grouped[trace_id], max_steps)
+        (rejects if isinstance(found, UnitReject) else traces).append(found)  # type: ignore[arg-type]
+    return traces, rejects

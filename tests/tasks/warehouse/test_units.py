@@ -1,0 +1,67 @@
+"""Sessions and traces assembled from logs and OpenTelemetry GenAI spans, and the units that
+cannot be evaluated, each with its reason."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from evaluators.records import LogRecord
+from tasks.warehouse.units import UnitReject, assemble_sessions, assemble_traces
+
+T0 = datetime(2026, 11, 30, 9, tzinfo=UTC)
+
+
+def record(log_id: str, session: str | None, minute: int, customer: str = "c1") -> LogRecord:
+    return LogRecord(id=log_id, ts=T0 + timedelta(minutes=minute), prompt=f"q {log_id}",
+                     response="a", session_id=session, customer_id=customer)  # fmt: skip
+
+
+def test_turns_keep_a_stable_order_and_a_session_mixing_customers_is_refused() -> None:
+    sessions, rejects = assemble_sessions([
+        record("b", "s1", 5), record("a", "s1", 5), record("c", "s1", 1),
+        record("x", "s2", 0, "c1"), record("y", "s2", 1, "c2"), record("solo", None, 3),
+    ])  # fmt: skip
+    [s1] = sessions
+    assert [t.id for t in s1.turns] == ["c", "a", "b"]  # by time, then id
+    assert rejects == [UnitReject(kind="session", unit_id="s2", reasons=[
+        "the session mixes customers (c1, c2): turns of different customers never belong to "
+        "one conversation"])]  # fmt: skip
+
+
+def span(
+    trace: str, span_id: str, parent: str | None, second: int, **attributes: Any
+) -> dict[str, Any]:
+    return {"trace_id": trace, "span_id": span_id, "parent_span_id": parent,
+            "start_time": T0 + timedelta(seconds=second), "end_time": None,
+            "attributes": json.dumps(attributes)}  # fmt: skip
+
+
+def test_otel_genai_spans_become_a_trace_of_llm_tool_and_agent_steps() -> None:
+    spans = [
+        span("t1", "a", None, 0, **{"gen_ai.operation.name": "invoke_agent",
+                                    "gen_ai.agent.name": "refunds"}),
+        span("t1", "b", "a", 1, **{
+            "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
+            "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [
+                {"type": "text", "content": "Refund order 42"}]}]),
+            "gen_ai.usage.input_tokens": 120, "gen_ai.usage.output_tokens": 30}),
+        span("t1", "c", "a", 2, **{
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup_order",
+            "gen_ai.tool.call.arguments": '{"order_id": 42}', "error.type": "TimeoutError"}),
+        span("t1", "d", "gone", 3, **{"gen_ai.operation.name": "chat"}),  # its parent never came
+        span("t2", "x", "y", 0, **{"gen_ai.operation.name": "chat"}),
+        span("t2", "y", "x", 1, **{"gen_ai.operation.name": "chat"}),
+    ]  # fmt: skip
+    traces, rejects = assemble_traces(spans)
+    [t1] = traces
+    assert [(s.step_id, s.kind, s.name) for s in t1.steps] == [
+        ("a", "agent", "refunds"), ("b", "llm", "gpt-4o-mini"), ("c", "tool", "lookup_order"),
+        ("d", "llm", None)]  # fmt: skip
+    assert t1.incomplete and [s.step_id for s in t1.roots] == ["a", "d"]
+    tool = t1.steps[2]
+    assert (tool.input, tool.error) == ('{"order_id": 42}', "TimeoutError")
+    assert t1.steps[1].tokens == 150 and "Refund order 42" in (t1.steps[1].input or "")
+    assert rejects == [UnitReject(kind="trace", unit_id="t2",
+                                  reasons=["parent ids form a cycle: x → y → x"])]  # fmt: skip
+    _, too_long = assemble_traces(spans[:3], max_steps=2)
+    assert too_long[0].reasons == ["3 steps, over sessions.max_steps (2)"]
