@@ -63,15 +63,15 @@ class ScoreStats(BaseModel):
     unknown_cost: int
     previous_pass_rate: float | None = None
     pass_rate_change: float | None = None
+    #: Newcombe's interval for the change (from both windows' Wilson intervals), same level.
+    pass_rate_change_low: float | None = None
+    pass_rate_change_high: float | None = None
     #: The pass rate corrected by human labels (prediction-powered inference), where people
     #: labelled this judge's verdicts: estimate, interval, and how many labels it rests on.
     corrected_pass_rate: float | None = None
     corrected_low: float | None = None
     corrected_high: float | None = None
     human_labels: int = 0
-    #: Newcombe's interval for the change (from both windows' Wilson intervals), same level.
-    pass_rate_change_low: float | None = None
-    pass_rate_change_high: float | None = None
 
     @property
     def change_significant(self) -> bool | None:

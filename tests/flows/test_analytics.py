@@ -241,7 +241,8 @@ async def test_report_json_and_csv_have_stable_fields(scored: sa.Engine) -> None
         "skipped", "judged", "failed", "population", "pass_rate", "pass_rate_low",
         "pass_rate_high", "mean", "mean_low", "mean_high", "p5", "p25", "p50", "p75", "p95",
         "error_rate", "cost_usd", "unknown_cost", "previous_pass_rate", "pass_rate_change",
-        "pass_rate_change_low", "pass_rate_change_high",
+        "pass_rate_change_low", "pass_rate_change_high", "corrected_pass_rate", "corrected_low",
+        "corrected_high", "human_labels",
     ]  # fmt: skip
     assert {r["segment"] for r in data["evaluators"]} == {"billing", "shipping"}
     csv_out = runner.invoke(
