@@ -163,6 +163,41 @@ def rows_by_id(
     return read_rows(conn, source, stmt.order_by(ts_col, id_col), {})
 
 
+def completed_sessions(
+    conn: sa.Connection, source: SourceConfig, since: datetime, until: datetime, idle: Any
+) -> list[dict[str, Any]]:
+    """Sessions with a turn after `since` whose last turn up to `until` is at least `idle`
+    before `until` (complete as seen at `until`): session id, last turn time."""
+    mapping = source.column_mapping()
+    if "session_id" not in mapping:
+        return []
+    stmt, _id_col, _ts_col = _mapped_select(source)
+    seen = stmt.subquery("seen")
+    last = sa.func.max(seen.c.ts)
+    grouped = (
+        sa.select(seen.c.session_id.label("session_id"), last.label("last_ts"))
+        .where(seen.c.session_id.is_not(None), seen.c.ts <= sa.bindparam("until"))
+        .group_by(seen.c.session_id)
+        .having(last > sa.bindparam("since"))
+        .having(last <= sa.bindparam("complete_by"))
+        .order_by(seen.c.session_id)
+    )
+    return read_rows(conn, source, grouped,
+                     {"since": since, "until": until, "complete_by": until - idle})  # fmt: skip
+
+
+def rows_by_session(
+    conn: sa.Connection, source: SourceConfig, session_ids: list[str], until: datetime
+) -> list[dict[str, Any]]:
+    """Every row of these sessions up to `until`, in `(ts, id)` order."""
+    stmt, id_col, ts_col = _mapped_select(source)
+    session_col = stmt.selected_columns.session_id
+    stmt = stmt.where(
+        sa.cast(session_col, sa.Text).in_(session_ids), ts_col <= sa.bindparam("until")
+    )
+    return read_rows(conn, source, stmt.order_by(ts_col, id_col), {"until": until})
+
+
 def read_rows(
     conn: sa.Connection, source: SourceConfig, stmt: sa.Select[Any], params: dict[str, Any]
 ) -> list[dict[str, Any]]:

@@ -9,7 +9,15 @@ import pytest
 import yaml
 
 from flows.backfill import backfill
-from flows.deploy import JOBS_DIR, generated_prefect_yaml, prefect_spec, read_deploy_file
+from flows.check import evaluate_dataset
+from flows.deploy import (
+    CHECK_ENTRYPOINT,
+    JOBS_DIR,
+    PROJECT_DIR,
+    generated_prefect_yaml,
+    prefect_spec,
+    read_deploy_file,
+)
 from flows.evaluate import evaluate_recent
 from tasks.config import EvalJob, load_job
 from tasks.errors import ConfigError
@@ -17,7 +25,9 @@ from tasks.errors import ConfigError
 FLOWS: dict[str, Any] = {
     "flows/evaluate.py:evaluate_recent": evaluate_recent,
     "flows/backfill.py:backfill": backfill,
+    CHECK_ENTRYPOINT: evaluate_dataset,
 }
+JOB_FLOWS = {"flows/evaluate.py:evaluate_recent", "flows/backfill.py:backfill"}
 # A backfill's range is chosen per run (UI form or `assay backfill --submit`).
 RUN_TIME = {"start": "2026-11-01T00:00:00Z", "end": "2026-11-03T00:00:00Z"}
 
@@ -34,25 +44,29 @@ def test_parameters_validate_against_the_flow(deployment: dict[str, Any]) -> Non
         params.update(RUN_TIME)
     validated = flow.validate_parameters(params)
     assert isinstance(validated["job"], EvalJob)
-    if flow is evaluate_recent:
-        assert deployment["schedules"][0]["cron"]  # hourly deployments are scheduled
+    if flow in (evaluate_recent, evaluate_dataset):
+        assert deployment["schedules"][0]["cron"]  # hourly and nightly deployments are scheduled
 
 
 def test_every_job_file_has_an_hourly_and_a_backfill_deployment() -> None:
     by_job: dict[str, set[str]] = {}
     for d in deployments():
-        by_job.setdefault(d["parameters"]["job"]["deployment"], set()).add(d["entrypoint"])
+        if d["entrypoint"] in JOB_FLOWS:
+            by_job.setdefault(d["parameters"]["job"]["deployment"], set()).add(d["entrypoint"])
     files = {path.stem for path in JOBS_DIR.glob("*.yaml")}
     assert set(by_job) == files and len(files) >= 3  # agent-otel included
-    assert all(entrypoints == set(FLOWS) for entrypoints in by_job.values())
+    assert all(entrypoints == JOB_FLOWS for entrypoints in by_job.values())
 
 
 def test_the_scheduled_job_is_the_job_file_exactly() -> None:
+    checks = read_deploy_file().checks
     for d in deployments():
-        name = d["parameters"]["job"]["deployment"]
-        in_file = load_job(JOBS_DIR / f"{name}.yaml")
+        if d["entrypoint"] == CHECK_ENTRYPOINT:  # a scheduled check runs its check config
+            in_file = load_job(PROJECT_DIR / checks[d["name"]].config)
+        else:
+            in_file = load_job(JOBS_DIR / f"{d['parameters']['job']['deployment']}.yaml")
         deployed = EvalJob.model_validate(d["parameters"]["job"])
-        assert deployed == in_file, name  # what `assay estimate NAME` sees is what runs
+        assert deployed == in_file, d["name"]  # what `assay estimate NAME` sees is what runs
 
 
 def test_deploy_settings_for_a_job_that_does_not_exist_are_refused(tmp_path: Path) -> None:
