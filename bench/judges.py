@@ -38,6 +38,7 @@ from evaluators.judges.client import JudgeRuntime
 from evaluators.records import LogRecord
 from tasks.config import EvalJob, parse_job
 from tasks.contract.suite import admit
+from tasks.pipeline import build_evaluators
 from tasks.score import judge_records
 
 CALLS = int(os.environ.get("BENCH_CALLS", "2000"))
@@ -129,7 +130,7 @@ def judge_job(base: str, **limits: Any) -> EvalJob:
 
 async def judge_path_run(base: str, n: int, **limits: Any) -> dict[str, Any]:
     job = judge_job(base, **limits)
-    evaluator = job.evaluators[0].build()
+    [evaluator] = build_evaluators(job)
     records = bench_records(n)
     async with JudgeRuntime(job.judge_settings()) as runtime:
         ctx = EvalContext(

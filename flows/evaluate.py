@@ -24,5 +24,6 @@ async def evaluate_recent(
     """Evaluate logs newer than the deployment's watermark and older than now minus the lag."""
     async with run_lifecycle(job, KINDS[kind], window_end=run_window_end(job, until)) as run:
         await run.pages()
+        await run.sessions()
     assert run.summary is not None
     return run.summary

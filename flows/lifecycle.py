@@ -345,6 +345,7 @@ class Run:
         self.tally = RunTally()
         self.details: dict[str, Any] = {}  # what the body adds to the run record
         self.rollup_hours: tuple[datetime, datetime] | None = None  # a body may name them
+        self.units_from: datetime | None = None  # the earliest unit a body scored (its end)
         self.summary: RunSummary | None = None
         self._slots: dict[str, int] | None = None
 
@@ -381,6 +382,25 @@ class Run:
             if outcome.last is None or not outcome.full:
                 return
             cursor = outcome.last
+
+    async def sessions(self) -> None:
+        """Score the sessions complete by the end of this run's window and not scored yet
+        (however many windows their turns span), once each."""
+        from tasks.sessions import evaluate_completed_sessions, session_evaluators
+
+        if not session_evaluators(self.job):
+            return
+        self.lock.ensure()
+        outcome = await asyncio.to_thread(
+            evaluate_completed_sessions, self.job, scores_engine(),
+            pipeline.source_engine(self.job.source), self.plan.run_id, self.plan.until,
+        )  # fmt: skip
+        self.details["sessions"] = outcome.model_dump(mode="json", exclude={"first_ended"})
+        self.units_from = outcome.first_ended
+        get_run_logger().info(
+            "sessions: %d scored, %d refused, %d late turn(s)", outcome.evaluated,
+            len(outcome.rejected), outcome.late_turns,
+        )  # fmt: skip
 
     async def process(self, rows: list[dict[str, Any]]) -> pipeline.PageOutcome:
         """Rows found another way (a replay's quarantined ids), as one page of this run."""
@@ -495,6 +515,9 @@ async def run_lifecycle(
             details = {**run_details(job, judged, run.tally), **run.details}
             if parent_run_id is not None:
                 details["parent_run_id"] = parent_run_id
+            if run.units_from is not None and rollups is not None:
+                # A session's score sits at its last turn, which may precede this window.
+                rollups = (min(rollups[0], run.units_from), rollups[1])
         hook = (
             notify_on_finish(job, get_settings(), datetime.now(UTC), flow_run_link())
             if kind.notifies

@@ -213,6 +213,7 @@
 -- column assay.scores.status text NOT NULL
 -- column assay.scores.tokens integer
 -- column assay.scores.topic text
+-- column assay.scores.unit_kind text NOT NULL DEFAULT 'log'::text
 -- column assay.scores.weight double precision NOT NULL DEFAULT 1
 -- column assay.spend.calls bigint NOT NULL DEFAULT 0
 -- column assay.spend.day date NOT NULL
@@ -227,6 +228,17 @@
 -- column assay.target_cache.model text
 -- column assay.target_cache.output text
 -- column assay.target_cache.target text NOT NULL
+-- column assay.unit_evaluations.deployment text NOT NULL
+-- column assay.unit_evaluations.evaluated_at timestamp with time zone NOT NULL DEFAULT now()
+-- column assay.unit_evaluations.items integer NOT NULL
+-- column assay.unit_evaluations.last_ts timestamp with time zone NOT NULL
+-- column assay.unit_evaluations.late_items integer NOT NULL DEFAULT 0
+-- column assay.unit_evaluations.late_seen_at timestamp with time zone
+-- column assay.unit_evaluations.reason text
+-- column assay.unit_evaluations.run_id uuid NOT NULL
+-- column assay.unit_evaluations.status text NOT NULL
+-- column assay.unit_evaluations.unit_id text NOT NULL
+-- column assay.unit_evaluations.unit_kind text NOT NULL
 -- column assay.usage_rollups.cost_requests bigint NOT NULL
 -- column assay.usage_rollups.cost_usd double precision NOT NULL
 -- column assay.usage_rollups.deployment text NOT NULL
@@ -389,6 +401,7 @@
 -- column assay_analytics.score_periods.status text
 -- column assay_analytics.score_periods.tokens integer
 -- column assay_analytics.score_periods.topic text
+-- column assay_analytics.score_periods.unit_kind text
 -- column assay_analytics.score_periods.value text
 -- column assay_analytics.score_periods.weight double precision
 -- column assay_analytics.score_segments.content_hash text
@@ -415,6 +428,7 @@
 -- column assay_analytics.score_segments.status text
 -- column assay_analytics.score_segments.tokens integer
 -- column assay_analytics.score_segments.topic text
+-- column assay_analytics.score_segments.unit_kind text
 -- column assay_analytics.score_segments.value text
 -- column assay_analytics.score_segments.weight double precision
 -- column assay_analytics.usage.cost_per_query double precision
@@ -475,11 +489,15 @@
 -- constraint assay.schema_migrations schema_migrations_pkey PRIMARY KEY (name)
 -- constraint assay.score_rollups score_rollups_pkey PRIMARY KEY (deployment, hour, dim, value, evaluator, evaluator_version)
 -- constraint assay.scores scores_check CHECK (((status <> 'ok'::text) OR (score IS NOT NULL)))
--- constraint assay.scores scores_pkey PRIMARY KEY (deployment, log_id, evaluator, evaluator_version)
+-- constraint assay.scores scores_pkey PRIMARY KEY (deployment, unit_kind, log_id, evaluator, evaluator_version)
 -- constraint assay.scores scores_score_check CHECK (((score >= (0)::double precision) AND (score <= (1)::double precision)))
 -- constraint assay.scores scores_status_check CHECK ((status = ANY (ARRAY['ok'::text, 'error'::text, 'skipped'::text])))
+-- constraint assay.scores scores_unit_kind_check CHECK ((unit_kind = ANY (ARRAY['log'::text, 'session'::text, 'trace'::text])))
 -- constraint assay.spend spend_pkey PRIMARY KEY (deployment, day)
 -- constraint assay.target_cache target_cache_pkey PRIMARY KEY (cache_key)
+-- constraint assay.unit_evaluations unit_evaluations_pkey PRIMARY KEY (deployment, unit_kind, unit_id)
+-- constraint assay.unit_evaluations unit_evaluations_status_check CHECK ((status = ANY (ARRAY['evaluated'::text, 'rejected'::text])))
+-- constraint assay.unit_evaluations unit_evaluations_unit_kind_check CHECK ((unit_kind = ANY (ARRAY['session'::text, 'trace'::text])))
 -- constraint assay.usage_rollups usage_rollups_pkey PRIMARY KEY (deployment, hour, dim, value)
 -- constraint assay.watermarks watermarks_pkey PRIMARY KEY (deployment)
 -- index CREATE INDEX eval_runs_deployment_started ON assay.eval_runs USING btree (deployment, started_at DESC)
@@ -515,9 +533,10 @@
 -- index CREATE UNIQUE INDEX run_spend_pkey ON assay.run_spend USING btree (run_id)
 -- index CREATE UNIQUE INDEX schema_migrations_pkey ON assay.schema_migrations USING btree (name)
 -- index CREATE UNIQUE INDEX score_rollups_pkey ON assay.score_rollups USING btree (deployment, hour, dim, value, evaluator, evaluator_version)
--- index CREATE UNIQUE INDEX scores_pkey ON assay.scores USING btree (deployment, log_id, evaluator, evaluator_version)
+-- index CREATE UNIQUE INDEX scores_pkey ON assay.scores USING btree (deployment, unit_kind, log_id, evaluator, evaluator_version)
 -- index CREATE UNIQUE INDEX spend_pkey ON assay.spend USING btree (deployment, day)
 -- index CREATE UNIQUE INDEX target_cache_pkey ON assay.target_cache USING btree (cache_key)
+-- index CREATE UNIQUE INDEX unit_evaluations_pkey ON assay.unit_evaluations USING btree (deployment, unit_kind, unit_id)
 -- index CREATE UNIQUE INDEX usage_rollups_pkey ON assay.usage_rollups USING btree (deployment, hour, dim, value)
 -- index CREATE UNIQUE INDEX watermarks_pkey ON assay.watermarks USING btree (deployment)
 -- function assay.hist_quantile_bin(hist double precision[], p double precision)

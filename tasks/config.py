@@ -19,6 +19,7 @@ from pydantic import (
 
 from evaluators.base import Cost, Evaluator
 from evaluators.errors import describe_validation_error
+from evaluators.heuristics.units import UNIT_EVALUATORS, UnitEvaluator
 from evaluators.judges.breaker import BreakerPolicy
 from evaluators.judges.client import JudgeSettings
 from evaluators.judges.limits import ModelLimits
@@ -252,7 +253,15 @@ class EvaluatorConfig(BaseModel):
         shortcuts = {k: getattr(self, k) for k in JUDGE_SHORTCUTS if getattr(self, k) is not None}
         return {**self.params, **shortcuts}
 
-    def build(self) -> Evaluator:
+    def build(self) -> "Evaluator | UnitEvaluator":
+        """The evaluator: of logs, or (names in `UNIT_EVALUATORS`) of sessions and traces."""
+        if self.name in UNIT_EVALUATORS:
+            try:
+                return UNIT_EVALUATORS[self.name].model_validate(self.params)
+            except ValidationError as exc:
+                raise InvalidEvaluatorParams(
+                    f"{self.name}: {describe_validation_error(exc)}"
+                ) from None
         return build_evaluator(self.name, self.effective_params())
 
     @model_validator(mode="after")
@@ -576,6 +585,22 @@ class AlertsConfig(BaseModel):
     rules: list[ThresholdRule] = Field(default_factory=list)
 
 
+class SessionsConfig(BaseModel):
+    """When a conversation (turns sharing `session_id`) is complete and evaluated as a unit by
+    the session evaluators the job lists (turn_count, repeated_question, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idle: Duration = Field(
+        default=timedelta(minutes=30),
+        description="A session is complete once this long has passed after its last turn.",
+    )
+    lookback: Duration = Field(
+        default=timedelta(days=1),
+        description="How far back a run looks for sessions that completed (by their last turn).",
+    )
+
+
 class EvalJob(BaseModel):
     """Everything one deployment needs: source, evaluators and (in later sections) policy."""
 
@@ -589,6 +614,7 @@ class EvalJob(BaseModel):
     limits: JudgePolicy = Field(default_factory=JudgePolicy)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     gate: list[ThresholdRule] = Field(
         default_factory=list,
         description="Rules `assay check` gates a dataset on (default: the alert rules, so a "

@@ -68,7 +68,8 @@ def fitted_job(job: EvalJob) -> EvalJob:
 
 
 def build_evaluators(job: EvalJob) -> list[Evaluator]:
-    return [cfg.build() for cfg in job.evaluators]
+    # Session and trace evaluators run on whole units (tasks/sessions.py), not per log.
+    return [e for e in (cfg.build() for cfg in job.evaluators) if isinstance(e, Evaluator)]
 
 
 def split_by_cost(evaluators: list[Evaluator]) -> tuple[list[Evaluator], list[Evaluator]]:

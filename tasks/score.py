@@ -18,7 +18,7 @@ class ScoreRow(BaseModel):
     """One row of `assay.scores`, as written."""
 
     deployment: str
-    log_id: str
+    log_id: str  # the unit's id for session and trace scores
     evaluator: str
     evaluator_version: str
     log_ts: datetime
@@ -40,6 +40,7 @@ class ScoreRow(BaseModel):
     customer_id: str | None
     environment: str | None
     content_hash: str | None = None
+    unit_kind: str = "log"  # log, session or trace
 
 
 SCORE_COLUMNS: tuple[str, ...] = tuple(ScoreRow.model_fields)

@@ -53,6 +53,18 @@ class UnitEvaluator(BaseModel):
     unit: ClassVar[UnitKind]
     cost: ClassVar[Cost] = Cost.FREE
 
+    @property
+    def score_name(self) -> str:
+        return self.name
+
+    @property
+    def evaluator_version(self) -> str:
+        return self.version
+
+    @classmethod
+    def describe(cls) -> str:
+        return (cls.__doc__ or cls.name).strip().splitlines()[0]
+
     def evaluate(self, unit: Session | Trace) -> Score:
         if isinstance(unit, Trace) and not any(s.kind == "llm" for s in unit.steps):
             return Score.skipped("no LLM call in this trace")

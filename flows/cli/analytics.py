@@ -28,22 +28,33 @@ def evaluators(
     output: FormatOption = OutputFormat.table,
 ) -> None:
     """List registered evaluators with their versions and whether they cost money."""
+    from evaluators.heuristics.units import UNIT_EVALUATORS
     from evaluators.registry import all_evaluators
     from flows.render import columns, compact, keep_whole
 
     rows = [
         {
             "name": name,
+            "unit": "log",
             "version": cls.version,
             "cost": cls.cost.value,
             "description": cls.describe(),
         }
         for name, cls in all_evaluators().items()
+    ] + [
+        {
+            "name": name,
+            "unit": unit_cls.unit,
+            "version": unit_cls.version,
+            "cost": unit_cls.cost.value,
+            "description": unit_cls.describe(),
+        }
+        for name, unit_cls in sorted(UNIT_EVALUATORS.items())
     ]
     if output is OutputFormat.json:
         print(json.dumps(rows, indent=2))
         return
-    table = columns(compact("evaluators"), "name", "version", "cost", "description",
+    table = columns(compact("evaluators"), "name", "unit", "version", "cost", "description",
                     text=("description",))  # fmt: skip
     for row in rows:
         table.add_row(*row.values())
@@ -57,6 +68,13 @@ class ReportFormat(StrEnum):
 
 
 SEGMENTS = ("all", "model", "provider", "prompt_slug", "topic", "customer_id", "environment")
+
+
+def _unit_of(evaluator: str) -> str:
+    from evaluators.heuristics.units import UNIT_EVALUATORS
+
+    found = UNIT_EVALUATORS.get(evaluator)
+    return "log" if found is None else found.unit
 
 
 @app.command()
@@ -77,12 +95,16 @@ def report(
     confidence: Annotated[
         float, typer.Option(min=0.5, max=0.999, help="Confidence level of the intervals.")
     ] = 0.95,
+    unit: Annotated[
+        str, typer.Option(help="Only evaluators of this unit: all, log, session or trace.")
+    ] = "all",
     output: Annotated[
         ReportFormat, typer.Option("--format", help="table, json, or csv (evaluator rows).")
     ] = ReportFormat.table,
 ) -> None:
     """Quality per evaluator (pass rates and means with intervals, p5-p95, change against the
-    previous window of the same length), usage and eval spend, from the hourly rollups."""
+    previous window of the same length), usage and eval spend, from the hourly rollups.
+    Session and trace evaluators score whole units (`--unit session`)."""
     import csv
     import sys
 
@@ -92,6 +114,7 @@ def report(
     from tasks.store.rollups import hour_ceil
 
     check_choice("--by", by, SEGMENTS)
+    check_choice("--unit", unit, ("all", "log", "session", "trace"))
     now = datetime.now(UTC)
     end = _guarded(lambda: _parse_ts(until)) or hour_ceil(now + timedelta(microseconds=1))
     start = _guarded(lambda: _since(since, now))
@@ -109,6 +132,8 @@ def report(
             confidence,
         )
     )
+    if unit != "all":
+        result.evaluators = [e for e in result.evaluators if _unit_of(e.evaluator) == unit]
     if output is ReportFormat.json:
         print(result.model_dump_json(indent=2))
     elif output is ReportFormat.csv:

@@ -6,7 +6,7 @@ CREATE TEMP TABLE IF NOT EXISTS assay_scores_staging
 -- A key already scored stays as it is, unless it was an `error`: a new verdict replaces it
 -- (a backfill re-judges errors), so an error never blocks a later real score.
 INSERT INTO assay.scores AS s SELECT * FROM assay_scores_staging
-ON CONFLICT (deployment, log_id, evaluator, evaluator_version) DO UPDATE
+ON CONFLICT (deployment, unit_kind, log_id, evaluator, evaluator_version) DO UPDATE
 SET judge_model = EXCLUDED.judge_model, status = EXCLUDED.status, score = EXCLUDED.score,
     passed = EXCLUDED.passed, label = EXCLUDED.label, reason = EXCLUDED.reason,
     cost_usd = s.cost_usd + EXCLUDED.cost_usd,  -- both calls were paid for

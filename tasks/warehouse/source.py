@@ -192,10 +192,11 @@ def rows_by_session(
     """Every row of these sessions up to `until`, in `(ts, id)` order."""
     stmt, id_col, ts_col = _mapped_select(source)
     session_col = stmt.selected_columns.session_id
+    # Values bound in the statement: the expanding IN list is rendered at compile time.
     stmt = stmt.where(
-        sa.cast(session_col, sa.Text).in_(session_ids), ts_col <= sa.bindparam("until")
+        sa.cast(session_col, sa.Text).in_(session_ids), ts_col <= sa.bindparam("until", until)
     )
-    return read_rows(conn, source, stmt.order_by(ts_col, id_col), {"until": until})
+    return read_rows(conn, source, stmt.order_by(ts_col, id_col), {})
 
 
 def read_rows(

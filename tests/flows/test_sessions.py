@@ -1,0 +1,112 @@
+"""Sessions through the hourly flow on real Prefect and Postgres: a conversation is scored once,
+by the run whose window sees it complete (however many windows its turns span); late turns are
+counted, not scored; a session mixing customers is refused with its reason; a rerun of the same
+window writes nothing twice; and the report shows session scores under `--unit session`."""
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from flows.evaluate import evaluate_recent
+from tasks.config import EvalJob, parse_job
+from tests.cli import assay
+from tests.conftest import insert_logs, log
+
+pytestmark = pytest.mark.usefixtures("prefect_api")
+HOUR = (datetime.now(UTC) - timedelta(hours=12)).replace(minute=0, second=0, microsecond=0)
+
+
+def session_job() -> EvalJob:
+    return parse_job({
+        "deployment": "chat",
+        "source": {"initial_lookback": "1d"},
+        "sessions": {"idle": "30m"},
+        "evaluators": [
+            {"name": "refusal"},
+            {"name": "turn_count", "params": {"max_turns": 2}},
+            {"name": "repeated_question"},
+            {"name": "unanswered_final_turn"},
+        ],
+    })  # fmt: skip
+
+
+def turn(log_id: str, session: str, minute: int, prompt: str, **fields: Any) -> dict[str, Any]:
+    return log(log_id, HOUR + timedelta(minutes=minute), session_id=session, prompt=prompt,
+               customer_id=fields.pop("customer_id", "c1"), **fields)  # fmt: skip
+
+
+def session_scores(engine: sa.Engine) -> list[tuple[str, str, Any, str]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(  # type: ignore[misc]
+            "SELECT s.log_id, s.evaluator, s.passed, r.window_end::text FROM assay.scores s "
+            "JOIN assay.eval_runs r USING (run_id) WHERE s.unit_kind = 'session' "
+            "ORDER BY 1, 2"))]  # fmt: skip
+
+
+async def test_a_session_is_scored_once_when_complete_and_late_turns_are_counted(
+    engine: sa.Engine, assay_env: str
+) -> None:
+    insert_logs(engine, [
+        # Ends at 0:10: complete at 0:40, inside the first window (up to 1:00).
+        turn("b1", "short", 5, "What is the refund window?"),
+        turn("b2", "short", 10, "And for opened items?"),
+        # Straddles two windows (0:40, 0:50, then 1:10): complete at 1:40, in the second.
+        turn("a1", "long", 40, "How do I reset my router password?"),
+        turn("a2", "long", 50, "Where is my October invoice?"),
+        turn("a3", "long", 70, "How can I reset the router password?", response=""),
+        # Two customers in one session id: refused, with the reason.
+        turn("m1", "mixed", 20, "Hi", customer_id="c1"),
+        turn("m2", "mixed", 21, "Hello", customer_id="c2"),
+    ])  # fmt: skip
+    job = session_job()
+    first = await evaluate_recent(job, until=HOUR + timedelta(hours=1))
+    assert {(s[0], s[1]) for s in session_scores(engine)} == {
+        ("short", "repeated_question"), ("short", "turn_count"),
+        ("short", "unanswered_final_turn")}  # fmt: skip
+    assert first.details["sessions"]["evaluated"] == 1
+    assert "mixes customers (c1, c2)" in first.details["sessions"]["rejected"]["mixed"]
+
+    second = await evaluate_recent(job, until=HOUR + timedelta(hours=2))
+    scored = {(s[0], s[1]): s for s in session_scores(engine)}
+    assert scored[("long", "turn_count")][2] is False  # 3 turns, limit 2
+    assert scored[("long", "repeated_question")][2] is False  # turn 3 repeats turn 1
+    assert scored[("long", "unanswered_final_turn")][2] is False  # the last answer is empty
+    assert scored[("short", "repeated_question")][2] is True
+    # Each scored by the run whose window saw it complete.
+    assert scored[("short", "turn_count")][3] != scored[("long", "turn_count")][3]
+    assert second.details["sessions"]["evaluated"] == 1
+
+    insert_logs(engine, [turn("b3", "short", 150, "One more thing?")])  # after it was scored
+    late = await evaluate_recent(job, until=HOUR + timedelta(hours=4))
+    assert late.details["sessions"]["late_turns"] == 1
+    assert len(session_scores(engine)) == 6  # counted, not scored again
+    with engine.connect() as conn:
+        units = dict(conn.execute(sa.text(
+            "SELECT unit_id, late_items FROM assay.unit_evaluations")).all())  # fmt: skip
+    assert units == {"short": 1, "long": 0, "mixed": 0}
+
+    report = json.loads(assay("report", "chat", "--since", "2d", "--unit", "session",
+                              "--format", "json", db_url=assay_env).stdout)  # fmt: skip
+    names = {r["evaluator"] for r in report["evaluators"]}
+    assert names == {"turn_count", "repeated_question", "unanswered_final_turn"}
+    turns = next(r for r in report["evaluators"]
+                 if r["evaluator"] == "turn_count" and r["segment"] == "all")  # fmt: skip
+    assert (turns["ok"], turns["pass_rate"]) == (2, 0.5)
+
+
+async def test_a_rerun_of_the_same_window_scores_no_session_twice(engine: sa.Engine) -> None:
+    insert_logs(engine, [turn(f"t{i}", f"s{i % 3}", i, f"question {i}") for i in range(9)])
+    job = session_job()
+    await evaluate_recent(job, until=HOUR + timedelta(hours=2))
+    with engine.begin() as conn:  # as if the run died after its sessions were written
+        conn.execute(sa.text("DELETE FROM assay.watermarks"))
+    again = await evaluate_recent(job, until=HOUR + timedelta(hours=2))
+    assert again.details["sessions"]["evaluated"] == 0
+    with engine.connect() as conn:
+        counts = conn.execute(sa.text(
+            "SELECT count(*), count(DISTINCT (log_id, evaluator)) FROM assay.scores "
+            "WHERE unit_kind = 'session'")).one()  # fmt: skip
+    assert counts[0] == counts[1] == 9  # 3 sessions x 3 session evaluators, once each
