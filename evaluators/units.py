@@ -136,8 +136,13 @@ def trace_lines(trace: Trace) -> list[str]:
 
 
 def transcript(unit: Session | Trace, budget_chars: int = 24_000) -> str:
-    """The unit as a judge reads it, fenced; over `budget_chars`, its middle is replaced by a
-    marker saying how many lines were left out (the opening and the ending matter most)."""
+    """The unit as a judge reads it, fenced (see `transcript_text`)."""
+    return f"{FENCE_OPEN}\n{transcript_text(unit, budget_chars)}\n{FENCE_CLOSE}"
+
+
+def transcript_text(unit: Session | Trace, budget_chars: int = 24_000) -> str:
+    """The unit as compact lines; over `budget_chars`, its middle is replaced by a marker
+    saying how many lines were left out (the opening and the ending matter most)."""
     lines = session_lines(unit) if isinstance(unit, Session) else trace_lines(unit)
     text = "\n".join(lines)
     if len(text) > budget_chars:
@@ -163,7 +168,7 @@ def transcript(unit: Session | Trace, budget_chars: int = 24_000) -> str:
                     right -= 1
         cut = len(lines) - len(head) - len(tail)
         text = "\n".join([*head, f"[… {cut} line(s) left out of the middle …]", *tail])
-    return f"{FENCE_OPEN}\n{text}\n{FENCE_CLOSE}"
+    return text
 
 
 def unit_summary(unit: Session | Trace) -> dict[str, Any]:

@@ -144,7 +144,11 @@ async def judging(
     Every run passes through here, so this is where its log lines start being redacted."""
     redact.refresh()
     redact.install_log_redaction()
+    from tasks.sessions import session_judges
+
     evaluators = pipeline.build_evaluators(job)
+    # Session judges call through the same runtime and ledger as the log judges.
+    targets = [*targets, *(j.route.primary for j in session_judges(job))]
     models = sorted({*pipeline.judge_models(evaluators), *(t.model for t in targets)})
     ledger = (
         Ledger(engine, job.deployment, budget_key, job.budget)
@@ -391,10 +395,11 @@ class Run:
         if not session_evaluators(self.job):
             return
         self.lock.ensure()
-        outcome = await asyncio.to_thread(
-            evaluate_completed_sessions, self.job, scores_engine(),
-            pipeline.source_engine(self.job.source), self.plan.run_id, self.plan.until,
-        )  # fmt: skip
+        async with judge_slots(await self.slots()):
+            outcome = await evaluate_completed_sessions(
+                self.job, scores_engine(), pipeline.source_engine(self.job.source),
+                self.plan.run_id, self.plan.until, self.judged.judges,
+            )  # fmt: skip
         self.details["sessions"] = outcome.model_dump(mode="json", exclude={"first_ended"})
         self.units_from = outcome.first_ended
         get_run_logger().info(

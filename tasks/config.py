@@ -19,7 +19,7 @@ from pydantic import (
 
 from evaluators.base import Cost, Evaluator
 from evaluators.errors import describe_validation_error
-from evaluators.heuristics.units import UNIT_EVALUATORS, UnitEvaluator
+from evaluators.heuristics.units import UnitEvaluator, unit_evaluators
 from evaluators.judges.breaker import BreakerPolicy
 from evaluators.judges.client import JudgeSettings
 from evaluators.judges.limits import ModelLimits
@@ -254,10 +254,10 @@ class EvaluatorConfig(BaseModel):
         return {**self.params, **shortcuts}
 
     def build(self) -> "Evaluator | UnitEvaluator":
-        """The evaluator: of logs, or (names in `UNIT_EVALUATORS`) of sessions and traces."""
-        if self.name in UNIT_EVALUATORS:
+        """The evaluator: of logs, or (names in `unit_evaluators()`) of sessions and traces."""
+        if self.name in unit_evaluators():
             try:
-                return UNIT_EVALUATORS[self.name].model_validate(self.params)
+                return unit_evaluators()[self.name].model_validate(self.effective_params())
             except ValidationError as exc:
                 raise InvalidEvaluatorParams(
                     f"{self.name}: {describe_validation_error(exc)}"

@@ -82,6 +82,13 @@ def unit_evaluator(cls: type[UnitEvaluator]) -> type[UnitEvaluator]:
     return cls
 
 
+def unit_evaluators() -> dict[str, type[UnitEvaluator]]:
+    """Every session and trace evaluator, free ones and judges."""
+    import evaluators.judges.sessions  # noqa: F401  (registers the session judges)
+
+    return dict(sorted(UNIT_EVALUATORS.items()))
+
+
 def _words(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
 

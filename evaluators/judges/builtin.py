@@ -115,30 +115,36 @@ class JudgeEvaluator(Evaluator):
         return self.score_of(await ctx.judges.judge(self.route, messages))
 
     def score_of(self, result: JudgeResult) -> Score:
-        spent = {
-            "judge_model": result.model,
-            "cost_usd": result.cost_usd,
-            "tokens": (result.input_tokens + result.output_tokens) or None,
-            "latency_ms": result.latency_ms,
-        }
-        if result.budget_refused:
-            return Score(status="skipped", label=UNSCORED_BUDGET, reason=result.reason)
-        if result.status != "ok" or result.verdict is None:
-            reason = result.reason or "judge gave no verdict"
-            if result.status == "skipped":
-                return Score(status="skipped", reason=reason, **spent)
-            return Score(status="error", reason=reason, **spent)
-        verdict = result.verdict
-        reason = verdict.reason
-        if result.fallback_used:
-            reason = f"[answered by fallback {result.model}] {reason}"
-        return Score(
-            score=verdict.score,
-            passed=verdict.score >= self.threshold,
-            label=verdict.label,
-            reason=reason,
-            **spent,
-        )
+        return score_of(result, self.threshold)
+
+
+def score_of(result: JudgeResult, threshold: float) -> Score:
+    """A judge's answer as a score: passed is `score >= threshold`; a refused budget, a skipped
+    or failed call are not verdicts (nothing is guessed)."""
+    spent = {
+        "judge_model": result.model,
+        "cost_usd": result.cost_usd,
+        "tokens": (result.input_tokens + result.output_tokens) or None,
+        "latency_ms": result.latency_ms,
+    }
+    if result.budget_refused:
+        return Score(status="skipped", label=UNSCORED_BUDGET, reason=result.reason)
+    if result.status != "ok" or result.verdict is None:
+        reason = result.reason or "judge gave no verdict"
+        if result.status == "skipped":
+            return Score(status="skipped", reason=reason, **spent)
+        return Score(status="error", reason=reason, **spent)
+    verdict = result.verdict
+    reason = verdict.reason
+    if result.fallback_used:
+        reason = f"[answered by fallback {result.model}] {reason}"
+    return Score(
+        score=verdict.score,
+        passed=verdict.score >= threshold,
+        label=verdict.label,
+        reason=reason,
+        **spent,
+    )
 
 
 @registered

@@ -225,6 +225,48 @@ HEURISTICS: dict[str, Callable[[dict[str, str]], tuple[float, str]]] = {
 }
 
 
+_FRUSTRATION = re.compile(
+    r"\b(again|still|not what i asked|useless|ridiculous|human|agent|already (?:told|said))\b"
+    r"|!{2,}|\?!",
+    re.IGNORECASE,
+)
+_DEFLECTION = re.compile(r"check our website|contact support|(?:can(?:no|')t|unable to) help", re.I)
+
+
+def _turns(transcript: str, who: str) -> list[str]:
+    return [line.split(f"] {who}: ", 1)[1] for line in transcript.splitlines()
+            if f"] {who}: " in line]  # fmt: skip
+
+
+def conversation_resolved(f: dict[str, str]) -> tuple[float, str]:
+    answers = _turns(f.get("transcript", ""), "assistant")
+    if not answers:
+        return 0.0, "no assistant turn"
+    last = answers[-1].strip()
+    if last in ("", "(no answer)") or _DEFLECTION.search(last):
+        return 0.1, "the conversation ends without an answer (empty or a deflection)"
+    questions = [content_words(q) for q in _turns(f.get("transcript", ""), "user")]
+    repeated = any(
+        len(a & b) / max(1, len(a | b)) >= 0.6
+        for i, a in enumerate(questions) for b in questions[i + 1 :]
+    )  # fmt: skip
+    if repeated:
+        return 0.4, "the user had to ask the same thing again"
+    return 0.9, "the last answer addresses the user's question"
+
+
+def user_frustration(f: dict[str, str]) -> tuple[float, str]:
+    said = " ".join(_turns(f.get("transcript", ""), "user"))
+    hits = _FRUSTRATION.findall(said)
+    if hits:
+        return 0.2, f"{len(hits)} sign(s) of frustration in the user's turns"
+    return 0.9, "no sign of frustration"
+
+
+HEURISTICS["conversation_resolved"] = conversation_resolved
+HEURISTICS["user_frustration"] = user_frustration
+
+
 def heuristic_verdict(messages: list[dict[str, Any]]) -> dict[str, Any]:
     criterion, fields = unfence(messages)
     if criterion is None:

@@ -15,7 +15,9 @@ from evaluators.records import LogRecord
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 USER_SPLIT = "\n=== user ===\n"
 MAX_FIELD_CHARS = 12_000
-_VARIABLE = re.compile(r"\{(prompt|response|context|reference|metadata\.[A-Za-z0-9_]+)\}")
+_VARIABLE = re.compile(
+    r"\{(prompt|response|context|reference|transcript|metadata\.[A-Za-z0-9_]+)\}"
+)
 _MARKER = re.compile(r"<{3,}|>{3,}")
 FENCE_RULE = (
     "The log under evaluation is quoted between markers of the form <<<LOG_FIELD nonce>>> and "

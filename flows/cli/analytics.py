@@ -28,7 +28,7 @@ def evaluators(
     output: FormatOption = OutputFormat.table,
 ) -> None:
     """List registered evaluators with their versions and whether they cost money."""
-    from evaluators.heuristics.units import UNIT_EVALUATORS
+    from evaluators.heuristics.units import unit_evaluators
     from evaluators.registry import all_evaluators
     from flows.render import columns, compact, keep_whole
 
@@ -49,7 +49,7 @@ def evaluators(
             "cost": unit_cls.cost.value,
             "description": unit_cls.describe(),
         }
-        for name, unit_cls in sorted(UNIT_EVALUATORS.items())
+        for name, unit_cls in sorted(unit_evaluators().items())
     ]
     if output is OutputFormat.json:
         print(json.dumps(rows, indent=2))
@@ -71,9 +71,9 @@ SEGMENTS = ("all", "model", "provider", "prompt_slug", "topic", "customer_id", "
 
 
 def _unit_of(evaluator: str) -> str:
-    from evaluators.heuristics.units import UNIT_EVALUATORS
+    from evaluators.heuristics.units import unit_evaluators
 
-    found = UNIT_EVALUATORS.get(evaluator)
+    found = unit_evaluators().get(evaluator)
     return "log" if found is None else found.unit
 
 

@@ -215,9 +215,9 @@ def check_names(deployment: str | None, evaluators: Iterable[str] = ()) -> None:
     deployments = jobs | with_results["deployment"]
     if deployment is not None and deployment not in deployments:
         raise_usage(f"unknown deployment {deployment!r}{did_you_mean(deployment, deployments)}")
-    from evaluators.heuristics.units import UNIT_EVALUATORS
+    from evaluators.heuristics.units import unit_evaluators
 
-    names = set(all_evaluators()) | set(UNIT_EVALUATORS) | with_results["evaluator"]
+    names = set(all_evaluators()) | set(unit_evaluators()) | with_results["evaluator"]
     for name in evaluators:
         if name not in names:
             raise_usage(f"unknown evaluator {name!r}{did_you_mean(name, names)}")
