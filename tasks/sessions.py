@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from evaluators.base import Score
 from evaluators.heuristics.units import UnitEvaluator
+from evaluators.judges.builtin import UNSCORED_BUDGET
 from evaluators.judges.client import JudgeRuntime
 from evaluators.judges.sessions import SessionJudge
 from evaluators.units import Session
@@ -37,6 +38,7 @@ CHUNK = 500
 class SessionOutcome(BaseModel):
     evaluated: int = 0
     judged: int = 0  # session-judge verdicts (sampled)
+    unscored_budget: dict[str, int] = {}  # judge -> sampled sessions the budget left unjudged
     rejected: dict[str, str] = {}  # session id -> why it cannot be evaluated
     late_turns: int = 0
     scored: int = 0
@@ -188,7 +190,13 @@ async def evaluate_completed_sessions(
         records, _bad_rows = normalize_rows(await asyncio.to_thread(read), job.source.format)
         sessions, rejects = assemble_sessions(records)
         rows = [r for s in sessions for r in free_rows(job.deployment, s, free, run_id)]
-        verdicts = await judged_rows(job, sessions, judges, runtime, run_id)
+        verdicts = []
+        for row in await judged_rows(job, sessions, judges, runtime, run_id):
+            if row.label == UNSCORED_BUDGET:  # counted, not written (as for logs)
+                left = outcome.unscored_budget
+                left[row.evaluator] = left.get(row.evaluator, 0) + 1
+            else:
+                verdicts.append(row)
         units = [{"unit_id": s.session_id, "last_ts": s.ended_at, "items": len(s.turns),
                   "status": "evaluated", "reason": None} for s in sessions]  # fmt: skip
         units += [{"unit_id": r.unit_id, "last_ts": by_id[r.unit_id]["last_ts"], "items": 0,

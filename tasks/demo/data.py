@@ -172,6 +172,14 @@ def _tokens_cost(
     return input_tokens, output_tokens, round(cost, 6)
 
 
+#: Follow-up turns of users who are losing patience.
+FRUSTRATED = [
+    "This is useless, I already told you my order number!!",
+    "That's not what I asked. Can I talk to a human?",
+    "Still not working. Why is this so hard?!",
+]
+
+
 def support_bot_logs(
     n: int, now: datetime, seed: int = 7, hours: float = 48
 ) -> Iterator[dict[str, Any]]:
@@ -179,11 +187,28 @@ def support_bot_logs(
     provider errors, latency outliers, duplicates and a few malformed rows."""
     rng = random.Random(seed)
     earlier: list[tuple[str, str]] = []
-    for _ in range(n):
+    chat: dict[str, Any] = {}  # the conversation the next turn may continue
+    for number in range(n):
         slug = rng.choices(list(SLUG_WEIGHTS), list(SLUG_WEIGHTS.values()))[0]
         topic, prompts, responses = SUPPORT_PROMPTS[slug]
         model = rng.choices(MODELS, MODEL_WEIGHTS)[0]
         prompt = _fill(rng, rng.choice(prompts))
+        # Two in five turns continue a conversation (minutes later, same customer and user):
+        # some rephrase the question that was not answered, some lose patience.
+        follows = bool(chat) and chat["turns"] < 6 and rng.random() < 0.4
+        if follows:
+            chat["turns"] += 1
+            chat["ts"] += timedelta(minutes=rng.randint(1, 6))
+            roll = rng.random()
+            if roll < 0.3:
+                prompt = f"Again: {chat['prompt']}"
+            elif roll < 0.45:
+                prompt = rng.choice(FRUSTRATED)
+        else:
+            chat = {"id": f"s{seed}-{number}", "turns": 1, "ts": _timestamp(rng, now, hours),
+                    "customer": rng.choices(CUSTOMERS, CUSTOMER_WEIGHTS)[0],
+                    "user": f"u{rng.randint(1, 1500)}"}  # fmt: skip
+        chat["prompt"] = prompt
         response: str | None = _fill(rng, rng.choice(responses))
         status, latency = "ok", int(rng.lognormvariate(7.0, 0.45))
         roll = rng.random()
@@ -208,7 +233,7 @@ def support_bot_logs(
         input_tokens, output_tokens, cost = _tokens_cost(rng, model, prompt, response)
         row: dict[str, Any] = {
             "id": str(uuid.UUID(int=rng.getrandbits(128))),
-            "ts": _timestamp(rng, now, hours),
+            "ts": chat["ts"],
             "prompt": prompt,
             "response": response,
             "context": None,
@@ -216,9 +241,9 @@ def support_bot_logs(
             "provider": model[1],
             "prompt_slug": slug,
             "topic": topic,
-            "customer_id": rng.choices(CUSTOMERS, CUSTOMER_WEIGHTS)[0],
-            "user_id": f"u{rng.randint(1, 1500)}",
-            "session_id": f"s{rng.randint(1, 4000)}",
+            "customer_id": chat["customer"],
+            "user_id": chat["user"],
+            "session_id": chat["id"],
             "environment": "production",
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,

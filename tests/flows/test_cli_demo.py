@@ -21,6 +21,8 @@ def test_the_demo_runs_end_to_end(assay_env: str) -> None:
     assert "contains_expected regressed: policy-" in out
     assert "--target prompt:deployments/prompts/support-bare.yaml" in out  # prompt A vs B
     flat = " ".join(out.split())
+    for session_evaluator in ("turn_count", "repeated_question", "conversation_resolved"):
+        assert session_evaluator in out  # the support bot's conversations, scored as units
     assert re.search(r"\(\d+ synthetic labels of support-bot's answer_relevance judge\)", flat)
     assert "judge vs people" in flat and "overall" in flat
     assert re.search(r"corrected by \d+ human labels \(prediction-powered\)", flat)
