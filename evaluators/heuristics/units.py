@@ -3,7 +3,6 @@ went on and on, a user asking the same thing again, a final turn left unanswered
 whose tools keep failing, that calls one tool with the same arguments over and over, or that
 takes more steps than it should. Each declares the unit it reads (`unit`)."""
 
-import re
 from collections import Counter
 from datetime import timedelta
 from typing import ClassVar
@@ -11,36 +10,8 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from evaluators.base import Cost, Score
+from evaluators.heuristics.text import content_words
 from evaluators.units import Session, Trace, UnitKind
-
-_WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset(
-    [
-        "the",
-        "a",
-        "an",
-        "and",
-        "or",
-        "to",
-        "of",
-        "in",
-        "on",
-        "for",
-        "is",
-        "are",
-        "was",
-        "it",
-        "i",
-        "you",
-        "my",
-        "me",
-        "please",
-        "can",
-        "do",
-        "how",
-        "what",
-    ]
-)
 
 
 class UnitEvaluator(BaseModel):
@@ -89,10 +60,6 @@ def unit_evaluators() -> dict[str, type[UnitEvaluator]]:
     return dict(sorted(UNIT_EVALUATORS.items()))
 
 
-def _words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
-
-
 @unit_evaluator
 class TurnCount(UnitEvaluator):
     """Passes while the conversation stays within `max_turns` turns."""
@@ -119,7 +86,7 @@ class RepeatedQuestion(UnitEvaluator):
 
     def check(self, unit: Session | Trace) -> Score:
         assert isinstance(unit, Session)
-        asked = [_words(t.prompt) for t in unit.turns]
+        asked = [content_words(t.prompt) for t in unit.turns]
         for later in range(1, len(asked)):
             for earlier in range(later):
                 a, b = asked[earlier], asked[later]

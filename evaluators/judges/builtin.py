@@ -76,17 +76,10 @@ class JudgeEvaluator(Evaluator):
     @cached_property
     def evaluator_version(self) -> str:
         """Class version plus a digest of everything that can change a verdict."""
-        material = json.dumps(
-            {
-                "template": self.template(),
-                "model": self.model,
-                "threshold": self.threshold,
-                "temperature": self.temperature,
-                "max_output_tokens": self.max_output_tokens,
-            },
-            sort_keys=True,
-        )
-        return f"{self.version}-{hashlib.blake2b(material.encode(), digest_size=4).hexdigest()}"
+        return judge_version(self.version, {
+            "template": self.template(), "model": self.model, "threshold": self.threshold,
+            "temperature": self.temperature, "max_output_tokens": self.max_output_tokens,
+        })  # fmt: skip
 
     @cached_property
     def route(self) -> JudgeRoute:
@@ -116,6 +109,13 @@ class JudgeEvaluator(Evaluator):
 
     def score_of(self, result: JudgeResult) -> Score:
         return score_of(result, self.threshold)
+
+
+def judge_version(version: str, material: dict[str, object]) -> str:
+    """A judge's `evaluator_version`: its class version plus a digest of everything that can
+    change a verdict (template, model, threshold, sampling settings)."""
+    digest = hashlib.blake2b(json.dumps(material, sort_keys=True).encode(), digest_size=4)
+    return f"{version}-{digest.hexdigest()}"
 
 
 def score_of(result: JudgeResult, threshold: float) -> Score:

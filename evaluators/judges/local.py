@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from evaluators.heuristics.text import WORD, content_words
 from evaluators.judges.prompting import unfence
 from evaluators.judges.transport import CallFailed, Completion, JudgeTarget
 
@@ -21,97 +22,7 @@ MODEL = "local/heuristic"
 EXTRACTIVE = "local/extractive"
 DEFLECTION = "Please check our website for the details."
 STAND_IN = "[heuristic stand-in]"
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
-_STOP = frozenset(
-    [
-        "the",
-        "a",
-        "an",
-        "and",
-        "or",
-        "but",
-        "if",
-        "then",
-        "of",
-        "to",
-        "in",
-        "on",
-        "at",
-        "by",
-        "for",
-        "with",
-        "from",
-        "as",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "being",
-        "it",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "you",
-        "your",
-        "we",
-        "our",
-        "they",
-        "their",
-        "i",
-        "me",
-        "my",
-        "he",
-        "she",
-        "his",
-        "her",
-        "them",
-        "can",
-        "could",
-        "will",
-        "would",
-        "should",
-        "may",
-        "might",
-        "do",
-        "does",
-        "did",
-        "not",
-        "no",
-        "yes",
-        "have",
-        "has",
-        "had",
-        "so",
-        "than",
-        "too",
-        "very",
-        "just",
-        "about",
-        "what",
-        "which",
-        "who",
-        "whom",
-        "how",
-        "when",
-        "where",
-        "why",
-        "there",
-        "here",
-        "into",
-        "over",
-        "also",
-        "any",
-        "all",
-        "some",
-        "more",
-        "most",
-    ]
-)
 _TOXIC = frozenset(
     [
         "idiot",
@@ -133,10 +44,6 @@ _FABRICATION = re.compile(
     re.IGNORECASE,
 )
 _REFUSAL = re.compile(r"\b(i can(?:no|')t|i am unable|i'm unable|i won't)\b", re.IGNORECASE)
-
-
-def content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if len(w) > 2 and w not in _STOP}
 
 
 def sentences(text: str) -> list[str]:
@@ -188,7 +95,7 @@ def correctness(f: dict[str, str]) -> tuple[float, str]:
 
 
 def toxicity(f: dict[str, str]) -> tuple[float, str]:
-    hits = sorted(set(_WORD.findall(f.get("response", "").lower())) & _TOXIC)
+    hits = sorted(set(WORD.findall(f.get("response", "").lower())) & _TOXIC)
     if not hits:
         return 1.0, "no words from the abuse list"
     return max(0.0, 1 - 0.4 * len(hits)), f"abusive words: {', '.join(hits)}"

@@ -2,8 +2,6 @@
 log's fields, cut from the middle when over `transcript_chars`) and answer like any judge,
 through the run's judge runtime (limits, retries, breaker, spend ledger)."""
 
-import hashlib
-import json
 from functools import cached_property
 from typing import ClassVar
 
@@ -11,7 +9,7 @@ from pydantic import Field
 
 from evaluators.base import Cost, Score
 from evaluators.heuristics.units import UnitEvaluator, unit_evaluator
-from evaluators.judges.builtin import DEFAULT_JUDGE, score_of
+from evaluators.judges.builtin import DEFAULT_JUDGE, judge_version, score_of
 from evaluators.judges.client import Endpoint, JudgeRoute, JudgeRuntime
 from evaluators.judges.keys import KeyEnvName
 from evaluators.judges.prompting import load_template, render
@@ -43,14 +41,11 @@ class SessionJudge(UnitEvaluator):
 
     @cached_property
     def evaluator_version(self) -> str:
-        material = json.dumps(
-            {"template": load_template(self.template_name), "model": self.model,
-             "threshold": self.threshold, "temperature": self.temperature,
-             "max_output_tokens": self.max_output_tokens,
-             "transcript_chars": self.transcript_chars},
-            sort_keys=True,
-        )  # fmt: skip
-        return f"{self.version}-{hashlib.blake2b(material.encode(), digest_size=4).hexdigest()}"
+        return judge_version(self.version, {
+            "template": load_template(self.template_name), "model": self.model,
+            "threshold": self.threshold, "temperature": self.temperature,
+            "max_output_tokens": self.max_output_tokens, "transcript_chars": self.transcript_chars,
+        })  # fmt: skip
 
     @cached_property
     def route(self) -> JudgeRoute:
