@@ -257,7 +257,11 @@ class EvaluatorConfig(BaseModel):
         """The evaluator: of logs, or (names in `unit_evaluators()`) of sessions and traces."""
         if self.name in unit_evaluators():
             try:
-                return unit_evaluators()[self.name].model_validate(self.effective_params())
+                unit_class = unit_evaluators()[self.name]
+                # Judge shortcuts (model, api_base, ...) go to judges; `_builds` refuses them
+                # for free evaluators with a clearer message than "extra inputs".
+                given = self.effective_params() if unit_class.cost is Cost.PAID else self.params
+                return unit_class.model_validate(given)
             except ValidationError as exc:
                 raise InvalidEvaluatorParams(
                     f"{self.name}: {describe_validation_error(exc)}"
@@ -270,6 +274,12 @@ class EvaluatorConfig(BaseModel):
             evaluator = self.build()
         except (UnknownEvaluator, InvalidEvaluatorParams) as exc:
             raise ValueError(str(exc)) from None
+        if isinstance(evaluator, UnitEvaluator) and evaluator.unit == "trace":
+            # Listed by `assay evaluators`, but silently never running would be worse.
+            raise ValueError(
+                f"{self.name!r} evaluates agent traces, which runs do not assemble yet; "
+                "session evaluators (turn_count, repeated_question, ...) work"
+            )
         given = [k for k in JUDGE_SHORTCUTS if getattr(self, k) is not None]
         if given and evaluator.cost is not Cost.PAID:
             raise ValueError(

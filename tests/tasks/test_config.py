@@ -80,3 +80,18 @@ def test_unreadable_or_malformed_files_are_config_errors(tmp_path: Path) -> None
     bad.write_text("deployment: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_job(bad)
+
+
+def test_session_evaluators_are_accepted_and_trace_evaluators_refused_until_runs_read_traces() -> (
+    None
+):
+    from tasks.config import parse_job
+
+    job = parse_job({"deployment": "chat", "evaluators": [
+        {"name": "turn_count", "params": {"max_turns": 4}},
+        {"name": "conversation_resolved", "model": "local/heuristic"}]})  # fmt: skip
+    assert job.score_names() == ["turn_count", "conversation_resolved"]
+    with pytest.raises(ConfigError, match="evaluates agent traces"):
+        parse_job({"deployment": "agent", "evaluators": [{"name": "tool_loop"}]})
+    with pytest.raises(ConfigError, match="only apply to LLM judges"):
+        parse_job({"deployment": "chat", "evaluators": [{"name": "turn_count", "model": "x/y"}]})
