@@ -402,6 +402,8 @@ class Run:
             )  # fmt: skip
         self.details["sessions"] = outcome.model_dump(mode="json", exclude={"first_ended"})
         self.units_from = outcome.first_ended
+        if outcome.note:
+            get_run_logger().warning("sessions: %s", outcome.note)
         get_run_logger().info(
             "sessions: %d scored, %d refused, %d late turn(s)", outcome.evaluated,
             len(outcome.rejected), outcome.late_turns,

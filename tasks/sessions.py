@@ -43,6 +43,7 @@ class SessionOutcome(BaseModel):
     late_turns: int = 0
     scored: int = 0
     first_ended: datetime | None = None  # for the rollup hours the run refreshes
+    note: str | None = None  # why nothing could be looked at
 
 
 def session_evaluators(job: EvalJob) -> list[UnitEvaluator]:
@@ -165,6 +166,12 @@ async def evaluate_completed_sessions(
     evaluators = session_evaluators(job)
     outcome = SessionOutcome()
     if not evaluators:
+        return outcome
+    if "session_id" not in job.source.column_mapping():
+        outcome.note = (
+            "the source has no session_id column (map one under source.columns): the session "
+            "evaluators have nothing to score"
+        )
         return outcome
     judges = [e for e in evaluators if isinstance(e, SessionJudge)]
     free = [e for e in evaluators if not isinstance(e, SessionJudge)]

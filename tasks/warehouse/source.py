@@ -125,7 +125,9 @@ def source_columns(conn: sa.Connection, source: SourceConfig) -> dict[str, str]:
     driver = conn.connection.driver_connection
     assert driver is not None
     with read_only(conn, source) as cur:
-        cur.execute(str(stmt.limit(0).compile(dialect=conn.dialect)))
+        # LIMIT 0 rendered inline: a bound limit would reach the server as a bare placeholder.
+        empty = stmt.limit(0).compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+        cur.execute(str(empty), {})  # params given: `%%` in the query's text becomes `%`
         described = cur.description or []
     types = driver.adapters.types
     return {

@@ -151,3 +151,18 @@ async def test_a_session_judge_reads_the_fenced_transcript_within_the_budget(
         spent = conn.execute(sa.text("SELECT spent_usd FROM assay.run_spend WHERE run_id = :r"),
                              {"r": summary.run_id}).scalar_one()  # fmt: skip
     assert judged[0] == 4 and spent == pytest.approx(judged[1]) and spent > 0
+
+
+async def test_a_source_without_session_ids_says_so(engine: sa.Engine) -> None:
+    insert_logs(engine, [turn("x1", "s", 0, "Hello?")])
+    job = parse_job({
+        "deployment": "chat",
+        "source": {"initial_lookback": "1d",
+                   # A query source (with a literal % in its text) works like a table.
+                   "query": "SELECT id, ts, prompt, response FROM assay.llm_logs "
+                            "WHERE prompt LIKE '%?'"},
+        "evaluators": [{"name": "refusal"}, {"name": "turn_count"}],
+    })  # fmt: skip
+    summary = await evaluate_recent(job, until=HOUR + timedelta(hours=2))
+    assert "no session_id column" in summary.details["sessions"]["note"]
+    assert summary.scored == 1  # the log itself is still scored
