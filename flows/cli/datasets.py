@@ -228,6 +228,13 @@ def add_logs(
     feedback: Annotated[
         str | None, typer.Option(help="Only logs with this end-user feedback (e.g. negative).")
     ] = None,
+    labelled: Annotated[
+        str | None,
+        typer.Option(
+            help="Only logs people labelled for this criterion (with --failed: that people "
+            "failed); their verdict is kept in the item's metadata."
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="Items to add at most.")] = 100,
     keep_pii: Annotated[
         bool, typer.Option("--keep-pii", help="Keep personal data (default: masked).")
@@ -242,13 +249,15 @@ def add_logs(
     from datetime import UTC, datetime
 
     from flows.cli.common import _load, _since, check_names
-    from tasks.datasets.curate import as_item, candidate_ids, read_logs
+    from tasks.datasets.curate import as_item, candidate_ids, labelled_ids, read_logs
     from tasks.datasets.store import add_items, create_dataset, dataset_info
     from tasks.pipeline import fitted_job
     from tasks.store.db import scores_engine
 
-    if failed and evaluator is None:
-        raise_usage("--failed needs --evaluator NAME (which evaluator failed them)")
+    if failed and evaluator is None and labelled is None:
+        raise_usage("--failed needs --evaluator NAME or --labelled NAME (who failed them)")
+    if labelled is not None and evaluator is not None:
+        raise_usage("--labelled and --evaluator pick logs differently: give one of them")
     if feedback is not None and feedback not in ("positive", "negative", "neutral"):
         raise_usage(f"--feedback {feedback!r}: use positive, negative or neutral")
     check_names(deployment, [evaluator] if evaluator else ())
@@ -260,13 +269,23 @@ def add_logs(
     _guarded(lambda: dataset_info(engine, name))
     # A feedback filter is applied to what the source holds, so look at more candidates.
     wanted = limit if feedback is None else min(100_000, limit * 20)
-    ids = _guarded(lambda: candidate_ids(engine, deployment, start, evaluator, failed, wanted))
+    people: dict[str, dict[str, Any]] = {}
+    if labelled is not None:
+        people = _guarded(lambda: labelled_ids(engine, deployment, start, labelled, failed, wanted))
+        ids = list(people)
+    else:
+        ids = _guarded(lambda: candidate_ids(engine, deployment, start, evaluator, failed, wanted))
     records = _guarded(lambda: read_logs(job, ids))
     if feedback is not None:
         records = [r for r in records if r.feedback == feedback]
-    tags = ["from-production"] + ([f"failed:{evaluator}"] if failed else [])
+    tags = ["from-production"] + ([f"failed:{evaluator}"] if failed and evaluator else [])
     tags += [f"feedback:{feedback}"] if feedback else []
+    tags += [f"labelled:{labelled}"] if labelled else []
+    tags += [f"people-failed:{labelled}"] if labelled and failed else []
     items = [as_item(r, deployment, keep_pii, tags) for r in records[:limit]]
+    if people:  # what the person decided travels with the item
+        items = [i.model_copy(update={"metadata": {**i.metadata, "human_label":
+                 people[i.source_log_id or ""]}}) for i in items]  # fmt: skip
     added = _guarded(lambda: add_items(engine, name, items))
     console.print(
         f"{name}: {added.added:,} logs of {deployment} added, {added.revised:,} revised, "

@@ -46,3 +46,17 @@ WHERE deployment = :deployment AND log_ts >= :since
 GROUP BY log_id
 ORDER BY max(log_ts) DESC, log_id
 LIMIT :limit
+
+-- name: labelled_candidates
+-- Logs people labelled for a criterion (their latest current label; not end-user feedback),
+-- optionally only those people failed: hard cases worth keeping in a golden dataset.
+SELECT log_id, passed, note, annotator FROM (
+    SELECT DISTINCT ON (log_id) log_id, passed, note, annotator, created_at
+    FROM assay.labels
+    WHERE deployment = :deployment AND criterion = :criterion AND superseded_at IS NULL
+      AND source <> 'user_feedback' AND created_at >= :since
+    ORDER BY log_id, created_at DESC
+) latest
+WHERE NOT :failed OR passed IS FALSE
+ORDER BY log_id
+LIMIT :limit

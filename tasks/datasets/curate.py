@@ -36,6 +36,28 @@ def candidate_ids(
         return [row.log_id for row in rows]
 
 
+def labelled_ids(
+    engine: sa.Engine,
+    deployment: str,
+    since: datetime,
+    criterion: str,
+    failed: bool,
+    limit: int,
+) -> dict[str, dict[str, Any]]:
+    """log id -> the person's verdict, for logs people labelled (with `failed`: failed)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(query("datasets", "labelled_candidates")),
+            {"deployment": deployment, "since": since, "criterion": criterion,
+             "failed": failed, "limit": limit},
+        )  # fmt: skip
+        return {
+            row.log_id: {"criterion": criterion, "passed": row.passed, "note": row.note,
+                         "annotator": row.annotator}
+            for row in rows
+        }  # fmt: skip
+
+
 def read_logs(job: EvalJob, log_ids: list[str]) -> list[LogRecord]:
     """The logs as the source holds them now (READ ONLY), normalized like a run reads them."""
     found: list[LogRecord] = []

@@ -165,6 +165,18 @@ def test_import_agreement_and_relabelling(
             "'faithfulness'")).all()  # fmt: skip
     assert sum(w.labels for w in weekly) == 24
 
+    # Logs people failed become dataset items, with what the person decided.
+    curated = assay("dataset", "add-logs", "hard", "--deployment", "help-bot", "--labelled",
+                    "faithfulness", "--failed", "--create", db_url=assay_env, cwd=tmp_path)  # fmt: skip
+    assert curated.returncode == 0, curated.stdout + curated.stderr
+    items = json.loads(assay("dataset", "show", "hard", "--format", "json", "--limit", "100",
+                             db_url=assay_env).stdout)  # fmt: skip
+    # l01, l02 (the judge passed them) and l15-l23: the latest current label of each says fail.
+    assert sorted(i["item"]["source_log_id"] for i in items) == ["l01", "l02", *(
+        f"l{i}" for i in range(15, 24))]  # fmt: skip
+    assert all(i["item"]["metadata"]["human_label"]["passed"] is False for i in items)
+    assert all("people-failed:faithfulness" in i["item"]["tags"] for i in items)
+
     # The dashboard charts agreement per week and judge version.
     out = tmp_path / "dashboard.html"
     made = assay("dashboard", "--deployment", "help-bot", "--since", "2d", "--out", str(out),
