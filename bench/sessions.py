@@ -1,5 +1,5 @@
 """Sessions as units: 200,000 logs in 20,000 conversations of 10 turns, assembled and evaluated
-with three free session evaluators (`evaluate_completed_sessions`: find the complete sessions,
+with three free session evaluators (`evaluate_completed_units`: find the complete sessions,
 read their turns in chunks of 500 sessions, normalize, assemble, evaluate, write scores and
 unit records), against the per-log path over the same rows in the same run (keyset pages of
 1,000, normalize, three free log evaluators, write scores). Target: sessions at least 0.7x the
@@ -90,13 +90,13 @@ def per_log(url: str) -> tuple[float, int]:
 
 def sessions(url: str) -> tuple[float, Any]:
     from tasks.pipeline import fitted_job, source_engine
-    from tasks.sessions import evaluate_completed_sessions
+    from tasks.sessions import evaluate_completed_units
     from tasks.store.db import _engine
 
     units = fitted_job(job("sessions"))
     started = time.perf_counter()
-    outcome = asyncio.run(evaluate_completed_sessions(
-        units, _engine(url), source_engine(units.source),
+    outcome = asyncio.run(evaluate_completed_units(
+        units, "session", _engine(url), source_engine(units.source),
         "00000000-0000-0000-0000-000000000002", END,
     ))  # fmt: skip
     return time.perf_counter() - started, outcome

@@ -6,6 +6,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Status = Literal["ok", "error"]
 Feedback = Literal["positive", "negative", "neutral"]
+#: What one span of an agent run is; a log without one is an LLM call.
+StepKind = Literal["llm", "tool", "retrieval", "agent", "other"]
 
 #: Columns that identify a segment; copied onto every score so reports can slice by them.
 SEGMENT_FIELDS: tuple[str, ...] = (
@@ -35,6 +37,12 @@ class LogRecord(BaseModel):
     customer_id: str | None = None
     user_id: str | None = None
     session_id: str | None = None
+    trace_id: str | None = Field(default=None, max_length=200)
+    span_id: str | None = Field(default=None, max_length=200)
+    parent_span_id: str | None = Field(default=None, max_length=200)
+    step_kind: StepKind | None = Field(
+        default=None, description="llm, tool, retrieval, agent or other; unset is an LLM call."
+    )
     environment: str | None = None
     input_tokens: int | None = Field(default=None, ge=0)
     output_tokens: int | None = Field(default=None, ge=0)
@@ -43,6 +51,11 @@ class LogRecord(BaseModel):
     status: Status = "ok"
     feedback: Feedback | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def is_llm_call(self) -> bool:
+        """Log evaluators score LLM calls; a trace's other steps are for trace evaluators."""
+        return self.step_kind in (None, "llm")
 
     def segment(self) -> dict[str, str | None]:
         return {name: getattr(self, name) for name in SEGMENT_FIELDS}

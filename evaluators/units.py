@@ -7,9 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from evaluators.records import LogRecord
+from evaluators.records import LogRecord, StepKind
 
-StepKind = Literal["llm", "tool", "retrieval", "agent", "other"]
 UnitKind = Literal["session", "trace"]
 
 
@@ -87,8 +86,41 @@ class Trace(BaseModel):
             return root
         return next((s.output for s in reversed(self.steps) if s.kind == "llm" and s.output), None)
 
+    @property
+    def started_at(self) -> datetime | None:
+        return next((s.started_at for s in self.steps if s.started_at), None)
+
+    @property
+    def ended_at(self) -> datetime | None:
+        ends = [t for s in self.steps if (t := s.ended_at or s.started_at) is not None]
+        return max(ends) if ends else None
+
+    @property
+    def cost_usd(self) -> float | None:
+        costs = [s.cost_usd for s in self.steps if s.cost_usd is not None]
+        return sum(costs) if costs else None
+
+    @property
+    def llm_calls(self) -> list[Step]:
+        return [s for s in self.steps if s.kind == "llm"]
+
     def tool_calls(self) -> list[Step]:
         return [s for s in self.steps if s.kind == "tool"]
+
+    def in_tree_order(self) -> list[tuple[int, Step]]:
+        """(depth, step) with each step under the one that called it, siblings by time: the
+        order a reader follows an agent run in."""
+        ids = {s.step_id for s in self.steps}
+        below: dict[str | None, list[Step]] = {}
+        for s in self.steps:  # already in time order
+            below.setdefault(s.parent_id if s.parent_id in ids else None, []).append(s)
+        ordered: list[tuple[int, Step]] = []
+        pending = [(0, s) for s in reversed(below.get(None, []))]
+        while pending:
+            depth, current = pending.pop()
+            ordered.append((depth, current))
+            pending += [(depth + 1, c) for c in reversed(below.get(current.step_id, []))]
+        return ordered
 
     def depth(self, step: Step) -> int:
         by_id = {s.step_id: s for s in self.steps}
@@ -121,8 +153,8 @@ def session_lines(session: Session) -> list[str]:
 
 def trace_lines(trace: Trace) -> list[str]:
     lines = []
-    for step in trace.steps:
-        indent = "  " * trace.depth(step)
+    for depth, step in trace.in_tree_order():
+        indent = "  " * depth
         head = f"{indent}[{step.kind}{' ' + step.name if step.name else ''}]"
         parts = []
         if step.input:

@@ -388,26 +388,29 @@ class Run:
             cursor = outcome.last
 
     async def sessions(self) -> None:
-        """Score the sessions complete by the end of this run's window and not scored yet
-        (however many windows their turns span), once each."""
-        from tasks.sessions import evaluate_completed_sessions, session_evaluators
+        """Score the sessions and traces complete by the end of this run's window and not
+        scored yet (however many windows their items span), once each."""
+        from tasks.sessions import UNIT_KINDS, evaluate_completed_units, evaluators_of
 
-        if not session_evaluators(self.job):
-            return
-        self.lock.ensure()
-        async with judge_slots(await self.slots()):
-            outcome = await evaluate_completed_sessions(
-                self.job, scores_engine(), pipeline.source_engine(self.job.source),
-                self.plan.run_id, self.plan.until, self.judged.judges,
+        for kind in UNIT_KINDS:
+            if not evaluators_of(self.job, kind):
+                continue
+            self.lock.ensure()
+            async with judge_slots(await self.slots()):
+                outcome = await evaluate_completed_units(
+                    self.job, kind, scores_engine(), pipeline.source_engine(self.job.source),
+                    self.plan.run_id, self.plan.until, self.judged.judges,
+                )  # fmt: skip
+            self.details[f"{kind}s"] = outcome.model_dump(mode="json", exclude={"first_ended"})
+            if outcome.first_ended is not None:
+                self.units_from = min(outcome.first_ended, self.units_from or outcome.first_ended)
+            if outcome.note:
+                get_run_logger().warning("%ss: %s", kind, outcome.note)
+            get_run_logger().info(
+                "%ss: %d evaluated, %d rescored, %d quarantined, %d skipped, %d late item(s)",
+                kind, outcome.evaluated, outcome.rescored, len(outcome.rejected),
+                len(outcome.skipped), outcome.late_items,
             )  # fmt: skip
-        self.details["sessions"] = outcome.model_dump(mode="json", exclude={"first_ended"})
-        self.units_from = outcome.first_ended
-        if outcome.note:
-            get_run_logger().warning("sessions: %s", outcome.note)
-        get_run_logger().info(
-            "sessions: %d scored, %d refused, %d late turn(s)", outcome.evaluated,
-            len(outcome.rejected), outcome.late_turns,
-        )  # fmt: skip
 
     async def process(self, rows: list[dict[str, Any]]) -> pipeline.PageOutcome:
         """Rows found another way (a replay's quarantined ids), as one page of this run."""

@@ -113,13 +113,17 @@
 -- column assay.llm_logs.metadata jsonb
 -- column assay.llm_logs.model text
 -- column assay.llm_logs.output_tokens integer
+-- column assay.llm_logs.parent_span_id text
 -- column assay.llm_logs.prompt text
 -- column assay.llm_logs.prompt_slug text
 -- column assay.llm_logs.provider text
 -- column assay.llm_logs.response text
 -- column assay.llm_logs.session_id text
+-- column assay.llm_logs.span_id text
 -- column assay.llm_logs.status text
+-- column assay.llm_logs.step_kind text
 -- column assay.llm_logs.topic text
+-- column assay.llm_logs.trace_id text
 -- column assay.llm_logs.ts timestamp with time zone NOT NULL
 -- column assay.llm_logs.user_id text
 -- column assay.outbox.attempts integer NOT NULL DEFAULT 0
@@ -214,6 +218,7 @@
 -- column assay.scores.tokens integer
 -- column assay.scores.topic text
 -- column assay.scores.unit_kind text NOT NULL DEFAULT 'log'::text
+-- column assay.scores.unit_revision integer NOT NULL DEFAULT 1
 -- column assay.scores.weight double precision NOT NULL DEFAULT 1
 -- column assay.spend.calls bigint NOT NULL DEFAULT 0
 -- column assay.spend.day date NOT NULL
@@ -235,10 +240,38 @@
 -- column assay.unit_evaluations.late_items integer NOT NULL DEFAULT 0
 -- column assay.unit_evaluations.late_seen_at timestamp with time zone
 -- column assay.unit_evaluations.reason text
+-- column assay.unit_evaluations.revision integer NOT NULL DEFAULT 1
 -- column assay.unit_evaluations.run_id uuid NOT NULL
 -- column assay.unit_evaluations.status text NOT NULL
 -- column assay.unit_evaluations.unit_id text NOT NULL
 -- column assay.unit_evaluations.unit_kind text NOT NULL
+-- column assay.unit_score_revisions.content_hash text
+-- column assay.unit_score_revisions.cost_usd double precision DEFAULT 0
+-- column assay.unit_score_revisions.created_at timestamp with time zone NOT NULL DEFAULT now()
+-- column assay.unit_score_revisions.customer_id text
+-- column assay.unit_score_revisions.deployment text NOT NULL
+-- column assay.unit_score_revisions.environment text
+-- column assay.unit_score_revisions.evaluator text NOT NULL
+-- column assay.unit_score_revisions.evaluator_version text NOT NULL
+-- column assay.unit_score_revisions.judge_model text
+-- column assay.unit_score_revisions.label text
+-- column assay.unit_score_revisions.latency_ms integer
+-- column assay.unit_score_revisions.log_id text NOT NULL
+-- column assay.unit_score_revisions.log_ts timestamp with time zone NOT NULL
+-- column assay.unit_score_revisions.model text
+-- column assay.unit_score_revisions.passed boolean
+-- column assay.unit_score_revisions.prompt_slug text
+-- column assay.unit_score_revisions.provider text
+-- column assay.unit_score_revisions.reason text
+-- column assay.unit_score_revisions.run_id uuid NOT NULL
+-- column assay.unit_score_revisions.score double precision
+-- column assay.unit_score_revisions.status text NOT NULL
+-- column assay.unit_score_revisions.superseded_at timestamp with time zone NOT NULL DEFAULT now()
+-- column assay.unit_score_revisions.tokens integer
+-- column assay.unit_score_revisions.topic text
+-- column assay.unit_score_revisions.unit_kind text NOT NULL DEFAULT 'log'::text
+-- column assay.unit_score_revisions.unit_revision integer NOT NULL DEFAULT 1
+-- column assay.unit_score_revisions.weight double precision NOT NULL DEFAULT 1
 -- column assay.usage_rollups.cost_requests bigint NOT NULL
 -- column assay.usage_rollups.cost_usd double precision NOT NULL
 -- column assay.usage_rollups.deployment text NOT NULL
@@ -402,6 +435,7 @@
 -- column assay_analytics.score_periods.tokens integer
 -- column assay_analytics.score_periods.topic text
 -- column assay_analytics.score_periods.unit_kind text
+-- column assay_analytics.score_periods.unit_revision integer
 -- column assay_analytics.score_periods.value text
 -- column assay_analytics.score_periods.weight double precision
 -- column assay_analytics.score_segments.content_hash text
@@ -429,6 +463,7 @@
 -- column assay_analytics.score_segments.tokens integer
 -- column assay_analytics.score_segments.topic text
 -- column assay_analytics.score_segments.unit_kind text
+-- column assay_analytics.score_segments.unit_revision integer
 -- column assay_analytics.score_segments.value text
 -- column assay_analytics.score_segments.weight double precision
 -- column assay_analytics.usage.cost_per_query double precision
@@ -481,7 +516,7 @@
 -- constraint assay.outbox outbox_pkey PRIMARY KEY (id)
 -- constraint assay.outbox outbox_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'sent'::text])))
 -- constraint assay.quarantine quarantine_pkey PRIMARY KEY (deployment, log_id)
--- constraint assay.quarantine quarantine_stage_check CHECK ((stage = ANY (ARRAY['normalize'::text, 'validate'::text])))
+-- constraint assay.quarantine quarantine_stage_check CHECK ((stage = ANY (ARRAY['normalize'::text, 'validate'::text, 'unit'::text])))
 -- constraint assay.queue_items queue_items_inclusion_probability_check CHECK (((inclusion_probability > (0)::double precision) AND (inclusion_probability <= (1)::double precision)))
 -- constraint assay.queue_items queue_items_pkey PRIMARY KEY (queue_id, log_id)
 -- constraint assay.queue_items queue_items_queue_id_fkey FOREIGN KEY (queue_id) REFERENCES assay.annotation_queues(queue_id) ON DELETE CASCADE
@@ -496,13 +531,15 @@
 -- constraint assay.spend spend_pkey PRIMARY KEY (deployment, day)
 -- constraint assay.target_cache target_cache_pkey PRIMARY KEY (cache_key)
 -- constraint assay.unit_evaluations unit_evaluations_pkey PRIMARY KEY (deployment, unit_kind, unit_id)
--- constraint assay.unit_evaluations unit_evaluations_status_check CHECK ((status = ANY (ARRAY['evaluated'::text, 'rejected'::text])))
+-- constraint assay.unit_evaluations unit_evaluations_status_check CHECK ((status = ANY (ARRAY['evaluated'::text, 'rejected'::text, 'skipped'::text])))
 -- constraint assay.unit_evaluations unit_evaluations_unit_kind_check CHECK ((unit_kind = ANY (ARRAY['session'::text, 'trace'::text])))
 -- constraint assay.usage_rollups usage_rollups_pkey PRIMARY KEY (deployment, hour, dim, value)
 -- constraint assay.watermarks watermarks_pkey PRIMARY KEY (deployment)
 -- index CREATE INDEX eval_runs_deployment_started ON assay.eval_runs USING btree (deployment, started_at DESC)
 -- index CREATE INDEX experiments_dataset ON assay.experiments USING btree (dataset, created_at)
 -- index CREATE INDEX labels_log ON assay.labels USING btree (deployment, criterion, log_id) WHERE (superseded_at IS NULL)
+-- index CREATE INDEX llm_logs_session_ts ON assay.llm_logs USING btree (session_id, ts) WHERE (session_id IS NOT NULL)
+-- index CREATE INDEX llm_logs_trace_ts ON assay.llm_logs USING btree (trace_id, ts) WHERE (trace_id IS NOT NULL)
 -- index CREATE INDEX llm_logs_ts_id ON assay.llm_logs USING btree (ts, id)
 -- index CREATE INDEX outbox_pending ON assay.outbox USING btree (seq) WHERE (status = 'pending'::text)
 -- index CREATE INDEX quarantine_deployment_created ON assay.quarantine USING btree (deployment, created_at DESC)
@@ -514,6 +551,7 @@
 -- index CREATE INDEX scores_deployment_ts ON assay.scores USING btree (deployment, evaluator, log_ts)
 -- index CREATE INDEX scores_experiment_content ON assay.scores USING btree (evaluator, evaluator_version, content_hash) WHERE ((content_hash IS NOT NULL) AND (status = 'ok'::text) AND starts_with(deployment, 'experiment-'::text))
 -- index CREATE INDEX scores_run ON assay.scores USING btree (run_id)
+-- index CREATE INDEX unit_score_revisions_unit ON assay.unit_score_revisions USING btree (deployment, unit_kind, log_id)
 -- index CREATE INDEX usage_rollups_read ON assay.usage_rollups USING btree (dim, hour)
 -- index CREATE UNIQUE INDEX alerts_pkey ON assay.alerts USING btree (deployment, evaluator, metric, segment)
 -- index CREATE UNIQUE INDEX annotation_queues_name_key ON assay.annotation_queues USING btree (name)

@@ -40,6 +40,8 @@ PAYLOAD_SLOTS: dict[str, tuple[str, ...]] = {
     "anthropic_messages": ("request", "response"),
     "otel_genai": ("attributes",),
 }
+#: Payload columns a format reads when the source maps them (an OTel span's status).
+OPTIONAL_SLOTS: dict[str, tuple[str, ...]] = {"otel_genai": ("status_code", "status_message")}
 #: The money and count ceilings a config may set: what the ledger's numeric columns and a day of
 #: judging can hold. Anything larger is a typo (or an attack on the cap), not a budget.
 MAX_USD = 1_000_000.0
@@ -171,7 +173,8 @@ class SourceConfig(BaseModel):
             self.table = None
         if self.table is None and self.query is None:
             raise ValueError("source needs a `table` or a `query`")
-        allowed = set(canonical_fields()) | set(PAYLOAD_SLOTS[self.format])
+        allowed = {*canonical_fields(), *PAYLOAD_SLOTS[self.format],
+                   *OPTIONAL_SLOTS.get(self.format, ())}  # fmt: skip
         for slot, column in self.columns.items():
             if slot not in allowed:
                 raise ValueError(
@@ -274,12 +277,6 @@ class EvaluatorConfig(BaseModel):
             evaluator = self.build()
         except (UnknownEvaluator, InvalidEvaluatorParams) as exc:
             raise ValueError(str(exc)) from None
-        if isinstance(evaluator, UnitEvaluator) and evaluator.unit == "trace":
-            # Listed by `assay evaluators`, but silently never running would be worse.
-            raise ValueError(
-                f"{self.name!r} evaluates agent traces, which runs do not assemble yet; "
-                "session evaluators (turn_count, repeated_question, ...) work"
-            )
         given = [k for k in JUDGE_SHORTCUTS if getattr(self, k) is not None]
         if given and evaluator.cost is not Cost.PAID:
             raise ValueError(
@@ -595,19 +592,52 @@ class AlertsConfig(BaseModel):
     rules: list[ThresholdRule] = Field(default_factory=list)
 
 
+class SessionEnd(BaseModel):
+    """A logged marker that a conversation is over (e.g. `column: event`, `values: [closed]`):
+    the session is complete when the marker arrives, without waiting for `idle`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str = Field(description="A source column (not a canonical field) holding the marker.")
+    values: list[str] = Field(min_length=1, max_length=20)
+
+    @field_validator("column")
+    @classmethod
+    def _column(cls, value: str) -> str:
+        return check_identifier(value, "sessions.end.column")
+
+
 class SessionsConfig(BaseModel):
-    """When a conversation (turns sharing `session_id`) is complete and evaluated as a unit by
-    the session evaluators the job lists (turn_count, repeated_question, ...)."""
+    """When a conversation (turns sharing `session_id`) or an agent run (steps sharing
+    `trace_id`) is complete and evaluated as a unit by the session and trace evaluators the job
+    lists (turn_count, tool_loop, conversation_resolved, ...)."""
 
     model_config = ConfigDict(extra="forbid")
 
     idle: Duration = Field(
         default=timedelta(minutes=30),
-        description="A session is complete once this long has passed after its last turn.",
+        description="A unit is complete once this long has passed after its last item.",
     )
     lookback: Duration = Field(
         default=timedelta(days=1),
-        description="How far back a run looks for sessions that completed (by their last turn).",
+        description="How far back a run looks for units that completed (by their last item).",
+    )
+    end: SessionEnd | None = Field(
+        default=None, description="A logged marker that ends a session before `idle`."
+    )
+    end_on_root_span: bool = Field(
+        default=True,
+        description="A trace is complete once its root span (no parent) has been logged: "
+        "exporters send a span when it ends, and the root ends last.",
+    )
+    max_steps: int = Field(
+        default=500, ge=1, le=100_000,
+        description="A trace with more steps is quarantined, not judged.",
+    )  # fmt: skip
+    rescore_late: bool = Field(
+        default=False,
+        description="Evaluate a unit again (its next revision) when items arrive after it was "
+        "evaluated; otherwise late items are counted and reported only.",
     )
 
 

@@ -217,7 +217,9 @@ async def process_rows(
             write_page, scores_db, job.deployment, run_id, [], admission.rejects, None, len(rows)
         )
         raise DataContractBroken(problem, admission.summary)
-    records = admission.records
+    # A trace's tool, retrieval and agent steps pass the contract like any row but are not LLM
+    # calls: the trace evaluators read them (tasks/sessions.py), log evaluators do not.
+    records = [r for r in admission.records if r.is_llm_call]
     ctx = EvalContext(deployment=job.deployment, run_id=run_id, judges=judges)
     free, paid = split_by_cost(evaluators)
     scores = await score_records(records, free, ctx)
@@ -254,7 +256,9 @@ async def process_rows(
             len(rows),
             # A duplicate id's repeat is quarantined while its first occurrence is scored: the
             # quarantine row documents the duplicate and must stay.
-            admitted=sorted({r.id for r in records} - {r.log_id for r in admission.rejects}),
+            admitted=sorted(
+                {r.id for r in admission.records} - {r.log_id for r in admission.rejects}
+            ),
             usage=records,
             # The calls behind these scores become spend in the same transaction.
             also=(lambda conn: gate.ledger.apply(conn, settled)) if gate and settled else None,

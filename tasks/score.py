@@ -41,6 +41,7 @@ class ScoreRow(BaseModel):
     environment: str | None
     content_hash: str | None = None
     unit_kind: str = "log"  # log, session or trace
+    unit_revision: int = 1  # a unit evaluated again (late turns) is its next revision
 
 
 SCORE_COLUMNS: tuple[str, ...] = tuple(ScoreRow.model_fields)

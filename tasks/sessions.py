@@ -1,13 +1,16 @@
-"""Sessions as units of evaluation: a conversation is evaluated once, when it is complete (no
-turn for `sessions.idle`), by the first run whose window sees it complete, however many windows
-its turns span. Free session evaluators score every complete session; session judges a
-deterministic sample of them (the job's sampling rate and seed, by session id), through the
-run's judge runtime and spend ledger. Scores are keyed by unit kind and id, and
-`unit_evaluations` records that a session was evaluated in the same transaction (with the spend
-of its judge calls), so a rerun or a crash-and-rerun evaluates nothing twice. Turns that arrive
-after their session was evaluated are counted as late, not scored."""
+"""Sessions and traces as units of evaluation: a conversation (turns sharing `session_id`) or an
+agent run (steps sharing `trace_id`) is evaluated once, when it is complete (no item for
+`sessions.idle`, or an end marker logged), by the first run whose window sees it complete,
+however many windows its items span. Free unit evaluators score every complete unit; unit
+judges a deterministic sample of them (the job's sampling rate and seed, by unit id), through
+the run's judge runtime and spend ledger. Scores are keyed by unit kind and id, and
+`unit_evaluations` records that a unit was evaluated in the same transaction (with the spend of
+its judge calls), so a rerun or a crash-and-rerun evaluates nothing twice. Items that arrive
+after their unit was evaluated are counted as late; with `sessions.rescore_late` the unit is
+evaluated again as its next revision (its earlier scores move to `unit_score_revisions`)."""
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -19,8 +22,9 @@ from evaluators.base import Score
 from evaluators.heuristics.units import UnitEvaluator
 from evaluators.judges.builtin import UNSCORED_BUDGET
 from evaluators.judges.client import JudgeRuntime
-from evaluators.judges.sessions import SessionJudge
-from evaluators.units import Session
+from evaluators.judges.sessions import UnitJudge
+from evaluators.records import LogRecord
+from evaluators.units import Session, Trace, UnitKind
 from tasks.budget.ledger import LedgerGate
 from tasks.budget.sampling import inclusion_weight, sampled
 from tasks.config import EvalJob
@@ -28,92 +32,151 @@ from tasks.score import MAX_REASON_CHARS, ScoreRow
 from tasks.store.persist import copy_scores
 from tasks.store.sql import query
 from tasks.warehouse.normalize import normalize_rows
-from tasks.warehouse.source import completed_sessions, rows_by_session
-from tasks.warehouse.units import assemble_sessions
+from tasks.warehouse.source import UNIT_SLOTS, UnitEnd, completed_units, rows_by_unit
+from tasks.warehouse.units import UnitReject, assemble_sessions, assemble_traces_of
 
-#: Sessions read and written per transaction.
+#: Units read and written per transaction.
 CHUNK = 500
+UNIT_KINDS: tuple[UnitKind, ...] = ("session", "trace")
 
 
-class SessionOutcome(BaseModel):
+class UnitOutcome(BaseModel):
+    """What one run did with the units of one kind (run details `sessions` / `traces`)."""
+
     evaluated: int = 0
-    judged: int = 0  # session-judge verdicts (sampled)
-    unscored_budget: dict[str, int] = {}  # judge -> sampled sessions the budget left unjudged
-    rejected: dict[str, str] = {}  # session id -> why it cannot be evaluated
-    late_turns: int = 0
+    rescored: int = 0  # evaluated again as a new revision (rescore_late)
+    judged: int = 0  # unit-judge verdicts (sampled)
+    unscored_budget: dict[str, int] = {}  # judge -> sampled units the budget left unjudged
+    rejected: dict[str, str] = {}  # unit id -> why it cannot be evaluated (quarantined)
+    skipped: dict[str, str] = {}  # unit id -> why there is nothing to evaluate
+    incomplete: int = 0  # traces evaluated with a step whose parent never arrived
+    late_items: int = 0
     scored: int = 0
     first_ended: datetime | None = None  # for the rollup hours the run refreshes
     note: str | None = None  # why nothing could be looked at
 
 
-def session_evaluators(job: EvalJob) -> list[UnitEvaluator]:
+class Unit(BaseModel):
+    """An assembled session or trace, with what its scores carry."""
+
+    kind: UnitKind
+    unit: Session | Trace
+    unit_id: str
+    last_ts: datetime
+    items: int
+    segment: dict[str, str | None]
+
+
+def evaluators_of(job: EvalJob, kind: UnitKind) -> list[UnitEvaluator]:
     built = (cfg.build() for cfg in job.evaluators)
-    return [e for e in built if isinstance(e, UnitEvaluator) and e.unit == "session"]
+    return [e for e in built if isinstance(e, UnitEvaluator) and e.unit == kind]
 
 
-def session_judges(job: EvalJob) -> list[SessionJudge]:
-    return [e for e in session_evaluators(job) if isinstance(e, SessionJudge)]
+def session_evaluators(job: EvalJob) -> list[UnitEvaluator]:
+    return [e for kind in UNIT_KINDS for e in evaluators_of(job, kind)]
 
 
-def session_row(
+def session_judges(job: EvalJob) -> list[UnitJudge]:
+    """Every session and trace judge of the job (their routes join the run's runtime)."""
+    return [e for e in session_evaluators(job) if isinstance(e, UnitJudge)]
+
+
+def unit_row(
     deployment: str,
-    session: Session,
+    unit: Unit,
     evaluator: UnitEvaluator,
     score: Score,
     run_id: str,
     weight: float = 1.0,
+    revision: int = 1,
 ) -> ScoreRow:
-    first = session.turns[0]
     return ScoreRow(
-        deployment=deployment, unit_kind="session", log_id=session.session_id,
-        evaluator=evaluator.name, evaluator_version=evaluator.evaluator_version,
-        log_ts=session.ended_at, judge_model=score.judge_model, status=score.status,
+        deployment=deployment, unit_kind=unit.kind, log_id=unit.unit_id,
+        evaluator=evaluator.score_name, evaluator_version=evaluator.evaluator_version,
+        log_ts=unit.last_ts, judge_model=score.judge_model, status=score.status,
         score=score.score, passed=score.passed, label=score.label,
         reason=score.reason[:MAX_REASON_CHARS] if score.reason else None,
         cost_usd=score.cost_usd, tokens=score.tokens, latency_ms=score.latency_ms,
-        weight=weight, run_id=run_id, **first.segment(),
+        weight=weight, run_id=run_id, unit_revision=revision, **unit.segment,
     )  # fmt: skip
 
 
 def free_rows(
-    deployment: str, session: Session, evaluators: list[UnitEvaluator], run_id: str
+    deployment: str, unit: Unit, evaluators: list[UnitEvaluator], run_id: str, revision: int = 1
 ) -> list[ScoreRow]:
     rows = []
     for evaluator in evaluators:
         try:
-            score = evaluator.evaluate(session)
+            score = evaluator.evaluate(unit.unit)
         except Exception as exc:  # an evaluator bug costs one row, not the run
             score = Score.error(f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS])
-        rows.append(session_row(deployment, session, evaluator, score, run_id))
+        rows.append(unit_row(deployment, unit, evaluator, score, run_id, revision=revision))
     return rows
 
 
 async def judged_rows(
     job: EvalJob,
-    sessions: list[Session],
-    judges: list[SessionJudge],
+    units: list[Unit],
+    judges: list[UnitJudge],
     runtime: JudgeRuntime | None,
     run_id: str,
+    revisions: dict[str, int],
 ) -> list[ScoreRow]:
-    """The session judges' verdicts on their sample of these sessions (a refused budget is a
+    """The unit judges' verdicts on their sample of these units (a refused budget is a
     skipped row, counted like a log's; a failed call an error row: nothing is guessed)."""
     rate, seed = job.sampling.rate, job.sampling.seed
-    work = [(s, j) for j in judges for s in sessions
-            if sampled(seed, j.name, s.session_id, rate)]  # fmt: skip
-    if not work:
-        return []
-    if runtime is None:
-        return [session_row(job.deployment, s, j, Score.error("no judge runtime"), run_id)
-                for s, j in work]  # fmt: skip
+    work = [(u, j) for j in judges for u in units
+            if sampled(seed, j.name, u.unit_id, rate)]  # fmt: skip
 
-    async def one(session: Session, judge: SessionJudge) -> ScoreRow:
-        try:
-            score = await judge.judge(session, runtime)
-        except Exception as exc:  # the judge path raised: this unit's error, not the run's
-            score = Score.error(f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS])
-        return session_row(job.deployment, session, judge, score, run_id, inclusion_weight(rate))
+    async def one(unit: Unit, judge: UnitJudge) -> ScoreRow:
+        if runtime is None:
+            score = Score.error("no judge runtime")
+        else:
+            try:
+                score = await judge.judge(unit.unit, runtime)
+            except Exception as exc:  # the judge path raised: this unit's error, not the run's
+                score = Score.error(f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS])
+        return unit_row(job.deployment, unit, judge, score, run_id, inclusion_weight(rate),
+                        revisions.get(unit.unit_id, 1))  # fmt: skip
 
-    return list(await asyncio.gather(*(one(s, j) for s, j in work)))
+    return list(await asyncio.gather(*(one(u, j) for u, j in work)))
+
+
+def assemble(
+    kind: UnitKind, records: list[LogRecord], max_steps: int
+) -> tuple[list[Unit], list[UnitReject], dict[str, str]]:
+    """Units of these records, the ones refused (with why), and the ones with nothing to
+    evaluate (a trace with no LLM call). Segments come from the unit's first LLM call."""
+    calls = sorted((r for r in records if r.is_llm_call), key=lambda r: (r.ts, r.id))
+    key = UNIT_SLOTS[kind]
+    first: dict[str, LogRecord] = {}
+    for record in calls:
+        first.setdefault(getattr(record, key) or "", record)
+    last: dict[str, datetime] = {}
+    for record in records:
+        unit_id = getattr(record, key) or ""
+        last[unit_id] = max(record.ts, last.get(unit_id, record.ts))
+    skipped: dict[str, str] = {}
+    found: list[Session | Trace]
+    if kind == "session":
+        # A conversation's turns are its LLM calls; its tool spans belong to traces.
+        sessions, rejects = assemble_sessions(calls)
+        found = list(sessions)
+    else:
+        traces, rejects = assemble_traces_of(records, max_steps)
+        found = []
+        for trace in traces:
+            if trace.llm_calls:
+                found.append(trace)
+            else:
+                skipped[trace.trace_id] = "no LLM call in this trace: nothing to evaluate"
+    units = []
+    for unit in found:
+        unit_id = unit.session_id if isinstance(unit, Session) else unit.trace_id
+        items = len(unit.turns) if isinstance(unit, Session) else len(unit.steps)
+        units.append(Unit(kind=kind, unit=unit, unit_id=unit_id, last_ts=last[unit_id],
+                          items=items, segment=first[unit_id].segment()))  # fmt: skip
+    return units, rejects, skipped
 
 
 def _settle(gate: LedgerGate, settled: list[Any]) -> Callable[[sa.Connection], None]:
@@ -121,132 +184,194 @@ def _settle(gate: LedgerGate, settled: list[Any]) -> Callable[[sa.Connection], N
     return lambda conn: gate.ledger.apply(conn, settled)
 
 
-def _evaluated(engine: sa.Engine, deployment: str, ids: list[str]) -> dict[str, Any]:
+def _evaluated(
+    engine: sa.Engine, deployment: str, kind: UnitKind, ids: list[str]
+) -> dict[str, Any]:
     with engine.connect() as conn:
         return {
             row.unit_id: row
             for row in conn.execute(
                 sa.text(query("units", "evaluated_units")),
-                {"deployment": deployment, "unit_kind": "session", "unit_ids": ids},
+                {"deployment": deployment, "unit_kind": kind, "unit_ids": ids},
             )
         }
+
+
+def _quarantine_entries(
+    kind: UnitKind, rejects: list[UnitReject], last: dict[str, Any]
+) -> list[dict[str, Any]]:
+    return [{
+        "log_id": f"{kind}:{r.unit_id}", "log_ts": last.get(r.unit_id), "stage": "unit",
+        "reasons": json.dumps(r.reasons), "expectations": [],
+        "raw": json.dumps({"unit_kind": kind, "unit_id": r.unit_id}),
+    } for r in rejects]  # fmt: skip
+
+
+class UnitWrite(BaseModel):
+    """One chunk's writes, committed together."""
+
+    kind: UnitKind
+    rows: list[ScoreRow]
+    units: list[dict[str, Any]]
+    quarantine: list[dict[str, Any]]
+    rescored: list[str]
 
 
 def _write(
     engine: sa.Engine,
     deployment: str,
     run_id: str,
-    rows: list[ScoreRow],
-    units: list[dict[str, Any]],
+    write: UnitWrite,
     also: Callable[[sa.Connection], None] | None,
 ) -> int:
-    """Scores, the record that their units were evaluated, and the spend of the judge calls
-    behind them, in one transaction."""
+    """Scores, the record that their units were evaluated (or refused, or skipped), the
+    quarantine entries of refused units, and the spend of the judge calls behind the scores,
+    in one transaction. A rescored unit's earlier scores move to `unit_score_revisions`."""
+    unit = {"deployment": deployment, "unit_kind": write.kind}
     with engine.begin() as conn:
         if also is not None:
             also(conn)
-        scored = copy_scores(conn, rows)
-        if units:
+        if write.rescored:
+            conn.execute(sa.text(query("units", "archive_unit_scores")),
+                         {**unit, "unit_ids": write.rescored})  # fmt: skip
+        scored = copy_scores(conn, write.rows)
+        if write.units:
             conn.execute(sa.text(query("units", "record_unit")),
-                         [{**u, "deployment": deployment, "unit_kind": "session",
-                           "run_id": run_id} for u in units])  # fmt: skip
+                         [{**u, **unit, "run_id": run_id} for u in write.units])  # fmt: skip
+        if write.quarantine:
+            conn.execute(sa.text(query("persist", "insert_quarantine")),
+                         [{**q, "deployment": deployment, "run_id": run_id}
+                          for q in write.quarantine])  # fmt: skip
     return scored
 
 
-async def evaluate_completed_sessions(
+async def evaluate_completed_units(
     job: EvalJob,
+    kind: UnitKind,
     scores_db: sa.Engine,
     source_db: sa.Engine,
     run_id: str,
     until: datetime,
     runtime: JudgeRuntime | None = None,
-) -> SessionOutcome:
-    """Evaluate every session complete by `until` (its last turn at most `until - idle`) that
-    has not been evaluated, and count late turns of those that were."""
-    evaluators = session_evaluators(job)
-    outcome = SessionOutcome()
+) -> UnitOutcome:
+    """Evaluate every unit of `kind` complete by `until` that has not been evaluated (or, with
+    `rescore_late`, that gained items since), and count late items of the others."""
+    evaluators = evaluators_of(job, kind)
+    outcome = UnitOutcome()
     if not evaluators:
         return outcome
-    if "session_id" not in job.source.column_mapping():
+    slot = UNIT_SLOTS[kind]
+    if slot not in job.source.column_mapping():
         outcome.note = (
-            "the source has no session_id column (map one under source.columns): the session "
+            f"the source has no {slot} column (map one under source.columns): the {kind} "
             "evaluators have nothing to score"
         )
         return outcome
-    judges = [e for e in evaluators if isinstance(e, SessionJudge)]
-    free = [e for e in evaluators if not isinstance(e, SessionJudge)]
+    judges = [e for e in evaluators if isinstance(e, UnitJudge)]
+    free = [e for e in evaluators if not isinstance(e, UnitJudge)]
     gate = runtime.gate if runtime is not None and isinstance(runtime.gate, LedgerGate) else None
+    settings = job.sessions
+    end = UnitEnd(
+        column=settings.end.column if settings.end and kind == "session" else None,
+        values=settings.end.values if settings.end and kind == "session" else [],
+        root_span=kind == "trace" and settings.end_on_root_span,
+    )
 
     def find() -> tuple[list[dict[str, Any]], dict[str, Any]]:
         with source_db.connect() as conn:
-            found = completed_sessions(conn, job.source, until - job.sessions.lookback, until,
-                                       job.sessions.idle)  # fmt: skip
-        return found, _evaluated(scores_db, job.deployment, [c["session_id"] for c in found])
+            found = completed_units(conn, job.source, kind, until - settings.lookback, until,
+                                    settings.idle, end)  # fmt: skip
+        return found, _evaluated(scores_db, job.deployment, kind, [c["unit_id"] for c in found])
 
     complete, known = await asyncio.to_thread(find)
-    by_id = {c["session_id"]: c for c in complete}
-    todo = [sid for sid in by_id if sid not in known]
+    by_id = {c["unit_id"]: c for c in complete}
+    late = [u for u, c in by_id.items() if u in known and c["last_ts"] > known[u].last_ts]
+    revisions = {u: known[u].revision + 1 for u in late} if settings.rescore_late else {}
+    todo = [u for u in by_id if u not in known] + list(revisions)
     for start in range(0, len(todo), CHUNK):
         ids = todo[start : start + CHUNK]
 
         def read(ids: list[str] = ids) -> list[dict[str, Any]]:
             with source_db.connect() as conn:
-                return rows_by_session(conn, job.source, ids, until)
+                return rows_by_unit(conn, job.source, kind, ids, until)
 
-        # Bad rows are the log pass's business (quarantined there); a session is its good turns.
+        # Bad rows are the log pass's business (quarantined there); a unit is its good items.
         records, _bad_rows = normalize_rows(await asyncio.to_thread(read), job.source.format)
-        sessions, rejects = assemble_sessions(records)
-        rows = [r for s in sessions for r in free_rows(job.deployment, s, free, run_id)]
+        units, rejects, skipped = assemble(kind, records, settings.max_steps)
+        accounted = {u.unit_id for u in units} | {r.unit_id for r in rejects} | set(skipped)
+        for unit_id in ids:
+            if unit_id not in accounted:  # recorded, or every run would look at it again
+                skipped[unit_id] = (f"no readable LLM call in this {kind} (its rows are "
+                                    "quarantined, or none is an LLM call)")  # fmt: skip
+        rows = [
+            row
+            for u in units
+            for row in free_rows(job.deployment, u, free, run_id, revisions.get(u.unit_id, 1))
+        ]
         verdicts = []
-        for row in await judged_rows(job, sessions, judges, runtime, run_id):
+        for row in await judged_rows(job, units, judges, runtime, run_id, revisions):
             if row.label == UNSCORED_BUDGET:  # counted, not written (as for logs)
                 left = outcome.unscored_budget
                 left[row.evaluator] = left.get(row.evaluator, 0) + 1
             else:
                 verdicts.append(row)
-        units = [{"unit_id": s.session_id, "last_ts": s.ended_at, "items": len(s.turns),
-                  "status": "evaluated", "reason": None} for s in sessions]  # fmt: skip
-        units += [{"unit_id": r.unit_id, "last_ts": by_id[r.unit_id]["last_ts"], "items": 0,
-                   "status": "rejected", "reason": "; ".join(r.reasons)[:MAX_REASON_CHARS]}
-                  for r in rejects]  # fmt: skip
+        last = {u: by_id[u]["last_ts"] for u in ids}
+        records_of = [{"unit_id": u.unit_id, "last_ts": last[u.unit_id], "items": u.items,
+                       "status": "evaluated", "reason": None,
+                       "revision": revisions.get(u.unit_id, 1)} for u in units]  # fmt: skip
+        records_of += [{"unit_id": r.unit_id, "last_ts": last[r.unit_id], "items": 0,
+                        "status": "rejected", "reason": "; ".join(r.reasons)[:MAX_REASON_CHARS],
+                        "revision": revisions.get(r.unit_id, 1)} for r in rejects]  # fmt: skip
+        records_of += [{"unit_id": u, "last_ts": last[u], "items": 0, "status": "skipped",
+                        "reason": why, "revision": revisions.get(u, 1)}
+                       for u, why in skipped.items()]  # fmt: skip
+        write = UnitWrite(
+            kind=kind, rows=rows + verdicts, units=records_of,
+            quarantine=_quarantine_entries(kind, rejects, last),
+            rescored=[u for u in ids if u in revisions],
+        )  # fmt: skip
         settled = gate.take() if gate is not None else []
         spend = _settle(gate, settled) if gate and settled else None
         outcome.scored += await asyncio.to_thread(
-            _write, scores_db, job.deployment, run_id, rows + verdicts, units, spend
+            _write, scores_db, job.deployment, run_id, write, spend
         )
-        outcome.evaluated += len(sessions)
+        outcome.evaluated += sum(u.unit_id not in revisions for u in units)
+        outcome.rescored += sum(u.unit_id in revisions for u in units)
         outcome.judged += sum(r.status == "ok" for r in verdicts)
+        outcome.incomplete += sum(isinstance(u.unit, Trace) and u.unit.incomplete for u in units)
         outcome.rejected.update({r.unit_id: "; ".join(r.reasons) for r in rejects})
-        if sessions:
-            first = min(s.ended_at for s in sessions)
+        outcome.skipped.update(skipped)
+        if units:
+            first = min(u.last_ts for u in units)
             outcome.first_ended = min(first, outcome.first_ended or first)
-    late = [c for sid, c in by_id.items() if sid in known and c["last_ts"] > known[sid].last_ts]
-    if late:
-        outcome.late_turns = await asyncio.to_thread(
-            _count_late, job, scores_db, source_db, late, known, until
+    if late and not settings.rescore_late:
+        outcome.late_items = await asyncio.to_thread(
+            _count_late, job, kind, scores_db, source_db, [by_id[u] for u in late], known, until
         )
     return outcome
 
 
 def _count_late(
     job: EvalJob,
+    kind: UnitKind,
     scores_db: sa.Engine,
     source_db: sa.Engine,
     late: list[dict[str, Any]],
     known: dict[str, Any],
     until: datetime,
 ) -> int:
-    """Record how many turns each evaluated session gained since; the newly seen ones."""
+    """Record how many items each evaluated unit gained since; the newly seen ones."""
     with source_db.connect() as conn:
-        raw = rows_by_session(conn, job.source, [c["session_id"] for c in late], until)
+        raw = rows_by_unit(conn, job.source, kind, [c["unit_id"] for c in late], until)
     records, _bad = normalize_rows(raw, job.source.format)
     counts: dict[str, int] = {}
     for r in records:
-        if r.session_id in known and r.ts > known[r.session_id].last_ts:
-            counts[r.session_id] = counts.get(r.session_id, 0) + 1
+        unit_id = getattr(r, UNIT_SLOTS[kind])
+        if unit_id in known and r.ts > known[unit_id].last_ts:
+            counts[unit_id] = counts.get(unit_id, 0) + 1
     with scores_db.begin() as conn:
-        for session_id, n in counts.items():
+        for unit_id, n in counts.items():
             conn.execute(sa.text(query("units", "record_late")), {
-                "deployment": job.deployment, "unit_kind": "session", "unit_id": session_id,
+                "deployment": job.deployment, "unit_kind": kind, "unit_id": unit_id,
                 "late_items": n})  # fmt: skip
-    return sum(max(0, n - known[s].late_items) for s, n in counts.items())
+    return sum(max(0, n - known[u].late_items) for u, n in counts.items())

@@ -170,8 +170,51 @@ def user_frustration(f: dict[str, str]) -> tuple[float, str]:
     return 0.9, "no sign of frustration"
 
 
+_TOOL_LINE = re.compile(r"^\s*\[tool(?: (?P<name>[^\]]*))?\](?P<rest>.*)$")
+
+
+def _tool_calls(transcript: str) -> list[tuple[str, str, bool]]:
+    """(tool, arguments, failed) of each tool step in a trace transcript."""
+    calls = []
+    for line in transcript.splitlines():
+        if found := _TOOL_LINE.match(line):
+            rest = found["rest"]
+            given = rest.split(" | ", 1)[0].removeprefix(" in: ")
+            calls.append((found["name"] or "?", given, "ERROR:" in rest))
+    return calls
+
+
+def agent_goal_completed(f: dict[str, str]) -> tuple[float, str]:
+    transcript = f.get("transcript", "")
+    calls = _tool_calls(transcript)
+    llm = [line for line in transcript.splitlines() if line.lstrip().startswith("[llm")]
+    if not llm or "out: " not in llm[-1]:
+        return 0.1, "the agent run ends without an answer"
+    if calls and calls[-1][2]:
+        return 0.3, "the run's last tool call failed and the answer came anyway"
+    if _DEFLECTION.search(llm[-1]):
+        return 0.2, "the final answer deflects instead of acting"
+    return 0.85, "the final answer follows the steps' results"
+
+
+def tool_use_correct(f: dict[str, str]) -> tuple[float, str]:
+    calls = _tool_calls(f.get("transcript", ""))
+    if not calls:
+        return 0.8, "no tool calls to judge"
+    repeats = max(sum(1 for c in calls if c[:2] == call[:2]) for call in calls)
+    failed = sum(c[2] for c in calls)
+    if repeats > 3:
+        return 0.15, f"the same tool call repeated {repeats} times"
+    if failed * 2 > len(calls):
+        return 0.35, f"{failed} of {len(calls)} tool calls failed"
+    return 0.9, f"{len(calls)} tool call(s), used sensibly"
+
+
 HEURISTICS["conversation_resolved"] = conversation_resolved
 HEURISTICS["user_frustration"] = user_frustration
+HEURISTICS["agent_goal_completed"] = agent_goal_completed
+HEURISTICS["tool_use_correct"] = tool_use_correct
+HEURISTICS["session_rubric"] = conversation_resolved
 
 
 def heuristic_verdict(messages: list[dict[str, Any]]) -> dict[str, Any]:

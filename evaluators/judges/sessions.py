@@ -1,25 +1,25 @@
-"""LLM judges of whole conversations: they read the session's transcript (compact, fenced like a
-log's fields, cut from the middle when over `transcript_chars`) and answer like any judge,
-through the run's judge runtime (limits, retries, breaker, spend ledger)."""
+"""LLM judges of whole conversations and agent runs: they read the unit's transcript (compact,
+fenced like a log's fields, cut from the middle when over `transcript_chars`) and answer like
+any judge, through the run's judge runtime (limits, retries, breaker, spend ledger)."""
 
+import re
 from functools import cached_property
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, field_validator
 
 from evaluators.base import Cost, Score
 from evaluators.heuristics.units import UnitEvaluator, unit_evaluator
 from evaluators.judges.builtin import DEFAULT_JUDGE, judge_version, score_of
 from evaluators.judges.client import Endpoint, JudgeRoute, JudgeRuntime
 from evaluators.judges.keys import KeyEnvName
-from evaluators.judges.prompting import load_template, render
+from evaluators.judges.prompting import USER_SPLIT, load_template, render
 from evaluators.units import Session, Trace, transcript_text
 
 
-class SessionJudge(UnitEvaluator):
-    """Base of the session judges."""
+class UnitJudge(UnitEvaluator):
+    """Base of the session and trace judges."""
 
-    unit = "session"
     cost: ClassVar[Cost] = Cost.PAID
     template_name: ClassVar[str]
     default_threshold: ClassVar[float] = 0.5
@@ -39,10 +39,13 @@ class SessionJudge(UnitEvaluator):
     def threshold(self) -> float:
         return self.default_threshold if self.pass_threshold is None else self.pass_threshold
 
+    def template(self) -> str:
+        return load_template(self.template_name)
+
     @cached_property
     def evaluator_version(self) -> str:
         return judge_version(self.version, {
-            "template": load_template(self.template_name), "model": self.model,
+            "template": self.template(), "model": self.model,
             "threshold": self.threshold, "temperature": self.temperature,
             "max_output_tokens": self.max_output_tokens, "transcript_chars": self.transcript_chars,
         })  # fmt: skip
@@ -58,15 +61,25 @@ class SessionJudge(UnitEvaluator):
             structured_output="auto",
         )
 
-    def messages(self, session: Session) -> list[dict[str, str]]:
-        text = transcript_text(session, self.transcript_chars)
-        return render(load_template(self.template_name), {"transcript": text}, self.name)
+    def messages(self, unit: Session | Trace) -> list[dict[str, str]]:
+        text = transcript_text(unit, self.transcript_chars)
+        return render(self.template(), {"transcript": text}, self.score_name)
 
     def check(self, unit: Session | Trace) -> Score:
         return Score.error("a judge needs the run's judge runtime (use `judge`)")
 
-    async def judge(self, session: Session, runtime: JudgeRuntime) -> Score:
-        return score_of(await runtime.judge(self.route, self.messages(session)), self.threshold)
+    async def judge(self, unit: Session | Trace, runtime: JudgeRuntime) -> Score:
+        if isinstance(unit, Trace) and not unit.llm_calls:
+            return Score.skipped("no LLM call in this trace")
+        return score_of(await runtime.judge(self.route, self.messages(unit)), self.threshold)
+
+
+class SessionJudge(UnitJudge):
+    unit = "session"
+
+
+class TraceJudge(UnitJudge):
+    unit = "trace"
 
 
 @unit_evaluator
@@ -83,3 +96,70 @@ class UserFrustration(SessionJudge):
 
     name = "user_frustration"
     template_name = "user_frustration"
+
+
+@unit_evaluator
+class AgentGoalCompleted(TraceJudge):
+    """LLM judge: did the agent run achieve what it was asked (its final answer, its steps)?"""
+
+    name = "agent_goal_completed"
+    template_name = "agent_goal_completed"
+
+
+@unit_evaluator
+class ToolUseCorrect(TraceJudge):
+    """LLM judge: did the agent pick the right tools, with sensible arguments, and use results?"""
+
+    name = "tool_use_correct"
+    template_name = "tool_use_correct"
+
+
+SESSION_RUBRIC_PREAMBLE = (
+    "You grade one whole conversation between a user and an AI assistant against the team's "
+    "own rubric, given in the next message together with the transcript. Apply the rubric "
+    "literally; score 1 when the conversation fully meets it and 0 when it clearly fails."
+)
+_RUBRIC_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
+
+
+@unit_evaluator
+class SessionRubric(SessionJudge):
+    """LLM judge of a whole conversation with your own rubric (scores named session_rubric:<id>).
+
+    The template uses {transcript}: the conversation, turn by turn, fenced."""
+
+    name = "session_rubric"
+    template_name = "session_rubric"  # unused: the rubric's template is the job's own text
+    model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
+
+    id: str = Field(description="Names this rubric's scores: evaluator = session_rubric:<id>.")
+    template_text: str = Field(
+        alias="template", min_length=20,
+        description="The rubric, with {transcript} where the conversation goes.",
+    )  # fmt: skip
+
+    @field_validator("id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        if not _RUBRIC_ID.match(value):
+            raise ValueError("id must be lowercase letters, digits, '-' or '_' (max 41)")
+        return value
+
+    @field_validator("template_text")
+    @classmethod
+    def _reads_the_transcript(cls, value: str) -> str:
+        if "{transcript}" not in value:
+            raise ValueError("template must use {transcript} (where the conversation goes)")
+        stray = set(re.findall(r"\{([^{}]*)\}", value)) - {"transcript"}
+        if stray:
+            raise ValueError(
+                f"template may only use {{transcript}}, not {', '.join(sorted(stray))}"
+            )
+        return value
+
+    @property
+    def score_name(self) -> str:
+        return f"session_rubric:{self.id}"
+
+    def template(self) -> str:
+        return SESSION_RUBRIC_PREAMBLE + USER_SPLIT + self.template_text

@@ -27,7 +27,7 @@ def copy_rows(
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
     with driver.cursor() as cur, cur.copy(statement) as copy:
         for row in rows:
-            copy.write_row(tuple(row[c] for c in columns))
+            copy.write_row(tuple(row.get(c) for c in columns))  # absent: NULL
             count += 1
             if progress and count % every == 0:
                 progress(every)
@@ -39,7 +39,8 @@ def copy_rows(
 SUPPORT_COLUMNS = [
     "id", "ts", "prompt", "response", "context", "model", "provider", "prompt_slug", "topic",
     "customer_id", "user_id", "session_id", "environment", "input_tokens", "output_tokens",
-    "latency_ms", "cost_usd", "status", "feedback", "metadata",
+    "latency_ms", "cost_usd", "status", "feedback", "metadata", "trace_id", "span_id",
+    "parent_span_id", "step_kind",
 ]  # fmt: skip
 
 

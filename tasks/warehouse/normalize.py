@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from evaluators.errors import validation_problems
-from evaluators.records import LogRecord, canonical_fields
+from evaluators.records import LogRecord, StepKind, canonical_fields
 from tasks.redact import redact
 from tasks.warehouse.sanitize import (
     UnreadableJson,
@@ -183,25 +183,68 @@ def _otel_messages(attributes: dict[str, Any], new_key: str, legacy_key: str) ->
     return "\n\n".join(str(v) for _, v in flattened) if flattened else None
 
 
+#: `gen_ai.operation.name` values and the step kind they are (absent: an LLM call).
+OPERATION_KINDS: dict[str, StepKind] = {
+    "chat": "llm", "text_completion": "llm", "generate_content": "llm", "embeddings": "llm",
+    "execute_tool": "tool", "invoke_agent": "agent", "create_agent": "agent",
+    "retrieval": "retrieval", "retrieve": "retrieval",
+}  # fmt: skip
+
+
+def _attribute_text(attributes: dict[str, Any], key: str) -> str | None:
+    value = attributes.get(key)
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def _otel_step(attributes: dict[str, Any], kind: StepKind, fields: dict[str, Any]) -> None:
+    """A tool, retrieval or agent span: a step of its trace, not an LLM call. Its input and
+    output become prompt and response (the trace's transcript reads them), its name metadata."""
+    if kind == "tool":
+        name = attributes.get("gen_ai.tool.name")
+        given = _attribute_text(attributes, "gen_ai.tool.call.arguments")
+        result = _attribute_text(attributes, "gen_ai.tool.call.result")
+    else:
+        name = attributes.get("gen_ai.agent.name") or attributes.get("gen_ai.data_source.id")
+        given = _otel_messages(attributes, "gen_ai.input.messages", "gen_ai.prompt")
+        result = _otel_messages(attributes, "gen_ai.output.messages", "gen_ai.completion")
+    fields["prompt"] = given or ""
+    fields["response"] = result
+    if name is not None:
+        fields["metadata"] = {**fields.get("metadata", {}), "step_name": str(name)[:200]}
+
+
 def from_otel_genai(row: Row) -> dict[str, Any]:
     attributes = _json(row.get("attributes"), "attributes")
     if not isinstance(attributes, dict):
         raise PayloadError("attributes is not an object")
     fields = _passthrough(row, ("attributes",))
-    prompt = _otel_messages(attributes, "gen_ai.input.messages", "gen_ai.prompt")
-    if prompt is None:
-        raise PayloadError("no prompt content in the span attributes")
-    fields["prompt"] = prompt
-    fields["response"] = _otel_messages(attributes, "gen_ai.output.messages", "gen_ai.completion")
+    operation = str(attributes.get("gen_ai.operation.name", "chat"))
+    kind = OPERATION_KINDS.get(operation, "other")
+    fields.setdefault("step_kind", kind)
     fields["model"] = attributes.get("gen_ai.response.model") or attributes.get(
         "gen_ai.request.model"
     )
     fields["provider"] = attributes.get("gen_ai.provider.name") or attributes.get("gen_ai.system")
     fields["input_tokens"] = attributes.get("gen_ai.usage.input_tokens")
     fields["output_tokens"] = attributes.get("gen_ai.usage.output_tokens")
-    if attributes.get("error.type"):
+    if kind == "llm":
+        prompt = _otel_messages(attributes, "gen_ai.input.messages", "gen_ai.prompt")
+        if prompt is None:
+            raise PayloadError("no prompt content in the span attributes")
+        fields["prompt"] = prompt
+        fields["response"] = _otel_messages(
+            attributes, "gen_ai.output.messages", "gen_ai.completion"
+        )
+    else:
+        _otel_step(attributes, kind, fields)
+    error = attributes.get("error.type") or (
+        row.get("status_message") if row.get("status_code") == "ERROR" else None
+    )
+    if error:
         fields["status"] = "error"
-        fields["metadata"] = {"error": str(attributes["error.type"])[:500]}
+        fields["metadata"] = {**fields.get("metadata", {}), "error": str(error)[:500]}
     if "gen_ai.conversation.id" in attributes:
         fields.setdefault("session_id", str(attributes["gen_ai.conversation.id"]))
     return fields

@@ -46,12 +46,16 @@ def _relation(source: SourceConfig, columns: set[str]) -> sa.FromClause:
 
 
 def _mapped_select(
-    source: SourceConfig,
+    source: SourceConfig, extra: tuple[str, ...] = ()
 ) -> tuple[sa.Select[Any], sa.ColumnElement[Any], sa.ColumnElement[Any]]:
-    """SELECT of every mapped slot (labelled by slot), with the id and ts columns."""
+    """SELECT of every mapped slot (labelled by slot), with the id and ts columns; `extra`
+    source columns are selected too, under their own names prefixed by `extra_`."""
     mapping = source.column_mapping()
-    relation = _relation(source, set(mapping.values()) | set(source.filters))
-    stmt = sa.select(*(relation.c[column].label(slot) for slot, column in mapping.items()))
+    relation = _relation(source, set(mapping.values()) | set(source.filters) | set(extra))
+    stmt = sa.select(
+        *(relation.c[column].label(slot) for slot, column in mapping.items()),
+        *(relation.c[column].label(f"extra_{column}") for column in extra),
+    )
     for column, value in source.filters.items():
         if isinstance(value, list):
             stmt = stmt.where(relation.c[column].in_(value))
@@ -165,38 +169,70 @@ def rows_by_id(
     return read_rows(conn, source, stmt.order_by(ts_col, id_col), {})
 
 
-def completed_sessions(
-    conn: sa.Connection, source: SourceConfig, since: datetime, until: datetime, idle: Any
+#: The source slot that holds each unit kind's id.
+UNIT_SLOTS = {"session": "session_id", "trace": "trace_id"}
+
+
+class UnitEnd(BaseModel):
+    """What marks a unit as ended before it has been idle: a value of a source column (a
+    session's `status: closed`), or, for traces, the arrival of a root span (exporters send a
+    span when it ends, and the root ends last)."""
+
+    column: str | None = None
+    values: list[str] = []
+    root_span: bool = False
+
+
+def completed_units(
+    conn: sa.Connection,
+    source: SourceConfig,
+    kind: str,
+    since: datetime,
+    until: datetime,
+    idle: Any,
+    end: UnitEnd | None = None,
 ) -> list[dict[str, Any]]:
-    """Sessions with a turn after `since` whose last turn up to `until` is at least `idle`
-    before `until` (complete as seen at `until`): session id, last turn time."""
+    """Units (sessions or traces) with an item after `since` that are complete as seen at
+    `until`: their last item up to `until` is at least `idle` before it, or an end marker
+    was logged. Unit id, last item time, and whether it ended explicitly."""
+    slot = UNIT_SLOTS[kind]
     mapping = source.column_mapping()
-    if "session_id" not in mapping:
+    if slot not in mapping:
         return []
-    stmt, _id_col, _ts_col = _mapped_select(source)
+    end = end or UnitEnd()
+    extra = (end.column,) if end.column and end.values else ()
+    stmt, _id_col, _ts_col = _mapped_select(source, extra)
     seen = stmt.subquery("seen")
+    unit = seen.c[slot]
     last = sa.func.max(seen.c.ts)
+    markers: list[sa.ColumnElement[bool]] = []
+    if extra:
+        markers.append(sa.cast(seen.c[f"extra_{end.column}"], sa.Text).in_(end.values))
+    if end.root_span and "parent_span_id" in mapping:
+        # Exporters write a root's missing parent as NULL or as an empty string.
+        markers.append(sa.func.coalesce(sa.cast(seen.c.parent_span_id, sa.Text), "") == "")
+    ended = (sa.func.bool_or(sa.or_(*markers)) if markers else sa.literal(False)).label("ended")
     grouped = (
-        sa.select(seen.c.session_id.label("session_id"), last.label("last_ts"))
-        .where(seen.c.session_id.is_not(None), seen.c.ts <= sa.bindparam("until"))
-        .group_by(seen.c.session_id)
+        sa.select(sa.cast(unit, sa.Text).label("unit_id"), last.label("last_ts"), ended)
+        .where(unit.is_not(None), seen.c.ts <= sa.bindparam("until"))
+        .group_by(unit)
         .having(last > sa.bindparam("since"))
-        .having(last <= sa.bindparam("complete_by"))
-        .order_by(seen.c.session_id)
+        .having(sa.or_(last <= sa.bindparam("complete_by"), ended))
+        .order_by(unit)
     )
     return read_rows(conn, source, grouped,
                      {"since": since, "until": until, "complete_by": until - idle})  # fmt: skip
 
 
-def rows_by_session(
-    conn: sa.Connection, source: SourceConfig, session_ids: list[str], until: datetime
+def rows_by_unit(
+    conn: sa.Connection, source: SourceConfig, kind: str, unit_ids: list[str], until: datetime
 ) -> list[dict[str, Any]]:
-    """Every row of these sessions up to `until`, in `(ts, id)` order."""
+    """Every row of these sessions or traces up to `until`, in `(ts, id)` order."""
     stmt, id_col, ts_col = _mapped_select(source)
-    session_col = stmt.selected_columns.session_id
+    unit_col = stmt.selected_columns[UNIT_SLOTS[kind]]
     # Values bound in the statement: the expanding IN list is rendered at compile time.
     stmt = stmt.where(
-        sa.cast(session_col, sa.Text).in_(session_ids), ts_col <= sa.bindparam("until", until)
+        sa.cast(unit_col, sa.Text).in_(unit_ids), ts_col <= sa.bindparam("until", until)
     )
     return read_rows(conn, source, stmt.order_by(ts_col, id_col), {})
 

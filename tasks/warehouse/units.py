@@ -1,24 +1,23 @@
 """Sessions and traces assembled from normalized logs and spans, with the reasons a unit cannot
 be evaluated: a session mixing customers, parent ids that form a cycle, a trace over the step
 limit. A span whose parent never arrives stands as a root of its own and marks its trace
-incomplete; turns with the same timestamp keep a stable order (by id)."""
+incomplete; turns with the same timestamp keep a stable order (by id).
+
+Runs assemble traces from normalized records (`assemble_traces_of`): a canonical row with
+trace, span and parent ids, an OTel GenAI span (normalize reads its operation as the step
+kind), alike. `assemble_traces` reads exported spans directly (attributes and all)."""
 
 import json
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
 from evaluators.records import LogRecord
-from evaluators.units import Session, Step, StepKind, Trace, UnitKind
+from evaluators.units import Session, Step, Trace, UnitKind
+from tasks.warehouse.normalize import OPERATION_KINDS
 
-#: `gen_ai.operation.name` values and the step kind they are.
-OPERATION_KINDS: dict[str, StepKind] = {
-    "chat": "llm", "text_completion": "llm", "generate_content": "llm", "embeddings": "llm",
-    "execute_tool": "tool", "invoke_agent": "agent", "create_agent": "agent",
-    "retrieval": "retrieval", "retrieve": "retrieval",
-}  # fmt: skip
 DEFAULT_MAX_STEPS = 500
 
 
@@ -127,9 +126,15 @@ def assemble_trace(
 def assemble_traces(
     spans: Iterable[dict[str, Any]], max_steps: int = DEFAULT_MAX_STEPS
 ) -> tuple[list[Trace], list[UnitReject]]:
+    """The traces of exported spans, read as they are."""
+    return _assembled((step_from_span(span) for span in spans), max_steps)
+
+
+def _assembled(
+    steps: Iterable[tuple[str, Step]], max_steps: int
+) -> tuple[list[Trace], list[UnitReject]]:
     grouped: dict[str, list[Step]] = {}
-    for span in spans:
-        trace_id, step = step_from_span(span)
+    for trace_id, step in steps:
         grouped.setdefault(trace_id, []).append(step)
     traces: list[Trace] = []
     rejects: list[UnitReject] = []
@@ -137,3 +142,31 @@ def assemble_traces(
         found = assemble_trace(trace_id, grouped[trace_id], max_steps)
         (rejects if isinstance(found, UnitReject) else traces).append(found)  # type: ignore[arg-type]
     return traces, rejects
+
+
+def step_from_record(record: LogRecord) -> Step:
+    """One normalized log as a step of its trace: an LLM call unless it says otherwise."""
+    kind = record.step_kind or "llm"
+    name = record.metadata.get("step_name") if kind != "llm" else record.model
+    error = record.metadata.get("error") or ("error" if record.status == "error" else None)
+    tokens = (record.input_tokens or 0) + (record.output_tokens or 0)
+    ended = (
+        record.ts + timedelta(milliseconds=record.latency_ms)
+        if record.latency_ms is not None
+        else None
+    )
+    return Step(
+        step_id=record.span_id or record.id, parent_id=record.parent_span_id or None, kind=kind,
+        name=None if name is None else str(name)[:200], input=record.prompt or None,
+        output=record.response, error=None if error is None else str(error)[:500],
+        started_at=record.ts, ended_at=ended, model=record.model, cost_usd=record.cost_usd,
+        tokens=tokens or None,
+    )  # fmt: skip
+
+
+def assemble_traces_of(
+    records: Iterable[LogRecord], max_steps: int = DEFAULT_MAX_STEPS
+) -> tuple[list[Trace], list[UnitReject]]:
+    """The traces of these normalized logs (logs without a trace id are not part of one)."""
+    steps = ((r.trace_id, step_from_record(r)) for r in records if r.trace_id)
+    return _assembled(steps, max_steps)

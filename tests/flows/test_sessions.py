@@ -81,7 +81,7 @@ async def test_a_session_is_scored_once_when_complete_and_late_turns_are_counted
 
     insert_logs(engine, [turn("b3", "short", 150, "One more thing?")])  # after it was scored
     late = await evaluate_recent(job, until=HOUR + timedelta(hours=4))
-    assert late.details["sessions"]["late_turns"] == 1
+    assert late.details["sessions"]["late_items"] == 1
     assert len(session_scores(engine)) == 6  # counted, not scored again
     with engine.connect() as conn:
         units = dict(conn.execute(sa.text(

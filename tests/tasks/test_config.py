@@ -82,16 +82,23 @@ def test_unreadable_or_malformed_files_are_config_errors(tmp_path: Path) -> None
         load_job(bad)
 
 
-def test_session_evaluators_are_accepted_and_trace_evaluators_refused_until_runs_read_traces() -> (
+def test_session_and_trace_evaluators_are_accepted_and_their_rubric_reads_only_the_transcript() -> (
     None
 ):
     from tasks.config import parse_job
 
     job = parse_job({"deployment": "chat", "evaluators": [
         {"name": "turn_count", "params": {"max_turns": 4}},
-        {"name": "conversation_resolved", "model": "local/heuristic"}]})  # fmt: skip
-    assert job.score_names() == ["turn_count", "conversation_resolved"]
-    with pytest.raises(ConfigError, match="evaluates agent traces"):
-        parse_job({"deployment": "agent", "evaluators": [{"name": "tool_loop"}]})
+        {"name": "conversation_resolved", "model": "local/heuristic"},
+        {"name": "tool_loop"}, {"name": "agent_goal_completed", "model": "local/heuristic"},
+        {"name": "session_rubric", "model": "local/heuristic", "params": {
+            "id": "polite", "template": "Was the assistant polite throughout? {transcript}"}},
+    ]})  # fmt: skip
+    assert job.score_names() == ["turn_count", "conversation_resolved", "tool_loop",
+                                 "agent_goal_completed", "session_rubric:polite"]  # fmt: skip
+    # A rubric's template is data: no placeholder but the transcript.
+    with pytest.raises(ConfigError, match="may only use"):
+        parse_job({"deployment": "chat", "evaluators": [{"name": "session_rubric", "params": {
+            "id": "x", "template": "{transcript} and {transcript.__class__}"}}]})  # fmt: skip
     with pytest.raises(ConfigError, match="only apply to LLM judges"):
         parse_job({"deployment": "chat", "evaluators": [{"name": "turn_count", "model": "x/y"}]})

@@ -68,7 +68,8 @@ def test_query_source_with_integer_ids_and_renamed_columns(engine: sa.Engine) ->
                 "query": "SELECT call_id, created, q FROM public.calls WHERE call_id <> 5",
                 "columns": {"id": "call_id", "ts": "created", "prompt": "q", **dict.fromkeys(
                     ["response", "context", "model", "provider", "prompt_slug", "topic",
-                     "customer_id", "user_id", "session_id", "environment", "input_tokens",
+                     "customer_id", "user_id", "session_id", "trace_id", "span_id", "parent_span_id",
+                     "step_kind", "environment", "input_tokens",
                      "output_tokens", "latency_ms", "cost_usd", "status", "feedback", "metadata"])},
                 "page_size": 10,
             },
