@@ -160,6 +160,8 @@ def summary_renderable(summary: RunSummary, width: int = WIDE) -> Group:
         )
     if line := contract_line(summary.details.get("contract") or {}):
         parts.append(line)
+    if line := units_line(summary.details):
+        parts.append(line)
     if line := budget_line(summary.details):
         parts.append(line)
     judges = summary.details.get("judges") or {}
@@ -220,6 +222,31 @@ def quarantine_table(rows: list[QuarantinedLog], deployment: str | None = None) 
             *cells, short_id(row.log_id), Text(why if len(why) <= 200 else why[:200] + "…")
         )
     return keep_whole(table)
+
+
+def units_line(details: dict[str, Any]) -> Text | None:
+    """What the run did with whole sessions and traces (complete ones, once each)."""
+    parts = []
+    for kind in ("sessions", "traces"):
+        done = details.get(kind)
+        if not done:
+            continue
+        counts = [f"{done.get('evaluated', 0):,} evaluated"]
+        for key, what in (
+            ("rescored", "re-evaluated (late items)"),
+            ("judged", "judged"),
+            ("incomplete", "incomplete"),
+            ("late_items", "late item(s) counted"),
+        ):
+            if done.get(key):
+                counts.append(f"{done[key]:,} {what}")
+        for key, what in (("rejected", "quarantined"), ("skipped", "skipped")):
+            if done.get(key):
+                counts.append(f"{len(done[key]):,} {what}")
+        parts.append(
+            f"{kind}: {', '.join(counts)}" + (f" ({done['note']})" if done.get("note") else "")
+        )
+    return Text(" · ".join(parts)) if parts else None
 
 
 def budget_line(details: dict[str, Any]) -> Text | None:

@@ -328,47 +328,99 @@ def rag_openai_logs(
         }
 
 
+def _messages(role: str, text: str) -> str:
+    return json.dumps([{"role": role, "parts": [{"type": "text", "content": text}]}])
+
+
 def agent_otel_spans(
     n: int, now: datetime, seed: int = 13, hours: float = 48
 ) -> Iterator[dict[str, Any]]:
-    """OpenTelemetry GenAI spans (`gen_ai.*` attributes) exported by an agent."""
+    """OpenTelemetry GenAI spans (`gen_ai.*` attributes) exported by a tool-calling agent: one
+    trace per request (an `invoke_agent` root, a planning `chat`, `execute_tool` calls, an
+    answering `chat`), about `n` spans in all. Some tools fail, some runs loop on a failing
+    call, some exporters drop content or time out."""
     rng = random.Random(seed)
-    for _ in range(n):
+    made = 0
+    while made < n:
+        trace_id = f"{rng.getrandbits(128):032x}"
+        root_id = f"{rng.getrandbits(64):016x}"
+        start = _timestamp(rng, now, hours)
         model = rng.choices(MODELS[2:], [2, 1, 1])[0]
-        task = _fill(
-            rng,
-            rng.choice(
-                [
-                    "Summarise the complaint about the {product}.",
-                    "Draft a reply to the customer about order {order}.",
-                ]
-            ),
-        )
-        output = _fill(
-            rng, "Customer reports the {product} failing after {n} days; suggest a replacement."
-        )
-        attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": model[1],
-            "gen_ai.request.model": model[0],
-            "gen_ai.response.model": model[0],
-            "gen_ai.usage.input_tokens": 200 + rng.randint(0, 400),
-            "gen_ai.usage.output_tokens": len(output) // 4,
-            "gen_ai.conversation.id": f"conv-{rng.randint(1, 300)}",
-            "gen_ai.input.messages": json.dumps(
-                [{"role": "user", "parts": [{"type": "text", "content": task}]}]
-            ),
-            "gen_ai.output.messages": json.dumps(
-                [{"role": "assistant", "parts": [{"type": "text", "content": output}]}]
-            ),
-        }
-        if rng.random() < 0.03:
-            attributes["error.type"] = "timeout"
-            del attributes["gen_ai.output.messages"]
-        if rng.random() < 0.02:
-            del attributes["gen_ai.input.messages"]  # an exporter that dropped content
-        yield {
-            "span_id": f"{rng.getrandbits(64):016x}",
-            "start_time": _timestamp(rng, now, hours),
-            "attributes": json.dumps(attributes),
-        }
+        order = rng.randint(1000, 9999)
+        task = _fill(rng, rng.choice([
+            "Summarise the complaint about the {product}.",
+            "Draft a reply to the customer about order {order}.",
+        ])).replace("{order}", str(order))  # fmt: skip
+        conversation = f"conv-{rng.randint(1, 300)}"
+        fate = rng.random()  # < 0.08: loops on a failing tool; < 0.2: one tool fails
+        spans: list[tuple[str | None, str, dict[str, Any]]] = []
+
+        def chat(
+            prompt: str, answer: str | None, model: tuple[str, str, float, float] = model,
+            conversation: str = conversation,
+        ) -> dict[str, Any]:  # fmt: skip
+            attributes: dict[str, Any] = {
+                "gen_ai.operation.name": "chat", "gen_ai.provider.name": model[1],
+                "gen_ai.request.model": model[0], "gen_ai.response.model": model[0],
+                "gen_ai.usage.input_tokens": 200 + rng.randint(0, 400),
+                "gen_ai.usage.output_tokens": len(answer or "") // 4,
+                "gen_ai.conversation.id": conversation,
+                "gen_ai.input.messages": _messages("user", prompt),
+            }  # fmt: skip
+            if answer is not None:
+                attributes["gen_ai.output.messages"] = _messages("assistant", answer)
+            if rng.random() < 0.03:
+                attributes["error.type"] = "timeout"
+                attributes.pop("gen_ai.output.messages", None)
+            if rng.random() < 0.02:
+                del attributes["gen_ai.input.messages"]  # an exporter that dropped content
+            return attributes
+
+        def call(
+            name: str, arguments: dict[str, Any], failed: bool, order: int = order
+        ) -> dict[str, Any]:
+            attributes: dict[str, Any] = {
+                "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
+                "gen_ai.tool.call.arguments": json.dumps(arguments),
+            }  # fmt: skip
+            if failed:
+                attributes["error.type"] = "ToolTimeout"
+            else:
+                attributes["gen_ai.tool.call.result"] = json.dumps(
+                    {"order": order, "status": rng.choice(["shipped", "delayed", "delivered"])}
+                )
+            return attributes
+
+        plan_id = f"{rng.getrandbits(64):016x}"
+        spans.append((plan_id, root_id, chat(task, f"I will look up order {order} first.")))
+        tries = 5 if fate < 0.08 else 1
+        for attempt in range(tries):
+            failed = fate < 0.08 or (fate < 0.2 and attempt == 0)
+            spans.append((None, plan_id, call("lookup_order", {"order": order}, failed)))
+        answer = (
+            "I could not reach the order system; please try again later."
+            if fate < 0.08
+            else _fill(rng, "Customer reports the {product} failing after {n} days; "
+                       "suggest a replacement.")
+        )  # fmt: skip
+        spans.append((None, root_id, chat(f"Tool results are in. {task}", answer)))
+        root = {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": "support-agent",
+                "gen_ai.conversation.id": conversation,
+                "gen_ai.input.messages": _messages("user", task),
+                "gen_ai.output.messages": _messages("assistant", answer)}  # fmt: skip
+        at = start
+        rows: list[tuple[str, str | None, datetime, dict[str, Any]]] = [
+            (root_id, None, start, root)
+        ]
+        for given_id, caller, attributes in spans:
+            at += timedelta(milliseconds=rng.randint(200, 3000))
+            rows.append((given_id or f"{rng.getrandbits(64):016x}", caller, at, attributes))
+        for span_id, parent, begun, attributes in rows:
+            yield {
+                "span_id": span_id, "trace_id": trace_id, "parent_span_id": parent,
+                "start_time": begun,
+                "end_time": (at if parent is None else begun)
+                + timedelta(milliseconds=rng.randint(100, 900)),
+                "attributes": json.dumps(attributes),
+            }  # fmt: skip
+        made += len(rows)

@@ -62,7 +62,8 @@ def seed_demo(
                 demo_data.rag_openai_logs(sizes["search-rag"], now), progress,
             ),
             "demo_raw.otel_spans": copy_rows(
-                conn, "demo_raw.otel_spans", ["span_id", "start_time", "attributes"],
+                conn, "demo_raw.otel_spans",
+                ["span_id", "trace_id", "parent_span_id", "start_time", "end_time", "attributes"],
                 demo_data.agent_otel_spans(sizes["agent-otel"], now), progress,
             ),
         }  # fmt: skip

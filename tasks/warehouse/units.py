@@ -3,20 +3,17 @@ be evaluated: a session mixing customers, parent ids that form a cycle, a trace 
 limit. A span whose parent never arrives stands as a root of its own and marks its trace
 incomplete; turns with the same timestamp keep a stable order (by id).
 
-Runs assemble traces from normalized records (`assemble_traces_of`): a canonical row with
-trace, span and parent ids, an OTel GenAI span (normalize reads its operation as the step
-kind), alike. `assemble_traces` reads exported spans directly (attributes and all)."""
+Traces are assembled from normalized records (`assemble_traces_of`): a canonical row with
+trace, span and parent ids and an OTel GenAI span (normalize reads its operation as the step
+kind) alike."""
 
-import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 from pydantic import BaseModel
 
 from evaluators.records import LogRecord
 from evaluators.units import Session, Step, Trace, UnitKind
-from tasks.warehouse.normalize import OPERATION_KINDS
 
 DEFAULT_MAX_STEPS = 500
 
@@ -45,49 +42,6 @@ def assemble_sessions(records: Iterable[LogRecord]) -> tuple[list[Session], list
             continue
         sessions.append(Session(session_id=session_id, turns=turns))
     return sessions, rejects
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-
-
-def step_from_span(span: dict[str, Any]) -> tuple[str, Step]:
-    """(trace id, step) of one exported span: `trace_id`, `span_id`, `parent_span_id`,
-    `start_time`, `end_time` columns and its `gen_ai.*` attributes."""
-    attributes = span.get("attributes") or {}
-    if isinstance(attributes, str):
-        attributes = json.loads(attributes)
-    operation = str(attributes.get("gen_ai.operation.name", ""))
-    kind = OPERATION_KINDS.get(operation, "other")
-    model = attributes.get("gen_ai.response.model") or attributes.get("gen_ai.request.model")
-    if kind == "tool":
-        name = attributes.get("gen_ai.tool.name")
-        given = attributes.get("gen_ai.tool.call.arguments")
-        result = attributes.get("gen_ai.tool.call.result")
-    elif kind == "agent":
-        name = attributes.get("gen_ai.agent.name")
-        given = attributes.get("gen_ai.input.messages")
-        result = attributes.get("gen_ai.output.messages")
-    else:
-        name = model
-        given = attributes.get("gen_ai.input.messages") or attributes.get("gen_ai.prompt")
-        result = attributes.get("gen_ai.output.messages") or attributes.get("gen_ai.completion")
-    tokens = [attributes.get("gen_ai.usage.input_tokens"),
-              attributes.get("gen_ai.usage.output_tokens")]  # fmt: skip
-    error = attributes.get("error.type") or (
-        span.get("status_message") if span.get("status_code") == "ERROR" else None
-    )
-    step = Step(
-        step_id=str(span["span_id"]), parent_id=str(span["parent_span_id"])
-        if span.get("parent_span_id") else None,
-        kind=kind, name=None if name is None else str(name), input=_text(given),
-        output=_text(result), error=None if error is None else str(error)[:500],
-        started_at=span.get("start_time"), ended_at=span.get("end_time"), model=model,
-        tokens=sum(int(t) for t in tokens if isinstance(t, int)) or None,
-    )  # fmt: skip
-    return str(span["trace_id"]), step
 
 
 def _cycle(steps: dict[str, Step]) -> list[str] | None:
@@ -121,13 +75,6 @@ def assemble_trace(
     orphans = any(s.parent_id is not None and s.parent_id not in by_id for s in steps)
     ordered = sorted(steps, key=lambda s: (s.started_at or datetime.min, s.step_id))
     return Trace(trace_id=trace_id, steps=ordered, incomplete=orphans)
-
-
-def assemble_traces(
-    spans: Iterable[dict[str, Any]], max_steps: int = DEFAULT_MAX_STEPS
-) -> tuple[list[Trace], list[UnitReject]]:
-    """The traces of exported spans, read as they are."""
-    return _assembled((step_from_span(span) for span in spans), max_steps)
 
 
 def _assembled(

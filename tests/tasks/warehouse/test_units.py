@@ -6,7 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from evaluators.records import LogRecord
-from tasks.warehouse.units import UnitReject, assemble_sessions, assemble_traces
+from evaluators.units import transcript_text
+from tasks.warehouse.normalize import normalize_rows
+from tasks.warehouse.units import UnitReject, assemble_sessions, assemble_traces_of
 
 T0 = datetime(2026, 11, 30, 9, tzinfo=UTC)
 
@@ -31,28 +33,36 @@ def test_turns_keep_a_stable_order_and_a_session_mixing_customers_is_refused() -
 def span(
     trace: str, span_id: str, parent: str | None, second: int, **attributes: Any
 ) -> dict[str, Any]:
-    return {"trace_id": trace, "span_id": span_id, "parent_span_id": parent,
-            "start_time": T0 + timedelta(seconds=second), "end_time": None,
-            "attributes": json.dumps(attributes)}  # fmt: skip
+    """A span row as an exporter writes it, read through the source's column mapping."""
+    return {"id": span_id, "trace_id": trace, "span_id": span_id, "parent_span_id": parent,
+            "ts": T0 + timedelta(seconds=second), "attributes": json.dumps(attributes)}  # fmt: skip
+
+
+def said(text: str) -> str:
+    return json.dumps([{"role": "user", "parts": [{"type": "text", "content": text}]}])
 
 
 def test_otel_genai_spans_become_a_trace_of_llm_tool_and_agent_steps() -> None:
     spans = [
         span("t1", "a", None, 0, **{"gen_ai.operation.name": "invoke_agent",
-                                    "gen_ai.agent.name": "refunds"}),
+                                    "gen_ai.agent.name": "refunds",
+                                    "gen_ai.input.messages": said("Refund order 42")}),
         span("t1", "b", "a", 1, **{
             "gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini",
-            "gen_ai.input.messages": json.dumps([{"role": "user", "parts": [
-                {"type": "text", "content": "Refund order 42"}]}]),
+            "gen_ai.input.messages": said("Refund order 42"),
             "gen_ai.usage.input_tokens": 120, "gen_ai.usage.output_tokens": 30}),
         span("t1", "c", "a", 2, **{
             "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "lookup_order",
             "gen_ai.tool.call.arguments": '{"order_id": 42}', "error.type": "TimeoutError"}),
-        span("t1", "d", "gone", 3, **{"gen_ai.operation.name": "chat"}),  # its parent never came
-        span("t2", "x", "y", 0, **{"gen_ai.operation.name": "chat"}),
-        span("t2", "y", "x", 1, **{"gen_ai.operation.name": "chat"}),
+        # Its parent never came: a root of its own, the trace "incomplete".
+        span("t1", "d", "gone", 3, **{"gen_ai.operation.name": "chat", "gen_ai.prompt": "hi"}),
+        span("t2", "x", "y", 0, **{"gen_ai.operation.name": "chat", "gen_ai.prompt": "a"}),
+        span("t2", "y", "x", 1, **{"gen_ai.operation.name": "chat", "gen_ai.prompt": "b"}),
     ]  # fmt: skip
-    traces, rejects = assemble_traces(spans)
+    records, bad = normalize_rows(spans, "otel_genai")
+    assert bad == []  # tool and agent spans are steps, not broken LLM calls
+    assert [r.is_llm_call for r in records] == [False, True, False, True, True, True]
+    traces, rejects = assemble_traces_of(records)
     [t1] = traces
     assert [(s.step_id, s.kind, s.name) for s in t1.steps] == [
         ("a", "agent", "refunds"), ("b", "llm", "gpt-4o-mini"), ("c", "tool", "lookup_order"),
@@ -61,7 +71,13 @@ def test_otel_genai_spans_become_a_trace_of_llm_tool_and_agent_steps() -> None:
     tool = t1.steps[2]
     assert (tool.input, tool.error) == ('{"order_id": 42}', "TimeoutError")
     assert t1.steps[1].tokens == 150 and "Refund order 42" in (t1.steps[1].input or "")
+    assert transcript_text(t1).splitlines() == [
+        "[agent refunds] in: Refund order 42",
+        "  [llm gpt-4o-mini] in: Refund order 42",
+        '  [tool lookup_order] in: {"order_id": 42} | ERROR: TimeoutError',
+        "[llm] in: hi",
+    ]
     assert rejects == [UnitReject(kind="trace", unit_id="t2",
                                   reasons=["parent ids form a cycle: x → y → x"])]  # fmt: skip
-    _, too_long = assemble_traces(spans[:3], max_steps=2)
+    _, too_long = assemble_traces_of(records[:3], max_steps=2)
     assert too_long[0].reasons == ["3 steps, over sessions.max_steps (2)"]
