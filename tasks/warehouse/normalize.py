@@ -134,11 +134,50 @@ def from_openai_chat(row: Row) -> dict[str, Any]:
     choices = response.get("choices") if isinstance(response, dict) else None
     if not choices or not isinstance(choices[0], dict) or "message" not in choices[0]:
         raise PayloadError("response has no choices[0].message")
-    fields["response"] = _text_content(choices[0]["message"].get("content"))
+    message = choices[0]["message"]
+    calls = _tool_calls([*messages, message]) if isinstance(message, dict) else []
+    for call in calls[len(_tool_calls(messages)) :]:
+        call["pending"] = True  # asked for by this answer: its result comes in a later call
+    if calls:
+        fields["metadata"] = {**fields["metadata"], "tool_calls": calls}
+    fields["response"] = _text_content(message.get("content")) or "".join(
+        f"[calls {c['name']}({c['arguments']})]" for c in calls if c.get("result") is None
+    )
     usage = response.get("usage") or {}
     fields["input_tokens"] = usage.get("prompt_tokens")
     fields["output_tokens"] = usage.get("completion_tokens")
     return fields
+
+
+#: Tool calls kept per log (an agent loop's history repeats them; a trace keeps one of each).
+MAX_TOOL_CALLS = 50
+
+
+def _tool_calls(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tool calls an OpenAI chat history carries: each assistant `tool_calls` entry with its
+    name and arguments, and the `tool` message answering it (by `tool_call_id`), if any."""
+    results = {
+        str(m.get("tool_call_id")): _text_content(m.get("content"))[:2000]
+        for m in messages
+        if m.get("role") == "tool" and m.get("tool_call_id") is not None
+    }
+    calls: list[dict[str, Any]] = []
+    for message in messages:
+        if message.get("role") != "assistant" or not isinstance(message.get("tool_calls"), list):
+            continue
+        for call in message["tool_calls"]:
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict):
+                continue
+            call_id = str(call.get("id") or f"call-{len(calls)}")
+            arguments = function.get("arguments")
+            calls.append({
+                "id": call_id[:200], "name": str(function.get("name"))[:200],
+                "arguments": (arguments if isinstance(arguments, str)
+                              else json.dumps(arguments))[:2000],
+                "result": results.get(call_id),
+            })  # fmt: skip
+    return calls[:MAX_TOOL_CALLS]
 
 
 def from_anthropic_messages(row: Row) -> dict[str, Any]:

@@ -81,8 +81,18 @@ def _assembled(
     steps: Iterable[tuple[str, Step]], max_steps: int
 ) -> tuple[list[Trace], list[UnitReject]]:
     grouped: dict[str, list[Step]] = {}
+    calls: dict[tuple[str, str], int] = {}  # (trace, tool-call step) -> its index in the trace
     for trace_id, step in steps:
-        grouped.setdefault(trace_id, []).append(step)
+        trace_steps = grouped.setdefault(trace_id, [])
+        if step.step_id.startswith(TOOL_CALL_PREFIX):
+            # An agent loop's history repeats each earlier tool call: one step, with its result.
+            at = calls.get((trace_id, step.step_id))
+            if at is not None:
+                if step.output and not trace_steps[at].output:
+                    trace_steps[at] = step
+                continue
+            calls[(trace_id, step.step_id)] = len(trace_steps)
+        trace_steps.append(step)
     traces: list[Trace] = []
     rejects: list[UnitReject] = []
     for trace_id in sorted(grouped):
@@ -111,9 +121,33 @@ def step_from_record(record: LogRecord) -> Step:
     )  # fmt: skip
 
 
+TOOL_CALL_PREFIX = "tool-call:"
+
+
+def steps_of_record(record: LogRecord) -> list[Step]:
+    """The record's own step, and the tool calls its chat history carries (an `openai_chat`
+    payload's `tool_calls` with their results), each a step under the record's parent: those
+    it answered just before it, those it asks for (no result yet) just after."""
+    own = step_from_record(record)
+    calls = record.metadata.get("tool_calls")
+    if not isinstance(calls, list):
+        return [own]
+    tools = []
+    for call in calls:
+        if not isinstance(call, dict):
+            continue
+        shift = timedelta(microseconds=1 if call.get("pending") else -1)
+        tools.append(Step(
+            step_id=f"{TOOL_CALL_PREFIX}{call.get('id')}", parent_id=own.parent_id, kind="tool",
+            name=call.get("name"), input=call.get("arguments"), output=call.get("result"),
+            started_at=own.started_at + shift if own.started_at else None,
+        ))  # fmt: skip
+    return [*tools, own]
+
+
 def assemble_traces_of(
     records: Iterable[LogRecord], max_steps: int = DEFAULT_MAX_STEPS
 ) -> tuple[list[Trace], list[UnitReject]]:
     """The traces of these normalized logs (logs without a trace id are not part of one)."""
-    steps = ((r.trace_id, step_from_record(r)) for r in records if r.trace_id)
+    steps = ((r.trace_id, step) for r in records if r.trace_id for step in steps_of_record(r))
     return _assembled(steps, max_steps)

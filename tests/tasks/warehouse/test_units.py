@@ -81,3 +81,34 @@ def test_otel_genai_spans_become_a_trace_of_llm_tool_and_agent_steps() -> None:
                                   reasons=["parent ids form a cycle: x → y → x"])]  # fmt: skip
     _, too_long = assemble_traces_of(records[:3], max_steps=2)
     assert too_long[0].reasons == ["3 steps, over sessions.max_steps (2)"]
+
+
+def chat_row(log_id: str, second: int, messages: list[dict[str, Any]],
+             answer: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """An `openai_chat` log row of one agent run (`trace_id` mapped to a warehouse column)."""
+    return {"id": log_id, "ts": T0 + timedelta(seconds=second), "trace_id": "run-7",
+            "request": json.dumps({"model": "gpt-4o-mini", "messages": messages}),
+            "response": json.dumps({"model": "gpt-4o-mini", "choices": [{"message": answer}]})}  # fmt: skip
+
+
+def test_openai_chat_payloads_with_tool_calls_become_one_trace_each_call_once() -> None:
+    asked = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function",
+         "function": {"name": "lookup_order", "arguments": '{"order": 42}'}}]}  # fmt: skip
+    user = {"role": "user", "content": "Where is order 42?"}
+    rows = [
+        chat_row("r1", 0, [user], asked),
+        # The next call carries the whole history: the tool call again, with its result.
+        chat_row("r2", 5, [user, asked, {"role": "tool", "tool_call_id": "call_1",
+                                         "content": '{"status": "shipped"}'}],
+                 {"role": "assistant", "content": "Order 42 has shipped."}),
+    ]  # fmt: skip
+    records, bad = normalize_rows(rows, "openai_chat")
+    assert bad == [] and records[0].response == '[calls lookup_order({"order": 42})]'
+    [trace], rejects = assemble_traces_of(records)
+    assert rejects == [] and not trace.incomplete
+    assert [(s.kind, s.name, s.output) for s in trace.steps] == [
+        ("llm", "gpt-4o-mini", '[calls lookup_order({"order": 42})]'),
+        ("tool", "lookup_order", '{"status": "shipped"}'),  # once, with the result it got
+        ("llm", "gpt-4o-mini", "Order 42 has shipped."),
+    ]
