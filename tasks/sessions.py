@@ -36,7 +36,7 @@ from tasks.warehouse.source import UNIT_SLOTS, UnitEnd, completed_units, rows_by
 from tasks.warehouse.units import UnitReject, assemble_sessions, assemble_traces_of
 
 #: Units read and written per transaction.
-CHUNK = 500
+CHUNK = 200
 UNIT_KINDS: tuple[UnitKind, ...] = ("session", "trace")
 
 

@@ -212,16 +212,16 @@ def completed_units(
         # Exporters write a root's missing parent as NULL or as an empty string.
         markers.append(sa.func.coalesce(sa.cast(seen.c.parent_span_id, sa.Text), "") == "")
     ended = (sa.func.bool_or(sa.or_(*markers)) if markers else sa.literal(False)).label("ended")
+    # Values bound in the statement: an end marker's IN list is rendered at compile time.
     grouped = (
         sa.select(sa.cast(unit, sa.Text).label("unit_id"), last.label("last_ts"), ended)
-        .where(unit.is_not(None), seen.c.ts <= sa.bindparam("until"))
+        .where(unit.is_not(None), seen.c.ts <= sa.bindparam("until", until))
         .group_by(unit)
-        .having(last > sa.bindparam("since"))
-        .having(sa.or_(last <= sa.bindparam("complete_by"), ended))
+        .having(last > sa.bindparam("since", since))
+        .having(sa.or_(last <= sa.bindparam("complete_by", until - idle), ended))
         .order_by(unit)
     )
-    return read_rows(conn, source, grouped,
-                     {"since": since, "until": until, "complete_by": until - idle})  # fmt: skip
+    return read_rows(conn, source, grouped, {})
 
 
 def rows_by_unit(

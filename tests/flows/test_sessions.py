@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from flows.evaluate import evaluate_recent
 from tasks.config import EvalJob, parse_job
+from tasks.errors import ConfigError
 from tests.cli import assay
 from tests.conftest import insert_logs, log
 
@@ -166,3 +167,32 @@ async def test_a_source_without_session_ids_says_so(engine: sa.Engine) -> None:
     summary = await evaluate_recent(job, until=HOUR + timedelta(hours=2))
     assert "no session_id column" in summary.details["sessions"]["note"]
     assert summary.scored == 1  # the log itself is still scored
+
+
+async def test_a_session_ends_when_its_end_marker_is_logged_without_waiting_for_idle(
+    engine: sa.Engine,
+) -> None:
+    insert_logs(engine, [
+        turn("e1", "closed", 50, "Cancel my plan please."),
+        turn("e2", "closed", 55, "Thanks, bye.", metadata=json.dumps({"event": "closed"})),
+        turn("o1", "open", 50, "Cancel my plan please."),
+        turn("o2", "open", 55, "Thanks."),
+    ])  # fmt: skip
+    job = parse_job({
+        "deployment": "chat",
+        # The marker is a column of the source (here computed by its query), not a canonical field.
+        "source": {"initial_lookback": "1d",
+                   "query": "SELECT l.*, l.metadata->>'event' AS event FROM assay.llm_logs l"},
+        "sessions": {"idle": "30m", "end": {"column": "event", "values": ["closed"]}},
+        "evaluators": [{"name": "refusal"}, {"name": "turn_count"}],
+    })  # fmt: skip
+    # At 1:00 the closed session is complete (its marker came at 0:55); the open one is not
+    # (idle only since 0:55).
+    first = await evaluate_recent(job, until=HOUR + timedelta(hours=1))
+    assert first.details["sessions"]["evaluated"] == 1
+    assert {r[0] for r in session_scores(engine)} == {"closed"}
+    later = await evaluate_recent(job, until=HOUR + timedelta(hours=2))
+    assert later.details["sessions"]["evaluated"] == 1
+    with pytest.raises(ConfigError, match="not a plain SQL identifier"):
+        parse_job({"deployment": "chat", "sessions": {
+            "end": {"column": "event; DROP TABLE x", "values": ["closed"]}}})  # fmt: skip
