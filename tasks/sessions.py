@@ -26,7 +26,7 @@ from evaluators.judges.sessions import UnitJudge
 from evaluators.records import LogRecord
 from evaluators.units import Session, Trace, UnitKind
 from tasks.budget.ledger import LedgerGate
-from tasks.budget.sampling import inclusion_weight, sampled
+from tasks.budget.sampling import stratum_key, stratum_sample
 from tasks.config import EvalJob
 from tasks.score import MAX_REASON_CHARS, ScoreRow
 from tasks.store.persist import copy_scores
@@ -122,13 +122,22 @@ async def judged_rows(
     run_id: str,
     revisions: dict[str, int],
 ) -> list[ScoreRow]:
-    """The unit judges' verdicts on their sample of these units (a refused budget is a
-    skipped row, counted like a log's; a failed call an error row: nothing is guessed)."""
-    rate, seed = job.sampling.rate, job.sampling.seed
-    work = [(u, j) for j in judges for u in units
-            if sampled(seed, j.name, u.unit_id, rate)]  # fmt: skip
+    """The unit judges' verdicts on their sample of these units: per judge, each stratum's
+    (the job's `stratify_by`, read off the unit's first LLM call) lowest inclusion points, the
+    rate's share and at least `min_per_stratum`, as for logs. A refused budget is a skipped row,
+    counted like a log's; a failed call an error row: nothing is guessed."""
+    by = list(job.sampling.stratify_by)
+    strata: dict[str, list[Unit]] = {}
+    for unit in units:
+        strata.setdefault(stratum_key(unit.segment, by), []).append(unit)
+    work: list[tuple[Unit, UnitJudge, float]] = []
+    for judge in judges:
+        for members in strata.values():
+            by_id = {u.unit_id: u for u in members}
+            chosen, weight = stratum_sample(list(by_id), judge.score_name, job.sampling)
+            work += [(by_id[u], judge, weight) for u in chosen]
 
-    async def one(unit: Unit, judge: UnitJudge) -> ScoreRow:
+    async def one(unit: Unit, judge: UnitJudge, weight: float) -> ScoreRow:
         if runtime is None:
             score = Score.error("no judge runtime")
         else:
@@ -136,10 +145,10 @@ async def judged_rows(
                 score = await judge.judge(unit.unit, runtime)
             except Exception as exc:  # the judge path raised: this unit's error, not the run's
                 score = Score.error(f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS])
-        return unit_row(job.deployment, unit, judge, score, run_id, inclusion_weight(rate),
+        return unit_row(job.deployment, unit, judge, score, run_id, weight,
                         revisions.get(unit.unit_id, 1))  # fmt: skip
 
-    return list(await asyncio.gather(*(one(u, j) for u, j in work)))
+    return list(await asyncio.gather(*(one(u, j, w) for u, j, w in work)))
 
 
 def assemble(

@@ -5,7 +5,8 @@ and backfills agree, and a higher rate keeps every log a lower rate kept (nested
 """
 
 import hashlib
-from typing import NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
@@ -68,7 +69,30 @@ class PagePlan(BaseModel):
 
 
 def stratum_of(record: LogRecord, by: list[str]) -> str:
-    return "|".join(f"{field}={getattr(record, field)}" for field in by) if by else "all"
+    return stratum_key(record.segment(), by)
+
+
+def stratum_key(segment: Mapping[str, Any], by: Sequence[str]) -> str:
+    return "|".join(f"{field}={segment.get(field)}" for field in by) if by else "all"
+
+
+def stratum_sample(
+    members: list[str], evaluator: str, sampling: SamplingConfig
+) -> tuple[list[str], float]:
+    """The ids one stratum gives an evaluator, and their weight: those with the lowest inclusion
+    points, the rate's share and at least `min_per_stratum`, so raising either only ever adds
+    ids. Weight 1/rate for a plain sample; N_h/n_h once strata are in play."""
+    stratified = bool(sampling.stratify_by) or sampling.min_per_stratum > 0
+    points = {m: inclusion_point(sampling.seed, evaluator, m) for m in members}
+    ranked = sorted(members, key=lambda m: points[m])
+    chosen = [m for m in ranked if below_rate(points[m], sampling.rate)]
+    wanted = min(sampling.min_per_stratum, len(members))
+    if len(chosen) < wanted:
+        chosen = ranked[:wanted]
+    weight = (
+        len(members) / len(chosen) if stratified and chosen else inclusion_weight(sampling.rate)
+    )
+    return chosen, weight
 
 
 def priority_reasons(record: LogRecord, flagged: set[str], wanted: list[str]) -> list[str]:
@@ -97,7 +121,6 @@ def plan_page(
     population estimates, which stay unbiased.
     """
     flagged = flagged or set()
-    stratified = bool(sampling.stratify_by) or sampling.min_per_stratum > 0
     strata: dict[str, list[LogRecord]] = {}
     for record in records:
         strata.setdefault(stratum_of(record, list(sampling.stratify_by)), []).append(record)
@@ -109,18 +132,8 @@ def plan_page(
         name = evaluator.score_name
         per_stratum = counts.setdefault(name, {})
         for stratum, members in sorted(strata.items()):
-            points = {r.id: inclusion_point(sampling.seed, name, r.id) for r in members}
-            ranked = sorted(members, key=lambda r: points[r.id])
-            chosen = [r for r in ranked if below_rate(points[r.id], sampling.rate)]
-            wanted = min(sampling.min_per_stratum, len(members))
-            if len(chosen) < wanted:
-                chosen = ranked[:wanted]
-            weight = (
-                len(members) / len(chosen)
-                if stratified and chosen
-                else inclusion_weight(sampling.rate)
-            )
-            chosen_ids = {r.id for r in chosen}
+            chosen, weight = stratum_sample([r.id for r in members], name, sampling)
+            chosen_ids = set(chosen)
             count = per_stratum.setdefault(stratum, StratumCount())
             count.population += len(members)
             count.sampled += len(chosen)

@@ -196,3 +196,26 @@ async def test_a_session_ends_when_its_end_marker_is_logged_without_waiting_for_
     with pytest.raises(ConfigError, match="not a plain SQL identifier"):
         parse_job({"deployment": "chat", "sessions": {
             "end": {"column": "event; DROP TABLE x", "values": ["closed"]}}})  # fmt: skip
+
+
+async def test_session_judges_sample_within_strata_with_minimums(engine: sa.Engine) -> None:
+    # 24 conversations about billing, 4 about shipping (the first turn's prompt slug).
+    insert_logs(engine, [
+        turn(f"{slug}{i}", f"{slug}-{i}", i, "Where is my refund?", prompt_slug=slug)
+        for slug, n in (("billing", 24), ("shipping", 4)) for i in range(n)
+    ])  # fmt: skip
+    job = parse_job({
+        "deployment": "chat",
+        "source": {"initial_lookback": "1d"},
+        "sampling": {"rate": 0.05, "stratify_by": ["prompt_slug"], "min_per_stratum": 3},
+        "evaluators": [{"name": "conversation_resolved", "model": "local/heuristic"}],
+    })  # fmt: skip
+    await evaluate_recent(job, until=HOUR + timedelta(hours=2))
+    with engine.connect() as conn:
+        judged = {r.prompt_slug: (r.n, r.weight) for r in conn.execute(sa.text(
+            "SELECT prompt_slug, count(*) AS n, min(weight) AS weight FROM assay.scores "
+            "WHERE unit_kind = 'session' GROUP BY 1"))}  # fmt: skip
+    # At least 3 per stratum whatever the rate; each weighs its stratum's size over its sample.
+    assert judged["shipping"] == (3, pytest.approx(4 / 3))
+    n_billing, weight_billing = judged["billing"]
+    assert n_billing >= 3 and weight_billing == pytest.approx(24 / n_billing)
