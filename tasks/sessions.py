@@ -114,18 +114,12 @@ def free_rows(
     return rows
 
 
-async def judged_rows(
-    job: EvalJob,
-    units: list[Unit],
-    judges: list[UnitJudge],
-    runtime: JudgeRuntime | None,
-    run_id: str,
-    revisions: dict[str, int],
-) -> list[ScoreRow]:
-    """The unit judges' verdicts on their sample of these units: per judge, each stratum's
-    (the job's `stratify_by`, read off the unit's first LLM call) lowest inclusion points, the
-    rate's share and at least `min_per_stratum`, as for logs. A refused budget is a skipped row,
-    counted like a log's; a failed call an error row: nothing is guessed."""
+def unit_sample(
+    job: EvalJob, units: list[Unit], judges: list[UnitJudge]
+) -> list[tuple[Unit, UnitJudge, float]]:
+    """(unit, judge, weight) of each unit a judge samples: per judge, each stratum's (the job's
+    `stratify_by`, read off the unit's first LLM call) lowest inclusion points, the rate's share
+    and at least `min_per_stratum`, as for logs."""
     by = list(job.sampling.stratify_by)
     strata: dict[str, list[Unit]] = {}
     for unit in units:
@@ -136,6 +130,21 @@ async def judged_rows(
             by_id = {u.unit_id: u for u in members}
             chosen, weight = stratum_sample(list(by_id), judge.score_name, job.sampling)
             work += [(by_id[u], judge, weight) for u in chosen]
+    return work
+
+
+async def judged_rows(
+    job: EvalJob,
+    units: list[Unit],
+    judges: list[UnitJudge],
+    runtime: JudgeRuntime | None,
+    run_id: str,
+    revisions: dict[str, int],
+) -> list[ScoreRow]:
+    """The unit judges' verdicts on their sample of these units (`unit_sample`). A refused
+    budget is a skipped row, counted like a log's; a failed call an error row: nothing is
+    guessed."""
+    work = unit_sample(job, units, judges)
 
     async def one(unit: Unit, judge: UnitJudge, weight: float) -> ScoreRow:
         if runtime is None:
@@ -254,6 +263,59 @@ def _write(
     return scored
 
 
+class Pending(BaseModel):
+    """The units of a kind complete as seen at `until`, and what a run has to do with them."""
+
+    by_id: dict[str, dict[str, Any]]  # unit id -> its last item's time, as found
+    known: dict[str, Any]  # unit id -> its evaluation record, when it was evaluated
+    late: list[str]  # evaluated units that gained items since
+    revisions: dict[str, int]  # late units to evaluate again (rescore_late) -> next revision
+
+    @property
+    def todo(self) -> list[str]:
+        return [u for u in self.by_id if u not in self.known] + list(self.revisions)
+
+
+def find_pending(
+    job: EvalJob,
+    kind: UnitKind,
+    scores_db: sa.Engine,
+    source_db: sa.Engine,
+    since: datetime,
+    until: datetime,
+) -> Pending:
+    settings = job.sessions
+    end = UnitEnd(
+        column=settings.end.column if settings.end and kind == "session" else None,
+        values=settings.end.values if settings.end and kind == "session" else [],
+        root_span=kind == "trace" and settings.end_on_root_span,
+    )
+    with source_db.connect() as conn:
+        found = completed_units(conn, job.source, kind, since, until, settings.idle, end)
+    known = _evaluated(scores_db, job.deployment, kind, [c["unit_id"] for c in found])
+    by_id = {c["unit_id"]: c for c in found}
+    late = [u for u, c in by_id.items() if u in known and c["last_ts"] > known[u].last_ts]
+    revisions = {u: known[u].revision + 1 for u in late} if settings.rescore_late else {}
+    return Pending(by_id=by_id, known=known, late=late, revisions=revisions)
+
+
+def read_units(
+    job: EvalJob, kind: UnitKind, source_db: sa.Engine, ids: list[str], until: datetime
+) -> tuple[list[Unit], list[UnitReject], dict[str, str]]:
+    """These units as of `until`, assembled; the refused ones; the ones with nothing to judge.
+    Bad rows are the log pass's business (quarantined there): a unit is its good items."""
+    with source_db.connect() as conn:
+        raw = rows_by_unit(conn, job.source, kind, ids, until)
+    records, _bad_rows = normalize_rows(raw, job.source.format)
+    units, rejects, skipped = assemble(kind, records, job.sessions.max_steps)
+    accounted = {u.unit_id for u in units} | {r.unit_id for r in rejects} | set(skipped)
+    for unit_id in ids:
+        if unit_id not in accounted:  # recorded, or every run would look at it again
+            skipped[unit_id] = (f"no readable LLM call in this {kind} (its rows are "
+                                "quarantined, or none is an LLM call)")  # fmt: skip
+    return units, rejects, skipped
+
+
 async def evaluate_completed_units(
     job: EvalJob,
     kind: UnitKind,
@@ -279,39 +341,16 @@ async def evaluate_completed_units(
     judges = [e for e in evaluators if isinstance(e, UnitJudge)]
     free = [e for e in evaluators if not isinstance(e, UnitJudge)]
     gate = runtime.gate if runtime is not None and isinstance(runtime.gate, LedgerGate) else None
-    settings = job.sessions
-    end = UnitEnd(
-        column=settings.end.column if settings.end and kind == "session" else None,
-        values=settings.end.values if settings.end and kind == "session" else [],
-        root_span=kind == "trace" and settings.end_on_root_span,
+    pending = await asyncio.to_thread(
+        find_pending, job, kind, scores_db, source_db, until - job.sessions.lookback, until
     )
-
-    def find() -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        with source_db.connect() as conn:
-            found = completed_units(conn, job.source, kind, until - settings.lookback, until,
-                                    settings.idle, end)  # fmt: skip
-        return found, _evaluated(scores_db, job.deployment, kind, [c["unit_id"] for c in found])
-
-    complete, known = await asyncio.to_thread(find)
-    by_id = {c["unit_id"]: c for c in complete}
-    late = [u for u, c in by_id.items() if u in known and c["last_ts"] > known[u].last_ts]
-    revisions = {u: known[u].revision + 1 for u in late} if settings.rescore_late else {}
-    todo = [u for u in by_id if u not in known] + list(revisions)
+    by_id, known, late, revisions = pending.by_id, pending.known, pending.late, pending.revisions
+    todo = pending.todo
     for start in range(0, len(todo), CHUNK):
         ids = todo[start : start + CHUNK]
-
-        def read(ids: list[str] = ids) -> list[dict[str, Any]]:
-            with source_db.connect() as conn:
-                return rows_by_unit(conn, job.source, kind, ids, until)
-
-        # Bad rows are the log pass's business (quarantined there); a unit is its good items.
-        records, _bad_rows = normalize_rows(await asyncio.to_thread(read), job.source.format)
-        units, rejects, skipped = assemble(kind, records, settings.max_steps)
-        accounted = {u.unit_id for u in units} | {r.unit_id for r in rejects} | set(skipped)
-        for unit_id in ids:
-            if unit_id not in accounted:  # recorded, or every run would look at it again
-                skipped[unit_id] = (f"no readable LLM call in this {kind} (its rows are "
-                                    "quarantined, or none is an LLM call)")  # fmt: skip
+        units, rejects, skipped = await asyncio.to_thread(
+            read_units, job, kind, source_db, ids, until
+        )
         rows = [
             row
             for u in units
@@ -353,7 +392,7 @@ async def evaluate_completed_units(
         if units:
             first = min(u.last_ts for u in units)
             outcome.first_ended = min(first, outcome.first_ended or first)
-    if late and not settings.rescore_late:
+    if late and not job.sessions.rescore_late:
         outcome.late_items = await asyncio.to_thread(
             _count_late, job, kind, scores_db, source_db, [by_id[u] for u in late], known, until
         )

@@ -1,5 +1,6 @@
 """`assay estimate`: what a run over a window would judge and cost, without calling any judge."""
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,7 @@ from evaluators.base import EvalContext
 from evaluators.judges.builtin import JudgeEvaluator
 from evaluators.judges.client import count_tokens
 from evaluators.judges.pricing import price_for
+from evaluators.judges.sessions import UnitJudge
 from tasks.budget.sampling import content_hash, merge_strata, plan_page
 from tasks.config import FLAGGING_EVALUATORS, EvalJob
 from tasks.contract.suite import admit
@@ -23,7 +25,7 @@ from tasks.pipeline import (
 )
 from tasks.score import score_records
 from tasks.store.sql import query
-from tasks.warehouse.source import Cursor, fetch_page
+from tasks.warehouse.source import UNIT_SLOTS, Cursor, fetch_page
 
 TOKEN_SAMPLE = 300  # prompts tokenized per evaluator; the rest is extrapolated from them
 
@@ -114,8 +116,10 @@ async def estimate(
         if len(rows) < job.source.page_size:
             break
         cursor = Cursor(ts=rows[-1]["ts"], log_id=rows[-1]["id"])
+    unit_judges = await asyncio.to_thread(_unit_judging, job, scores_db, start, end, per, tokens)
     total: float | None = 0.0
-    for judge in judges:
+    every: list[JudgeEvaluator | UnitJudge] = [*judges, *unit_judges]
+    for judge in every:
         entry = per[judge.score_name]
         price = price_for(judge.model, job.budget.prices)
         if tokens[entry.evaluator]:
@@ -144,6 +148,49 @@ async def estimate(
     result.spent_today_usd = today.spent_usd if today else 0.0
     result.verdict = _verdict(result)
     return result
+
+
+def _unit_judging(
+    job: EvalJob,
+    scores_db: sa.Engine,
+    start: datetime,
+    end: datetime,
+    per: dict[str, "EvaluatorEstimate"],
+    tokens: dict[str, list[int]],
+) -> list[UnitJudge]:
+    """The session and trace judges' share: the units complete by `end` (last item after
+    `start`) not evaluated yet, sampled as a run would, each call's input tokens counted on the
+    transcript the judge would be sent (cut to its `transcript_chars`)."""
+    from tasks.sessions import (
+        CHUNK,
+        UNIT_KINDS,
+        evaluators_of,
+        find_pending,
+        read_units,
+        unit_sample,
+    )
+
+    found: list[UnitJudge] = []
+    source_db = source_engine(job.source)
+    for kind in UNIT_KINDS:
+        judges = [e for e in evaluators_of(job, kind) if isinstance(e, UnitJudge)]
+        if not judges or UNIT_SLOTS[kind] not in job.source.column_mapping():
+            continue
+        found += judges
+        for judge in judges:
+            per[judge.score_name] = EvaluatorEstimate(evaluator=judge.score_name, model=judge.model)
+            tokens[judge.score_name] = []
+        todo = find_pending(job, kind, scores_db, source_db, start, end).todo
+        for at in range(0, len(todo), CHUNK):
+            units, _rejects, _skipped = read_units(job, kind, source_db, todo[at : at + CHUNK], end)
+            for unit, judge, _weight in unit_sample(job, units, judges):
+                entry = per[judge.score_name]
+                entry.eligible += 1
+                entry.to_judge += 1
+                if len(tokens[judge.score_name]) < TOKEN_SAMPLE:
+                    counted = count_tokens(judge.model, judge.messages(unit.unit))
+                    tokens[judge.score_name].append(counted)
+    return found
 
 
 def _verdict(e: Estimate) -> str:

@@ -219,3 +219,42 @@ async def test_session_judges_sample_within_strata_with_minimums(engine: sa.Engi
     assert judged["shipping"] == (3, pytest.approx(4 / 3))
     n_billing, weight_billing = judged["billing"]
     assert n_billing >= 3 and weight_billing == pytest.approx(24 / n_billing)
+
+
+async def test_estimate_counts_session_judge_calls_on_the_transcripts_before_any_call(
+    engine: sa.Engine, fake_llm: Any, assay_env: str, tmp_path: Any
+) -> None:
+    import yaml
+
+    from tests.fakes.llm import Reply, always, verdict
+
+    fake_llm.script("judge", always(Reply(content=verdict(0.9, True, "resolved"))))
+    insert_logs(engine, [
+        turn(f"l{s}-{t}", f"long{s}", s * 5 + t, "My router keeps dropping the connection. " * 40)
+        for s in range(4) for t in range(3)
+    ])  # fmt: skip
+    job = parse_job({
+        "deployment": "chat",
+        "source": {"initial_lookback": "1d"},
+        "sampling": {"rate": 1.0},
+        "evaluators": [{"name": "conversation_resolved", "model": "openai/judge",
+                        "api_base": fake_llm.api_base}],
+        "budget": {"expected_output_tokens": 60, "prices": {
+            "openai/judge": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 2}}},
+    })  # fmt: skip
+    path = tmp_path / "chat.yaml"
+    path.write_text(yaml.safe_dump(job.model_dump(mode="json", by_alias=True)))
+    until = HOUR + timedelta(hours=2)
+    out = assay("estimate", "chat", "--config", str(path), "--format", "json", "--start",
+                (HOUR - timedelta(hours=1)).isoformat(), "--end", until.isoformat(),
+                db_url=assay_env)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    [judge] = json.loads(out.stdout)["evaluators"]
+    assert judge["evaluator"] == "conversation_resolved" and judge["to_judge"] == 4
+    assert fake_llm.requests == []  # an estimate calls no judge
+    # Three long turns per session: the estimate reads the transcript, not one log.
+    assert judge["mean_input_tokens"] > 3 * 300
+    summary = await evaluate_recent(job, until=until)
+    assert summary.details["sessions"]["judged"] == 4
+    sent = [r.body for r in fake_llm.requests_for("judge")]
+    assert len(sent) == 4
