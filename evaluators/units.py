@@ -101,6 +101,10 @@ class Trace(BaseModel):
         return sum(costs) if costs else None
 
     @property
+    def tokens(self) -> int:
+        return sum(s.tokens or 0 for s in self.steps)
+
+    @property
     def llm_calls(self) -> list[Step]:
         return [s for s in self.steps if s.kind == "llm"]
 

@@ -36,6 +36,11 @@ def dashboard_data(
         spend = spend_rows(conn, deployment, since, until)
         drill = drill_down(conn, deployment, since, until)
         experiments = experiments_data(conn)
+        window = {"deployment": deployment, "since": since, "until": until}
+        units = [row._asdict() for row in conn.execute(
+            sa.text(query("analytics", "dashboard_units")), window)]  # fmt: skip
+        unit_quality = [row._asdict() for row in conn.execute(
+            sa.text(query("analytics", "dashboard_unit_quality")), window)]  # fmt: skip
         agreement = [
             {**row._asdict(), "week": row.week.isoformat()}
             for row in conn.execute(
@@ -56,6 +61,8 @@ def dashboard_data(
         "usage": usage,
         "spend": [s.model_dump(mode="json") for s in spend],
         "agreement": agreement,
+        "units": units,
+        "unit_quality": unit_quality,
     }
 
 

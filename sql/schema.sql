@@ -233,6 +233,7 @@
 -- column assay.target_cache.model text
 -- column assay.target_cache.output text
 -- column assay.target_cache.target text NOT NULL
+-- column assay.unit_evaluations.cost_usd double precision
 -- column assay.unit_evaluations.deployment text NOT NULL
 -- column assay.unit_evaluations.evaluated_at timestamp with time zone NOT NULL DEFAULT now()
 -- column assay.unit_evaluations.items integer NOT NULL
@@ -243,6 +244,7 @@
 -- column assay.unit_evaluations.revision integer NOT NULL DEFAULT 1
 -- column assay.unit_evaluations.run_id uuid NOT NULL
 -- column assay.unit_evaluations.status text NOT NULL
+-- column assay.unit_evaluations.tokens bigint
 -- column assay.unit_evaluations.unit_id text NOT NULL
 -- column assay.unit_evaluations.unit_kind text NOT NULL
 -- column assay.unit_score_revisions.content_hash text

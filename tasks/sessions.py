@@ -225,6 +225,22 @@ def _quarantine_entries(
     } for r in rejects]  # fmt: skip
 
 
+def _unit_record(
+    unit_id: str,
+    last_ts: datetime,
+    revision: int,
+    status: str,
+    reason: str | None,
+    unit: Unit | None,
+) -> dict[str, Any]:
+    """The `unit_evaluations` row of a unit evaluated, refused or skipped."""
+    return {"unit_id": unit_id, "last_ts": last_ts, "status": status, "revision": revision,
+            "reason": None if reason is None else reason[:MAX_REASON_CHARS],
+            "items": unit.items if unit else 0,
+            "cost_usd": unit.unit.cost_usd if unit else None,
+            "tokens": unit.unit.tokens if unit else None}  # fmt: skip
+
+
 class UnitWrite(BaseModel):
     """One chunk's writes, committed together."""
 
@@ -364,15 +380,13 @@ async def evaluate_completed_units(
             else:
                 verdicts.append(row)
         last = {u: by_id[u]["last_ts"] for u in ids}
-        records_of = [{"unit_id": u.unit_id, "last_ts": last[u.unit_id], "items": u.items,
-                       "status": "evaluated", "reason": None,
-                       "revision": revisions.get(u.unit_id, 1)} for u in units]  # fmt: skip
-        records_of += [{"unit_id": r.unit_id, "last_ts": last[r.unit_id], "items": 0,
-                        "status": "rejected", "reason": "; ".join(r.reasons)[:MAX_REASON_CHARS],
-                        "revision": revisions.get(r.unit_id, 1)} for r in rejects]  # fmt: skip
-        records_of += [{"unit_id": u, "last_ts": last[u], "items": 0, "status": "skipped",
-                        "reason": why, "revision": revisions.get(u, 1)}
-                       for u, why in skipped.items()]  # fmt: skip
+
+        outcomes: list[tuple[str, str, str | None, Unit | None]]
+        outcomes = [(u.unit_id, "evaluated", None, u) for u in units]
+        outcomes += [(r.unit_id, "rejected", "; ".join(r.reasons), None) for r in rejects]
+        outcomes += [(u, "skipped", why, None) for u, why in skipped.items()]
+        records_of = [_unit_record(u, last[u], revisions.get(u, 1), status, why, unit)
+                      for u, status, why, unit in outcomes]  # fmt: skip
         write = UnitWrite(
             kind=kind, rows=rows + verdicts, units=records_of,
             quarantine=_quarantine_entries(kind, rejects, last),

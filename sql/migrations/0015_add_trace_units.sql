@@ -18,6 +18,11 @@ ALTER TABLE assay.unit_score_revisions ADD COLUMN superseded_at timestamptz NOT 
 CREATE INDEX unit_score_revisions_unit
     ON assay.unit_score_revisions (deployment, unit_kind, log_id);
 
+-- What the unit cost the app (its LLM calls' logged cost and tokens), for cost per session.
+ALTER TABLE assay.unit_evaluations
+    ADD COLUMN cost_usd double precision,
+    ADD COLUMN tokens bigint;
+
 -- A unit with no LLM call is skipped, with the reason.
 ALTER TABLE assay.unit_evaluations DROP CONSTRAINT unit_evaluations_status_check;
 ALTER TABLE assay.unit_evaluations ADD CONSTRAINT unit_evaluations_status_check

@@ -189,3 +189,32 @@ SELECT deployment, evaluator, evaluator_version, week, labels, accuracy, kappa
 FROM assay_analytics.judge_agreement
 WHERE (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
 ORDER BY deployment, evaluator, evaluator_version, week
+
+-- name: dashboard_units
+-- Sessions and traces evaluated in the range, per deployment and kind: how many, their size,
+-- what each cost the app (its calls' logged cost) and what judging each cost.
+SELECT u.deployment, u.unit_kind, count(*) AS units, avg(u.items)::float AS mean_items,
+       avg(u.cost_usd) AS cost_per_unit,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY u.cost_usd) AS p90_cost,
+       avg(u.tokens)::float AS tokens_per_unit,
+       (SELECT coalesce(sum(s.cost_usd), 0) FROM assay.scores s
+        WHERE s.deployment = u.deployment AND s.unit_kind = u.unit_kind
+          AND s.log_ts >= :since AND s.log_ts < :until) / count(*) AS judge_cost_per_unit
+FROM assay.unit_evaluations u
+WHERE u.status = 'evaluated' AND u.last_ts >= :since AND u.last_ts < :until
+  AND (CAST(:deployment AS text) IS NULL OR u.deployment = :deployment)
+GROUP BY u.deployment, u.unit_kind
+ORDER BY u.deployment, u.unit_kind
+
+-- name: dashboard_unit_quality
+-- Each session and trace evaluator's pass rate in the range (sampled judges weighted by their
+-- inclusion weights, as the report does).
+SELECT deployment, unit_kind, evaluator, count(*) FILTER (WHERE status = 'ok') AS n,
+       sum(weight * passed::int) FILTER (WHERE status = 'ok' AND passed IS NOT NULL)
+         / nullif(sum(weight) FILTER (WHERE status = 'ok' AND passed IS NOT NULL), 0)
+         AS pass_rate
+FROM assay.scores
+WHERE unit_kind <> 'log' AND log_ts >= :since AND log_ts < :until
+  AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
+GROUP BY deployment, unit_kind, evaluator
+ORDER BY deployment, unit_kind, evaluator

@@ -9,11 +9,12 @@ WHERE deployment = :deployment AND unit_kind = :unit_kind AND unit_id = ANY(:uni
 -- Evaluated once: a rerun or a concurrent run that finds it here evaluates nothing again. A
 -- later revision (rescore_late) replaces the record; the same revision never does.
 INSERT INTO assay.unit_evaluations AS u (deployment, unit_kind, unit_id, last_ts, items, run_id,
-                                         status, reason, revision)
+                                         status, reason, revision, cost_usd, tokens)
 VALUES (:deployment, :unit_kind, :unit_id, :last_ts, :items, CAST(:run_id AS uuid), :status,
-        :reason, :revision)
+        :reason, :revision, :cost_usd, :tokens)
 ON CONFLICT (deployment, unit_kind, unit_id) DO UPDATE
 SET last_ts = EXCLUDED.last_ts, items = EXCLUDED.items, run_id = EXCLUDED.run_id,
+    cost_usd = EXCLUDED.cost_usd, tokens = EXCLUDED.tokens,
     status = EXCLUDED.status, reason = EXCLUDED.reason, revision = EXCLUDED.revision,
     evaluated_at = now(), late_items = 0, late_seen_at = NULL
 WHERE u.revision < EXCLUDED.revision
