@@ -226,27 +226,10 @@ def quarantine_table(rows: list[QuarantinedLog], deployment: str | None = None) 
 
 def units_line(details: dict[str, Any]) -> Text | None:
     """What the run did with whole sessions and traces (complete ones, once each)."""
-    parts = []
-    for kind in ("sessions", "traces"):
-        done = details.get(kind)
-        if not done:
-            continue
-        counts = [f"{done.get('evaluated', 0):,} evaluated"]
-        for key, what in (
-            ("rescored", "re-evaluated (late items)"),
-            ("judged", "judged"),
-            ("incomplete", "incomplete"),
-            ("late_items", "late item(s) counted"),
-        ):
-            if done.get(key):
-                counts.append(f"{done[key]:,} {what}")
-        for key, what in (("rejected", "quarantined"), ("skipped", "skipped")):
-            if done.get(key):
-                counts.append(f"{len(done[key]):,} {what}")
-        parts.append(
-            f"{kind}: {', '.join(counts)}" + (f" ({done['note']})" if done.get("note") else "")
-        )
-    return Text(" · ".join(parts)) if parts else None
+    from tasks.sessions import units_summary
+
+    said = units_summary(details)
+    return Text(said) if said else None
 
 
 def budget_line(details: dict[str, Any]) -> Text | None:

@@ -437,3 +437,30 @@ def _count_late(
                 "deployment": job.deployment, "unit_kind": kind, "unit_id": unit_id,
                 "late_items": n})  # fmt: skip
     return sum(max(0, n - known[u].late_items) for u, n in counts.items())
+
+
+SUMMARY_COUNTS = (
+    ("rescored", "re-evaluated (late items)"),
+    ("judged", "judged"),
+    ("incomplete", "incomplete"),
+    ("late_items", "late item(s) counted"),
+)
+
+
+def units_summary(details: dict[str, Any]) -> str | None:
+    """One line on what a run did with sessions and traces, from its run details."""
+    parts = []
+    for kind in ("sessions", "traces"):
+        done = details.get(kind)
+        if not done:
+            continue
+        counts = [f"{done.get('evaluated', 0):,} evaluated"]
+        for key, what in SUMMARY_COUNTS:
+            if done.get(key):
+                counts.append(f"{done[key]:,} {what}")
+        for key, what in (("rejected", "quarantined"), ("skipped", "skipped")):
+            if done.get(key):
+                counts.append(f"{len(done[key]):,} {what}")
+        note = f" ({done['note']})" if done.get("note") else ""
+        parts.append(f"{kind}: {', '.join(counts)}{note}")
+    return " · ".join(parts) or None

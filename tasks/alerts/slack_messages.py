@@ -321,6 +321,10 @@ def summary_message(
         _section("*Evaluators*\n" + ("\n".join(rows) or "no scores in this window")),
         _section(f"*Judge spend* ${spend:,.4f}"),
     ]
+    from tasks.sessions import units_summary
+
+    if units := units_summary(run.get("details") or {}):
+        blocks.append(_section(f"*Sessions and traces* {clean(units, 500)}"))
     late = (run.get("details") or {}).get("late")
     if late:
         blocks.append(

@@ -258,3 +258,28 @@ async def test_estimate_counts_session_judge_calls_on_the_transcripts_before_any
     assert summary.details["sessions"]["judged"] == 4
     sent = [r.body for r in fake_llm.requests_for("judge")]
     assert len(sent) == 4
+
+
+async def test_an_alert_rule_on_a_session_evaluator_posts_a_breach_with_a_session_example(
+    engine: sa.Engine, fake_slack: Any
+) -> None:
+    # 40 conversations; in 20 the user asks the same thing twice.
+    insert_logs(engine, [
+        turn(f"r{s}-{t}", f"s{s:02d}", s + t,
+             "How do I reset my router password?" if s < 20 or t == 0 else "Thanks <b>a lot</b>")
+        for s in range(40) for t in range(2)
+    ])  # fmt: skip
+    job = parse_job({
+        "deployment": "chat",
+        "source": {"initial_lookback": "1d"},
+        "evaluators": [{"name": "refusal"}, {"name": "repeated_question"}],
+        "alerts": {"min_samples": 20, "rules": [
+            {"evaluator": "repeated_question", "metric": "pass_rate", "op": "<", "value": 0.9}]},
+    })  # fmt: skip
+    await evaluate_recent(job, until=HOUR + timedelta(hours=2))
+    breaches = [p.payload for p in fake_slack.posted if p.payload["text"].startswith("Quality")]
+    assert len(breaches) == 1
+    text = str(breaches[0]["blocks"])
+    assert "repeated_question* pass_rate 50.0%" in text
+    summary = fake_slack.posted[-1].payload
+    assert "sessions: 40 evaluated" in str(summary["blocks"])
