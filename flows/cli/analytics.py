@@ -73,7 +73,7 @@ SEGMENTS = ("all", "model", "provider", "prompt_slug", "topic", "customer_id", "
 def _unit_of(evaluator: str) -> str:
     from evaluators.heuristics.units import unit_evaluators
 
-    found = unit_evaluators().get(evaluator)
+    found = unit_evaluators().get(evaluator.split(":", 1)[0])  # session_rubric:<id>
     return "log" if found is None else found.unit
 
 
