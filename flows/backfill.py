@@ -120,12 +120,14 @@ def form_schema(schema: dict[str, Any], job: EvalJob) -> dict[str, Any]:
 async def run_chunk(
     job: EvalJob, start: datetime, end: datetime, budget_key: str, parent_run_id: str | None
 ) -> RunSummary:
-    """Evaluate logs in [start, end) that are not scored yet, as one backfill run."""
+    """Evaluate logs in [start, end), and sessions and traces that completed in it, that are
+    not scored yet, as one backfill run."""
     async with run_lifecycle(
         job, KINDS["backfill"], window_end=end, start=start, budget_key=budget_key,
         parent_run_id=parent_run_id, evaluators=evaluator_names(job),
     ) as run:  # fmt: skip
         await run.pages()
+        await run.sessions()
     assert run.summary is not None
     return run.summary
 

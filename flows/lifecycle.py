@@ -397,9 +397,17 @@ class Run:
                 continue
             self.lock.ensure()
             async with judge_slots(await self.slots()):
+                # A backfill chunk looks at units that completed in its window; a first run as
+                # far back as its window; others `lookback`.
+                since = (
+                    self.plan.start
+                    if self.plan.backfill
+                    else min(self.plan.start, self.plan.until - self.job.sessions.lookback)
+                )
                 outcome = await evaluate_completed_units(
                     self.job, kind, scores_engine(), pipeline.source_engine(self.job.source),
-                    self.plan.run_id, self.plan.until, self.judged.judges,
+                    self.plan.run_id, self.plan.until, self.judged.judges, since,
+                    self.plan.backfill,
                 )  # fmt: skip
             self.details[f"{kind}s"] = outcome.model_dump(mode="json", exclude={"first_ended"})
             if outcome.first_ended is not None:

@@ -5,11 +5,10 @@ import re
 from collections.abc import Collection
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -18,6 +17,7 @@ from pydantic import (
 )
 
 from evaluators.base import Cost, Evaluator
+from evaluators.durations import Duration
 from evaluators.errors import describe_validation_error
 from evaluators.heuristics.units import UnitEvaluator, unit_evaluators
 from evaluators.judges.breaker import BreakerPolicy
@@ -48,18 +48,6 @@ MAX_USD = 1_000_000.0
 MAX_CALLS = 100_000_000
 
 FilterValue = str | int | float | bool
-_SHORT_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def _short_duration(value: Any) -> Any:
-    """Accept `90s`, `5m`, `1h`, `3d`, `2w` besides ISO 8601 durations and seconds."""
-    if isinstance(value, str) and (match := _SHORT_DURATION.match(value)):
-        return timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
-    return value
-
-
-Duration = Annotated[timedelta, BeforeValidator(_short_duration)]
 
 
 def check_identifier(value: str, what: str) -> str:

@@ -101,11 +101,22 @@ def unit_row(
     )  # fmt: skip
 
 
+#: (unit id, evaluator, version) a unit already has a score for: a backfill leaves them be.
+Present = set[tuple[str, str, str]]
+
+
 def free_rows(
-    deployment: str, unit: Unit, evaluators: list[UnitEvaluator], run_id: str, revision: int = 1
+    deployment: str,
+    unit: Unit,
+    evaluators: list[UnitEvaluator],
+    run_id: str,
+    revision: int = 1,
+    present: Present | None = None,
 ) -> list[ScoreRow]:
     rows = []
     for evaluator in evaluators:
+        if (unit.unit_id, evaluator.score_name, evaluator.evaluator_version) in (present or ()):
+            continue
         try:
             score = evaluator.evaluate(unit.unit)
         except Exception as exc:  # an evaluator bug costs one row, not the run
@@ -140,11 +151,13 @@ async def judged_rows(
     runtime: JudgeRuntime | None,
     run_id: str,
     revisions: dict[str, int],
+    present: Present | None = None,
 ) -> list[ScoreRow]:
-    """The unit judges' verdicts on their sample of these units (`unit_sample`). A refused
-    budget is a skipped row, counted like a log's; a failed call an error row: nothing is
-    guessed."""
-    work = unit_sample(job, units, judges)
+    """The unit judges' verdicts on their sample of these units (`unit_sample`), but for those
+    `present` already. A refused budget is a skipped row, counted like a log's; a failed call
+    an error row: nothing is guessed."""
+    work = [(u, j, w) for u, j, w in unit_sample(job, units, judges)
+            if (u.unit_id, j.score_name, j.evaluator_version) not in (present or ())]  # fmt: skip
 
     async def one(unit: Unit, judge: UnitJudge, weight: float) -> ScoreRow:
         if runtime is None:
@@ -223,6 +236,15 @@ def _quarantine_entries(
         "reasons": json.dumps(r.reasons), "expectations": [],
         "raw": json.dumps({"unit_kind": kind, "unit_id": r.unit_id}),
     } for r in rejects]  # fmt: skip
+
+
+def _present(engine: sa.Engine, deployment: str, kind: UnitKind, ids: list[str]) -> Present:
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.text(query("units", "unit_scores_present")),
+            {"deployment": deployment, "unit_kind": kind, "unit_ids": ids},
+        )
+        return {(r.log_id, r.evaluator, r.evaluator_version) for r in found}
 
 
 def _unit_record(
@@ -340,9 +362,13 @@ async def evaluate_completed_units(
     run_id: str,
     until: datetime,
     runtime: JudgeRuntime | None = None,
+    since: datetime | None = None,
+    backfill: bool = False,
 ) -> UnitOutcome:
-    """Evaluate every unit of `kind` complete by `until` that has not been evaluated (or, with
-    `rescore_late`, that gained items since), and count late items of the others."""
+    """Evaluate every unit of `kind` complete by `until` (its last item after `since`, by
+    default `sessions.lookback` before `until`) that has not been evaluated (or, with
+    `rescore_late`, that gained items since), and count late items of the others. A backfill
+    looks at every complete unit and scores what it lacks (an evaluator added since)."""
     evaluators = evaluators_of(job, kind)
     outcome = UnitOutcome()
     if not evaluators:
@@ -357,23 +383,27 @@ async def evaluate_completed_units(
     judges = [e for e in evaluators if isinstance(e, UnitJudge)]
     free = [e for e in evaluators if not isinstance(e, UnitJudge)]
     gate = runtime.gate if runtime is not None and isinstance(runtime.gate, LedgerGate) else None
-    pending = await asyncio.to_thread(
-        find_pending, job, kind, scores_db, source_db, until - job.sessions.lookback, until
-    )
+    since = until - job.sessions.lookback if since is None else since
+    pending = await asyncio.to_thread(find_pending, job, kind, scores_db, source_db, since, until)
     by_id, known, late, revisions = pending.by_id, pending.known, pending.late, pending.revisions
-    todo = pending.todo
+    todo = list(pending.by_id) if backfill else pending.todo
     for start in range(0, len(todo), CHUNK):
         ids = todo[start : start + CHUNK]
         units, rejects, skipped = await asyncio.to_thread(
             read_units, job, kind, source_db, ids, until
         )
+        present: Present = set()
+        if backfill:
+            present = await asyncio.to_thread(_present, scores_db, job.deployment, kind, ids)
         rows = [
             row
             for u in units
-            for row in free_rows(job.deployment, u, free, run_id, revisions.get(u.unit_id, 1))
+            for row in free_rows(
+                job.deployment, u, free, run_id, revisions.get(u.unit_id, 1), present
+            )
         ]
         verdicts = []
-        for row in await judged_rows(job, units, judges, runtime, run_id, revisions):
+        for row in await judged_rows(job, units, judges, runtime, run_id, revisions, present):
             if row.label == UNSCORED_BUDGET:  # counted, not written (as for logs)
                 left = outcome.unscored_budget
                 left[row.evaluator] = left.get(row.evaluator, 0) + 1

@@ -10,6 +10,7 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from evaluators.base import Cost, Score
+from evaluators.durations import Duration
 from evaluators.heuristics.text import content_words
 from evaluators.units import Session, Trace, UnitKind
 
@@ -101,7 +102,7 @@ class SessionLimits(UnitEvaluator):
 
     name = "session_limits"
     unit = "session"
-    max_duration: timedelta = Field(default=timedelta(minutes=30))
+    max_duration: Duration = Field(default=timedelta(minutes=30))
     max_cost_usd: float | None = Field(default=None, ge=0)
 
     def check(self, unit: Session | Trace) -> Score:

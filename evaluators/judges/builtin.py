@@ -223,6 +223,13 @@ RUBRIC_PREAMBLE = (
 _RUBRIC_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 
 
+def check_rubric_id(value: str) -> str:
+    """A rubric's id names its scores (`rubric:<id>`): short, lowercase, plain."""
+    if not _RUBRIC_ID.match(value):
+        raise ValueError("id must be lowercase letters, digits, '-' or '_' (max 41)")
+    return value
+
+
 @registered
 class Rubric(JudgeEvaluator):
     """LLM judge with your own rubric template and pass threshold (scores named rubric:<id>).
@@ -247,9 +254,7 @@ class Rubric(JudgeEvaluator):
     @field_validator("id")
     @classmethod
     def _plain_id(cls, value: str) -> str:
-        if not _RUBRIC_ID.match(value):
-            raise ValueError("id must be lowercase letters, digits, '-' or '_' (max 41)")
-        return value
+        return check_rubric_id(value)
 
     @field_validator("template_text")
     @classmethod

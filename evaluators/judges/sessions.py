@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from evaluators.base import Cost, Score
 from evaluators.heuristics.units import UnitEvaluator, unit_evaluator
-from evaluators.judges.builtin import DEFAULT_JUDGE, judge_version, score_of
+from evaluators.judges.builtin import DEFAULT_JUDGE, check_rubric_id, judge_version, score_of
 from evaluators.judges.client import Endpoint, JudgeRoute, JudgeRuntime
 from evaluators.judges.keys import KeyEnvName
 from evaluators.judges.prompting import USER_SPLIT, load_template, render
@@ -119,7 +119,6 @@ SESSION_RUBRIC_PREAMBLE = (
     "own rubric, given in the next message together with the transcript. Apply the rubric "
     "literally; score 1 when the conversation fully meets it and 0 when it clearly fails."
 )
-_RUBRIC_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,40}$")
 
 
 @unit_evaluator
@@ -141,9 +140,7 @@ class SessionRubric(SessionJudge):
     @field_validator("id")
     @classmethod
     def _plain_id(cls, value: str) -> str:
-        if not _RUBRIC_ID.match(value):
-            raise ValueError("id must be lowercase letters, digits, '-' or '_' (max 41)")
-        return value
+        return check_rubric_id(value)
 
     @field_validator("template_text")
     @classmethod

@@ -35,3 +35,10 @@ UPDATE assay.unit_evaluations
 SET late_items = :late_items, late_seen_at = now()
 WHERE deployment = :deployment AND unit_kind = :unit_kind AND unit_id = :unit_id
   AND late_items < :late_items
+
+-- name: unit_scores_present
+-- What these units are already scored by (a backfill adds only the rest; an error is retried).
+SELECT log_id, evaluator, evaluator_version
+FROM assay.scores
+WHERE deployment = :deployment AND unit_kind = :unit_kind AND log_id = ANY(:unit_ids)
+  AND status <> 'error'

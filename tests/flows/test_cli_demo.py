@@ -23,6 +23,10 @@ def test_the_demo_runs_end_to_end(assay_env: str) -> None:
     flat = " ".join(out.split())
     for session_evaluator in ("turn_count", "repeated_question", "conversation_resolved"):
         assert session_evaluator in out  # the support bot's conversations, scored as units
+    for trace_evaluator in ("tool_loop", "tool_error_rate", "agent_goal_completed"):
+        assert trace_evaluator in out  # the agent's runs, assembled from its spans
+    assert re.search(r"sessions: [\d,]+ evaluated", flat)
+    assert re.search(r"traces: [1-9][\d,]* evaluated", flat)
     assert re.search(r"\(\d+ synthetic labels of support-bot's answer_relevance judge\)", flat)
     assert "judge vs people" in flat and "overall" in flat
     assert re.search(r"corrected by \d+ human labels \(prediction-powered\)", flat)

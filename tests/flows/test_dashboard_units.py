@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from flows.evaluate import evaluate_recent
 from tasks.config import parse_job
-from tests.browser import CHROMIUM_ARGS, chromium_path
+from tests.browser import browser_page
 from tests.cli import assay
 from tests.conftest import insert_logs, log
 
@@ -22,8 +22,6 @@ XSS = "<img src=x onerror='window.__pwned = 1'>"
 async def test_the_dashboard_shows_cost_per_session_and_session_quality(
     engine: sa.Engine, assay_env: str, tmp_path: Path
 ) -> None:
-    from playwright.async_api import async_playwright
-
     insert_logs(engine, [
         log(f"{s}-{t}", HOUR + timedelta(minutes=s * 3 + t), session_id=f"s{s}",
             customer_id="c1", cost_usd=0.01 * (t + 1), prompt=XSS if s == 0 else "Where is it?")
@@ -39,20 +37,13 @@ async def test_the_dashboard_shows_cost_per_session_and_session_quality(
     assert made.returncode == 0, made.stderr
 
     errors: list[str] = []
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(
-            executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
-        )
-        page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        await page.route("http*://**", lambda route: route.abort())
+    async with browser_page(errors) as page:
         await page.goto(out.as_uri())
         await page.wait_for_selector("#units table", timeout=15_000)
         rows = await page.eval_on_selector_all(
             "#units table tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText))"
         )
         pwned = await page.evaluate("() => window.__pwned === undefined")
-        await browser.close()
     assert not errors, errors
     # 4 sessions of 1-4 turns, turn t costing $0.01 * (t + 1): $0.01, $0.03, $0.06, $0.10.
     assert rows[1][:4] == ["session", "4", "2.5", "$0.0500"]

@@ -34,6 +34,22 @@ def session_job() -> EvalJob:
     })  # fmt: skip
 
 
+JUDGE_PRICES = {"openai/judge": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 2}}
+
+
+def judged_job(deployment: str, api_base: str, *evaluators: dict[str, Any], judge: str,
+               **budget: Any) -> EvalJob:  # fmt: skip
+    """A job whose unit judge `judge` calls the fake LLM server for every unit, priced."""
+    return parse_job({
+        "deployment": deployment,
+        "source": {"initial_lookback": "1d"},
+        "sampling": {"rate": 1.0},
+        "evaluators": [*evaluators, {"name": judge, "model": "openai/judge",
+                                     "api_base": api_base}],
+        "budget": {"prices": JUDGE_PRICES, **budget},
+    })  # fmt: skip
+
+
 def turn(log_id: str, session: str, minute: int, prompt: str, **fields: Any) -> dict[str, Any]:
     return log(log_id, HOUR + timedelta(minutes=minute), session_id=session, prompt=prompt,
                customer_id=fields.pop("customer_id", "c1"), **fields)  # fmt: skip
@@ -125,16 +141,13 @@ async def test_a_session_judge_reads_the_fenced_transcript_within_the_budget(
         turn("h3", "help", 6, "Hello?", response=""),
         *[turn(f"o{i}", f"other{i}", 10 + i, "Where is my order?") for i in range(3)],
     ])  # fmt: skip
-    job = parse_job({
-        "deployment": "chat",
-        "source": {"initial_lookback": "1d"},
-        "sampling": {"rate": 1.0},
-        "evaluators": [{"name": "turn_count"}, {"name": "conversation_resolved",
-                                                "model": "openai/judge",
-                                                "api_base": fake_llm.api_base}],
-        "budget": {"max_usd_per_run": 1.0,
-                   "prices": {"openai/judge": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 2}}},
-    })  # fmt: skip
+    job = judged_job(
+        "chat",
+        fake_llm.api_base,
+        {"name": "turn_count"},
+        judge="conversation_resolved",
+        max_usd_per_run=1.0,
+    )
     summary = await evaluate_recent(job, until=HOUR + timedelta(hours=2))
     assert summary.details["sessions"]["judged"] == 4
     [request] = [r for r in fake_llm.requests_for("judge")
@@ -233,15 +246,9 @@ async def test_estimate_counts_session_judge_calls_on_the_transcripts_before_any
         turn(f"l{s}-{t}", f"long{s}", s * 5 + t, "My router keeps dropping the connection. " * 40)
         for s in range(4) for t in range(3)
     ])  # fmt: skip
-    job = parse_job({
-        "deployment": "chat",
-        "source": {"initial_lookback": "1d"},
-        "sampling": {"rate": 1.0},
-        "evaluators": [{"name": "conversation_resolved", "model": "openai/judge",
-                        "api_base": fake_llm.api_base}],
-        "budget": {"expected_output_tokens": 60, "prices": {
-            "openai/judge": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 2}}},
-    })  # fmt: skip
+    job = judged_job(
+        "chat", fake_llm.api_base, judge="conversation_resolved", expected_output_tokens=60
+    )
     path = tmp_path / "chat.yaml"
     path.write_text(yaml.safe_dump(job.model_dump(mode="json", by_alias=True)))
     until = HOUR + timedelta(hours=2)
@@ -283,3 +290,28 @@ async def test_an_alert_rule_on_a_session_evaluator_posts_a_breach_with_a_sessio
     assert "repeated_question* pass_rate 50.0%" in text
     summary = fake_slack.posted[-1].payload
     assert "sessions: 40 evaluated" in str(summary["blocks"])
+
+
+async def test_a_backfill_scores_past_sessions_with_an_evaluator_added_since_once(
+    engine: sa.Engine,
+) -> None:
+    from flows.backfill import backfill
+
+    insert_logs(engine, [turn(f"p{s}-{t}", f"past{s}", s * 3 + t, "Where is my parcel?")
+                         for s in range(6) for t in range(2)])  # fmt: skip
+    await evaluate_recent(session_job(), until=HOUR + timedelta(hours=2))
+    # Later the team adds a session evaluator and backfills the past day with it.
+    added = session_job().model_copy(deep=True)
+    added.evaluators.append(parse_job({"deployment": "chat", "evaluators": [
+        {"name": "session_limits", "params": {"max_duration": "1m"}}]}).evaluators[0])  # fmt: skip
+    for _ in range(2):  # a second backfill finds nothing left to do
+        await backfill(added, HOUR - timedelta(hours=1), HOUR + timedelta(hours=2),
+                       evaluators=["session_limits", "turn_count"],
+                       chunk=timedelta(hours=1))  # fmt: skip
+    with engine.connect() as conn:
+        per_evaluator = dict(conn.execute(sa.text(
+            "SELECT evaluator, count(*) FROM assay.scores WHERE unit_kind = 'session' "
+            "GROUP BY 1")).all())  # fmt: skip
+    # Every past session now has the new evaluator's score, and still one of each other.
+    assert per_evaluator == {"turn_count": 6, "repeated_question": 6,
+                             "unanswered_final_turn": 6, "session_limits": 6}  # fmt: skip
