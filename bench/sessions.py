@@ -1,10 +1,11 @@
 """Sessions as units: 200,000 logs in 20,000 conversations of 10 turns, assembled and evaluated
 with three free session evaluators (`evaluate_completed_units`: find the complete sessions,
-read their turns in chunks of 500 sessions, normalize, assemble, evaluate, write scores and
+read their turns in chunks of 200 sessions, normalize, assemble, evaluate, write scores and
 unit records), against the per-log path over the same rows in the same run (keyset pages of
 1,000, normalize, three free log evaluators, write scores). Target: sessions at least 0.7x the
 per-log throughput (logs per second), with peak memory bounded by the chunk of open sessions,
-not by the window (Python heap peak, tracemalloc).
+not by the window (Python heap peak, tracemalloc). The same rows are also agent traces (a root
+step per run, every third step a tool call), evaluated with three free trace evaluators.
 
 Env: BENCH_SESSION_LOGS (default 200,000), BENCH_TURNS (default 10).
 """
@@ -17,7 +18,7 @@ import time
 import tracemalloc
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 
@@ -30,13 +31,15 @@ LOGS = int(os.environ.get("BENCH_SESSION_LOGS", "200000"))
 TURNS = int(os.environ.get("BENCH_TURNS", "10"))
 SEED_SQL = """
 INSERT INTO assay.llm_logs (id, ts, prompt, response, model, customer_id, user_id, session_id,
-                            status, environment)
+                            status, environment, trace_id, parent_span_id, step_kind)
 SELECT 'log-' || g, %(end)s::timestamptz - interval '2 hours'
                     - make_interval(secs => (%(n)s - g) * 0.5),
        'Question ' || (g %% 97) || ' about order ' || (g / %(turns)s) || '?',
        'Your order ' || (g / %(turns)s) || ' ships in ' || (g %% 5 + 1) || ' days.',
        'gpt-4o-mini', 'cust-' || ((g / %(turns)s) %% 50), 'u' || (g / %(turns)s),
-       's' || (g / %(turns)s), 'ok', 'production'
+       's' || (g / %(turns)s), 'ok', 'production', 't' || (g / %(turns)s),
+       CASE WHEN g %% %(turns)s = 0 THEN NULL ELSE 'log-' || (g - g %% %(turns)s) END,
+       CASE WHEN g %% 3 = 1 THEN 'tool' ELSE 'llm' END
 FROM generate_series(0, %(n)s - 1) AS g
 """
 
@@ -45,11 +48,11 @@ def job(kind: str) -> Any:
     """Three free evaluators either way: of logs, or of sessions."""
     from tasks.config import parse_job
 
-    names = (
-        ["refusal", "length", "pii"]
-        if kind == "logs"
-        else ["turn_count", "repeated_question", "unanswered_final_turn"]
-    )
+    names = {
+        "logs": ["refusal", "length", "pii"],
+        "sessions": ["turn_count", "repeated_question", "unanswered_final_turn"],
+        "traces": ["tool_error_rate", "tool_loop", "step_limit"],
+    }[kind]
     return parse_job({
         "deployment": f"bench-{kind}", "source": {"initial_lookback": "30d", "page_size": 1000},
         "evaluators": [{"name": n} for n in names],
@@ -88,15 +91,15 @@ def per_log(url: str) -> tuple[float, int]:
     return time.perf_counter() - started, seen
 
 
-def sessions(url: str) -> tuple[float, Any]:
+def units(url: str, kind: Literal["session", "trace"]) -> tuple[float, Any]:
     from tasks.pipeline import fitted_job, source_engine
     from tasks.sessions import evaluate_completed_units
     from tasks.store.db import _engine
 
-    units = fitted_job(job("sessions"))
+    unit_job = fitted_job(job(f"{kind}s"))
     started = time.perf_counter()
     outcome = asyncio.run(evaluate_completed_units(
-        units, "session", _engine(url), source_engine(units.source),
+        unit_job, kind, _engine(url), source_engine(unit_job.source),
         "00000000-0000-0000-0000-000000000002", END,
     ))  # fmt: skip
     return time.perf_counter() - started, outcome
@@ -124,8 +127,11 @@ def main() -> None:
         log_s, logs = per_log(url)
         log_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.reset_peak()
-        session_s, outcome = sessions(url)
+        session_s, outcome = units(url, "session")
         session_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        trace_s, traced = units(url, "trace")
+        trace_peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         log_rate, session_rate = logs / log_s, LOGS / session_s
         print(json.dumps({
@@ -139,7 +145,11 @@ def main() -> None:
                               "sessions_per_s": round(outcome.evaluated / session_s),
                               "scores": outcome.scored,
                               "peak_heap_mib": round(session_peak / 2**20, 1)},
+            "traces_path": {"seconds": round(trace_s, 2), "logs_per_s": round(LOGS / trace_s),
+                            "traces": traced.evaluated, "scores": traced.scored,
+                            "peak_heap_mib": round(trace_peak / 2**20, 1)},
             "sessions_over_per_log": round(session_rate / log_rate, 2),
+            "traces_over_per_log": round(LOGS / trace_s / log_rate, 2),
             "targets": {"sessions_over_per_log": ">= 0.7"},
         }, indent=2))  # fmt: skip
     finally:
