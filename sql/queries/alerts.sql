@@ -60,7 +60,7 @@ WHERE s.run_id = (
 GROUP BY s.evaluator
 
 -- name: failing_examples
-SELECT log_id, score, reason
+SELECT log_id, unit_kind, score, reason
 FROM assay.scores
 WHERE run_id = CAST(:run_id AS uuid) AND evaluator = :evaluator AND status = 'ok' AND NOT passed
   AND {segment} = :segment

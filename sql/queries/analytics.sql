@@ -118,12 +118,14 @@ UNION ALL
 SELECT 'evaluator', evaluator FROM assay.score_rollups GROUP BY evaluator
 
 -- name: failing_logs
--- The latest failing logs per deployment and evaluator in a range (dashboard drill-down).
+-- The latest failing logs per deployment and evaluator in a range (dashboard drill-down;
+-- sessions and traces have their own section).
 SELECT deployment, evaluator, log_id, log_ts, score, reason
 FROM (
     SELECT s.*, row_number() OVER (PARTITION BY deployment, evaluator ORDER BY log_ts DESC) AS rn
     FROM assay.scores s
     WHERE status = 'ok' AND NOT passed AND log_ts >= :since AND log_ts < :until
+      AND unit_kind = 'log'
       AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
 ) latest
 WHERE rn <= :per_evaluator
@@ -133,7 +135,7 @@ ORDER BY deployment, evaluator, log_ts DESC
 -- Every score of some logs of one deployment (the log detail section).
 SELECT log_id, evaluator, evaluator_version, status, score, passed, label, reason, judge_model
 FROM assay.scores
-WHERE deployment = :deployment AND log_id = ANY(:log_ids)
+WHERE deployment = :deployment AND log_id = ANY(:log_ids) AND unit_kind = 'log'
 ORDER BY log_id, evaluator
 
 -- name: open_alerts_all

@@ -347,6 +347,28 @@ def pending_messages(
         return [PendingMessage.model_validate(row._asdict()) for row in rows]
 
 
+def unit_texts(job: EvalJob, failing: list[Any]) -> dict[str, tuple[str, str]]:
+    """A failing session's or trace's transcript (its opening and ending, cut in the middle)
+    and its final answer, as a failing log's prompt and response."""
+    from evaluators.units import Session, transcript_text
+    from tasks.pipeline import source_engine
+    from tasks.sessions import read_units
+
+    texts: dict[str, tuple[str, str]] = {}
+    for kind in ("session", "trace"):
+        ids = [row.log_id for row in failing if row.unit_kind == kind]
+        if not ids:
+            continue
+        units, _rejects, _skipped = read_units(
+            job, kind, source_engine(job.source), ids, datetime.now(UTC)
+        )
+        for unit in units:
+            found = unit.unit
+            final = found.turns[-1].response if isinstance(found, Session) else found.output
+            texts[unit.unit_id] = (transcript_text(found, 1200), final or "")
+    return texts
+
+
 def failing_examples(job: EvalJob) -> Any:
     """A function giving up to 3 failing logs of an evaluator in a run, with their text."""
 
@@ -367,20 +389,23 @@ def failing_examples(job: EvalJob) -> Any:
         ).all()
         if not failing:
             return []
+        texts: dict[str, tuple[str, str]] = {}
         try:
+            logs = [row.log_id for row in failing if row.unit_kind == "log"]
             with source_engine(job.source).connect() as source:
-                rows = rows_by_id(source, job.source, [row.log_id for row in failing])
+                rows = rows_by_id(source, job.source, logs) if logs else []
+            for record in normalize_rows(rows, job.source.format)[0]:
+                texts[record.id] = (record.prompt, record.response or "")
+            texts.update(unit_texts(job, [r for r in failing if r.unit_kind != "log"]))
         except Exception as exc:  # examples are a courtesy; the alert goes out without them
             log.warning("could not read failing examples: %s", type(exc).__name__)
-            rows = []
-        records = {record.id: record for record in normalize_rows(rows, job.source.format)[0]}
         return [
             Example(
                 evaluator=evaluator,
-                log_id=row.log_id,
+                log_id=row.log_id if row.unit_kind == "log" else f"{row.unit_kind} {row.log_id}",
                 score=row.score,
-                prompt=records[row.log_id].prompt if row.log_id in records else "",
-                response=(records[row.log_id].response or "") if row.log_id in records else "",
+                prompt=texts.get(row.log_id, ("", ""))[0],
+                response=texts.get(row.log_id, ("", ""))[1],
                 reason=row.reason,
             )
             for row in failing

@@ -273,7 +273,7 @@ async def test_an_alert_rule_on_a_session_evaluator_posts_a_breach_with_a_sessio
     # 40 conversations; in 20 the user asks the same thing twice.
     insert_logs(engine, [
         turn(f"r{s}-{t}", f"s{s:02d}", s + t,
-             "How do I reset my router password?" if s < 20 or t == 0 else "Thanks <b>a lot</b>")
+             "How do I reset my <b>router</b> password?" if s < 20 or t == 0 else "Thanks!")
         for s in range(40) for t in range(2)
     ])  # fmt: skip
     job = parse_job({
@@ -288,6 +288,10 @@ async def test_an_alert_rule_on_a_session_evaluator_posts_a_breach_with_a_sessio
     assert len(breaches) == 1
     text = str(breaches[0]["blocks"])
     assert "repeated_question* pass_rate 50.0%" in text
+    # The failing example is the conversation itself, its markup shown as text.
+    assert "session s00" in text and "turn 2 repeats turn 1" in text
+    assert "[turn 2] user: How do I reset my &lt;b&gt;router&lt;/b&gt; password?" in text
+    assert "<b>" not in text
     summary = fake_slack.posted[-1].payload
     assert "sessions: 40 evaluated" in str(summary["blocks"])
 
