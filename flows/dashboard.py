@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from tasks.analytics.report import Bucket, By, score_rows, spend_rows, usage_rows
 from tasks.store.sql import query
-from tasks.warehouse.texts import TEXT_CHARS, job_texts, shown
+from tasks.warehouse.texts import TEXT_CHARS, job_texts, job_unit_texts, shown
 
 TEMPLATE = Path(__file__).with_name("dashboard.html")
 SAFETY_EVALUATORS = ("pii", "secrets", "prompt_injection")
@@ -41,6 +41,7 @@ def dashboard_data(
             sa.text(query("analytics", "dashboard_units")), window)]  # fmt: skip
         unit_quality = [row._asdict() for row in conn.execute(
             sa.text(query("analytics", "dashboard_unit_quality")), window)]  # fmt: skip
+        failing_units = failing_unit_examples(conn, window)
         agreement = [
             {**row._asdict(), "week": row.week.isoformat()}
             for row in conn.execute(
@@ -63,10 +64,28 @@ def dashboard_data(
         "agreement": agreement,
         "units": units,
         "unit_quality": unit_quality,
+        "failing_units": failing_units,
     }
 
 
 EXAMPLES_PER_EVALUATOR = 5
+
+
+def failing_unit_examples(conn: sa.Connection, window: dict[str, Any]) -> list[dict[str, Any]]:
+    """The latest failing sessions and traces per unit evaluator, each with its transcript
+    (from the source, when its job file is here)."""
+    failing = [
+        {**row._asdict(), "log_ts": row.log_ts.isoformat()}
+        for row in conn.execute(sa.text(query("analytics", "failing_units")),
+                                {**window, "per_evaluator": EXAMPLES_PER_EVALUATOR})
+    ]  # fmt: skip
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for row in failing:
+        wanted.setdefault((row["deployment"], row["unit_kind"]), set()).add(row["unit_id"])
+    texts = {key: job_unit_texts(*key, sorted(ids)) for key, ids in wanted.items()}
+    for row in failing:
+        row["transcript"] = texts[(row["deployment"], row["unit_kind"])].get(row["unit_id"])
+    return failing
 
 
 def drill_down(

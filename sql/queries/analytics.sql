@@ -220,3 +220,17 @@ WHERE unit_kind <> 'log' AND log_ts >= :since AND log_ts < :until
   AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
 GROUP BY deployment, unit_kind, evaluator
 ORDER BY deployment, unit_kind, evaluator
+
+-- name: failing_units
+-- The latest failing sessions and traces per deployment and evaluator in a range.
+SELECT deployment, unit_kind, evaluator, log_id AS unit_id, log_ts, score, reason
+FROM (
+    SELECT s.*, row_number() OVER (PARTITION BY deployment, unit_kind, evaluator
+                                   ORDER BY log_ts DESC) AS rn
+    FROM assay.scores s
+    WHERE status = 'ok' AND NOT passed AND log_ts >= :since AND log_ts < :until
+      AND unit_kind <> 'log'
+      AND (CAST(:deployment AS text) IS NULL OR deployment = :deployment)
+) latest
+WHERE rn <= :per_evaluator
+ORDER BY deployment, unit_kind, evaluator, log_ts DESC

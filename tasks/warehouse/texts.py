@@ -2,9 +2,11 @@
 people to look at: the dashboard's drill-down and annotation queues. Read READ ONLY, masked like
 every outward text, bounded."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evaluators.units import UnitKind
 from tasks.config import EvalJob
 
 TEXT_CHARS = 4000
@@ -53,3 +55,25 @@ def job_texts(deployment: str, log_ids: list[str]) -> dict[str, dict[str, Any]]:
         return log_texts(load_job(path), log_ids)
     except Exception:
         return {}
+
+
+def job_unit_texts(deployment: str, kind: str, unit_ids: list[str]) -> dict[str, str]:
+    """The transcripts of these sessions or traces (as a judge reads them, cut in the middle
+    when long), masked like every outward text, through the deployment's job file; empty when
+    there is none here or its source cannot be read."""
+    from evaluators.units import transcript_text
+    from tasks.config import load_job
+    from tasks.pipeline import fitted_job, source_engine
+    from tasks.sessions import read_units
+
+    path = JOBS_DIR / f"{deployment}.yaml"
+    unit_kind: UnitKind = "trace" if kind == "trace" else "session"
+    if not path.exists() or kind != unit_kind:
+        return {}
+    try:
+        job = fitted_job(load_job(path))
+        source = source_engine(job.source)
+        units, _rejects, _skipped = read_units(job, unit_kind, source, unit_ids, datetime.now(UTC))
+    except Exception:
+        return {}
+    return {u.unit_id: shown(transcript_text(u.unit, TEXT_CHARS)) for u in units}
