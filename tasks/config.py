@@ -587,7 +587,9 @@ class SessionEnd(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     column: str = Field(description="A source column (not a canonical field) holding the marker.")
-    values: list[str] = Field(min_length=1, max_length=20)
+    values: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        min_length=1, max_length=20
+    )
 
     @field_validator("column")
     @classmethod
