@@ -5,7 +5,7 @@ import re
 from collections.abc import Collection
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
