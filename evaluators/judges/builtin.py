@@ -6,9 +6,9 @@ import hashlib
 import json
 import re
 from functools import cached_property
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator
 
 from evaluators.base import Cost, EvalContext, Evaluator, Score
 from evaluators.judges.client import (
@@ -230,6 +230,9 @@ def check_rubric_id(value: str) -> str:
     return value
 
 
+RubricId = Annotated[str, AfterValidator(check_rubric_id)]
+
+
 @registered
 class Rubric(JudgeEvaluator):
     """LLM judge with your own rubric template and pass threshold (scores named rubric:<id>).
@@ -242,7 +245,7 @@ class Rubric(JudgeEvaluator):
     template_name = "rubric"  # unused: the rubric's template is the job's own text
     needs_response = False
 
-    id: str = Field(description="Names this rubric's scores: evaluator = rubric:<id>.")
+    id: RubricId = Field(description="Names this rubric's scores: evaluator = rubric:<id>.")
     template_text: str = Field(
         alias="template",
         min_length=20,
@@ -250,11 +253,6 @@ class Rubric(JudgeEvaluator):
     )
 
     model_config = ConfigDict(populate_by_name=True)
-
-    @field_validator("id")
-    @classmethod
-    def _plain_id(cls, value: str) -> str:
-        return check_rubric_id(value)
 
     @field_validator("template_text")
     @classmethod

@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from evaluators.base import Cost, Score
 from evaluators.heuristics.units import UnitEvaluator, unit_evaluator
-from evaluators.judges.builtin import DEFAULT_JUDGE, check_rubric_id, judge_version, score_of
+from evaluators.judges.builtin import DEFAULT_JUDGE, RubricId, judge_version, score_of
 from evaluators.judges.client import Endpoint, JudgeRoute, JudgeRuntime
 from evaluators.judges.keys import KeyEnvName
 from evaluators.judges.prompting import USER_SPLIT, load_template, render
@@ -131,16 +131,11 @@ class SessionRubric(SessionJudge):
     template_name = "session_rubric"  # unused: the rubric's template is the job's own text
     model_config = ConfigDict(populate_by_name=True, extra="forbid", frozen=True)
 
-    id: str = Field(description="Names this rubric's scores: evaluator = session_rubric:<id>.")
+    id: RubricId = Field(description="Names this rubric's scores: evaluator = session_rubric:<id>.")
     template_text: str = Field(
         alias="template", min_length=20,
         description="The rubric, with {transcript} where the conversation goes.",
     )  # fmt: skip
-
-    @field_validator("id")
-    @classmethod
-    def _plain_id(cls, value: str) -> str:
-        return check_rubric_id(value)
 
     @field_validator("template_text")
     @classmethod
