@@ -61,11 +61,12 @@ class EvalContext(BaseModel):
     judges: Any = None
 
 
-class Evaluator(BaseModel):
-    """Base class: subclasses declare `name`, `version`, `cost` and their params as fields.
+class Scorer(BaseModel):
+    """What every evaluator is, of a log or of a whole unit: a name, a version and a cost, and
+    the names its scores are stored under. Subclasses declare their params as fields.
 
-    Bump `version` whenever a change would give a different score for the same record:
-    scores are keyed by (log, evaluator, version), so a new version is scored afresh.
+    Bump `version` whenever a change would give a different score for the same input: scores
+    are keyed by (unit, evaluator, version), so a new version is scored afresh.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -84,9 +85,13 @@ class Evaluator(BaseModel):
         """The `evaluator_version` column; judges derive it from template, params and model."""
         return self.version
 
-    async def evaluate(self, record: LogRecord, ctx: EvalContext) -> Score:
-        raise NotImplementedError
-
     @classmethod
     def describe(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        return (cls.__doc__ or cls.name).strip().splitlines()[0]
+
+
+class Evaluator(Scorer):
+    """Base class of log evaluators: `evaluate` scores one log."""
+
+    async def evaluate(self, record: LogRecord, ctx: EvalContext) -> Score:
+        raise NotImplementedError

@@ -7,35 +7,21 @@ from collections import Counter
 from datetime import timedelta
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from evaluators.base import Cost, Score
+from evaluators.base import Score, Scorer
 from evaluators.durations import Duration
 from evaluators.heuristics.text import content_words
 from evaluators.units import Session, Trace, UnitKind
 
 
-class UnitEvaluator(BaseModel):
+class UnitEvaluator(Scorer):
     """A free evaluator of one unit kind. `evaluate` never raises on a well-formed unit."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: ClassVar[str]
     version: ClassVar[str] = "1"
     unit: ClassVar[UnitKind]
-    cost: ClassVar[Cost] = Cost.FREE
-
-    @property
-    def score_name(self) -> str:
-        return self.name
-
-    @property
-    def evaluator_version(self) -> str:
-        return self.version
-
-    @classmethod
-    def describe(cls) -> str:
-        return (cls.__doc__ or cls.name).strip().splitlines()[0]
 
     def evaluate(self, unit: Session | Trace) -> Score:
         if isinstance(unit, Trace) and not any(s.kind == "llm" for s in unit.steps):
