@@ -180,9 +180,12 @@ def _unit_judging(
         for judge in judges:
             per[judge.score_name] = EvaluatorEstimate(evaluator=judge.score_name, model=judge.model)
             tokens[judge.score_name] = []
-        todo = find_pending(job, kind, scores_db, source_db, start, end).todo
+        pending = find_pending(job, kind, scores_db, source_db, start, end)
+        sizes = {u: found["items"] for u, found in pending.by_id.items()}
+        todo = pending.todo
         for at in range(0, len(todo), CHUNK):
-            units, _rejects, _skipped = read_units(job, kind, source_db, todo[at : at + CHUNK], end)
+            chunk = todo[at : at + CHUNK]
+            units, _rejects, _skipped = read_units(job, kind, source_db, chunk, end, sizes)
             for unit, judge, _weight in unit_sample(job, units, judges):
                 entry = per[judge.score_name]
                 entry.eligible += 1

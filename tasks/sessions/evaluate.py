@@ -78,8 +78,9 @@ async def evaluate_completed_units(
     todo = list(pending.by_id) if backfill else pending.todo
     for start in range(0, len(todo), CHUNK):
         ids = todo[start : start + CHUNK]
+        sizes = {u: by_id[u]["items"] for u in ids}
         units, rejects, skipped = await asyncio.to_thread(
-            read_units, job, kind, source_db, ids, until
+            read_units, job, kind, source_db, ids, until, sizes
         )
         present: Present = set()
         if backfill:

@@ -134,17 +134,34 @@ def find_pending(
 
 
 def read_units(
-    job: EvalJob, kind: UnitKind, source_db: sa.Engine, ids: list[str], until: datetime
+    job: EvalJob,
+    kind: UnitKind,
+    source_db: sa.Engine,
+    ids: list[str],
+    until: datetime,
+    sizes: dict[str, int] | None = None,
 ) -> tuple[list[Unit], list[UnitReject], dict[str, str]]:
     """These units as of `until`, assembled; the refused ones; the ones with nothing to judge.
-    Bad rows are the log pass's business (quarantined there): a unit is its good items."""
-    with source_db.connect() as conn:
-        raw = rows_by_unit(conn, job.source, kind, ids, until)
+    A unit known (`sizes`) to hold more than `sessions.max_steps` items is refused unread: one
+    runaway conversation or agent loop cannot fill memory. Bad rows are the log pass's
+    business (quarantined there): a unit is its good items."""
+    limit = job.sessions.max_steps
+    oversized = [
+        UnitReject(kind=kind, unit_id=u, reasons=[
+            f"{sizes[u]:,} items, over sessions.max_steps ({limit:,}): not read"])
+        for u in ids if sizes and sizes.get(u, 0) > limit
+    ]  # fmt: skip
+    refused = {r.unit_id for r in oversized}
+    ids = [u for u in ids if u not in refused]
+    raw = []
+    if ids:
+        with source_db.connect() as conn:
+            raw = rows_by_unit(conn, job.source, kind, ids, until)
     records, _bad_rows = normalize_rows(raw, job.source.format)
-    units, rejects, skipped = assemble(kind, records, job.sessions.max_steps)
+    units, rejects, skipped = assemble(kind, records, limit)
     accounted = {u.unit_id for u in units} | {r.unit_id for r in rejects} | set(skipped)
     for unit_id in ids:
         if unit_id not in accounted:  # recorded, or every run would look at it again
             skipped[unit_id] = (f"no readable LLM call in this {kind} (its rows are "
                                 "quarantined, or none is an LLM call)")  # fmt: skip
-    return units, rejects, skipped
+    return units, [*oversized, *rejects], skipped

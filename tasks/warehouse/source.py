@@ -194,7 +194,7 @@ def completed_units(
 ) -> list[dict[str, Any]]:
     """Units (sessions or traces) with an item after `since` that are complete as seen at
     `until`: their last item up to `until` is at least `idle` before it, or an end marker
-    was logged. Unit id, last item time, and whether it ended explicitly."""
+    was logged. Unit id, last item time, whether it ended explicitly, and its item count."""
     slot = UNIT_SLOTS[kind]
     mapping = source.column_mapping()
     if slot not in mapping:
@@ -214,7 +214,12 @@ def completed_units(
     ended = (sa.func.bool_or(sa.or_(*markers)) if markers else sa.literal(False)).label("ended")
     # Values bound in the statement: an end marker's IN list is rendered at compile time.
     grouped = (
-        sa.select(sa.cast(unit, sa.Text).label("unit_id"), last.label("last_ts"), ended)
+        sa.select(
+            sa.cast(unit, sa.Text).label("unit_id"),
+            last.label("last_ts"),
+            ended,
+            sa.func.count().label("items"),
+        )
         .where(unit.is_not(None), seen.c.ts <= sa.bindparam("until", until))
         .group_by(unit)
         .having(last > sa.bindparam("since", since))

@@ -177,3 +177,23 @@ async def test_a_trace_judge_reads_the_fenced_trace(engine: sa.Engine, fake_llm:
         spent = conn.execute(sa.text("SELECT spent_usd FROM assay.run_spend WHERE run_id = :r"),
                              {"r": summary.run_id}).scalar_one()  # fmt: skip
     assert row.passed is False and spent == pytest.approx(row.cost_usd) and spent > 0
+
+
+async def test_a_runaway_trace_is_quarantined_unread_and_the_others_are_scored(
+    engine: sa.Engine,
+) -> None:
+    insert_logs(engine, [
+        *agent_run("fine", 0),
+        # An agent stuck in a loop: 60 tool calls (63 steps), over max_steps (20).
+        *agent_run("runaway", 5, loops=60),
+    ])  # fmt: skip
+    summary = await evaluate_recent(trace_job(max_steps=20), until=HOUR + timedelta(hours=1))
+    traces = summary.details["traces"]
+    assert traces["evaluated"] == 1
+    assert traces["rejected"]["runaway"] == "63 items, over sessions.max_steps (20): not read"
+    with engine.connect() as conn:
+        status = dict(conn.execute(sa.text(
+            "SELECT unit_id, status FROM assay.unit_evaluations")).all())  # fmt: skip
+    assert status == {"fine": "evaluated", "runaway": "rejected"}
+    assert set(trace_scores(engine)) == {("fine", e) for e in
+                                         ("tool_loop", "tool_error_rate", "step_limit")}  # fmt: skip
