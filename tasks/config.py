@@ -622,7 +622,7 @@ class SessionsConfig(BaseModel):
     )
     max_steps: int = Field(
         default=500, ge=1, le=100_000,
-        description="A trace with more steps is quarantined, not judged.",
+        description="A session or trace with more items is quarantined unread.",
     )  # fmt: skip
     rescore_late: bool = Field(
         default=False,
