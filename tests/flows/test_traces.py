@@ -197,3 +197,29 @@ async def test_a_runaway_trace_is_quarantined_unread_and_the_others_are_scored(
     assert status == {"fine": "evaluated", "runaway": "rejected"}
     assert set(trace_scores(engine)) == {("fine", e) for e in
                                          ("tool_loop", "tool_error_rate", "step_limit")}  # fmt: skip
+
+
+async def test_a_rescored_trace_keeps_the_ledger_equal_to_scores_plus_revisions(
+    engine: sa.Engine, fake_llm: Any
+) -> None:
+    from tests.fakes.llm import Reply, always, verdict
+
+    fake_llm.script("judge", always(Reply(content=verdict(0.9, True, "completed"))))
+    insert_logs(engine, agent_run("paid", 0))
+    job = judged_job("agent", fake_llm.api_base, judge="agent_goal_completed",
+                     max_usd_per_day=1.0)  # fmt: skip
+    job = job.model_copy(update={"sessions": job.sessions.model_copy(
+        update={"rescore_late": True})})  # fmt: skip
+    await evaluate_recent(job, until=HOUR + timedelta(hours=1))
+    insert_logs(engine, [tool("late", "paid", 70, "plan", "lookup_order", '{"order": 7}')])
+    again = await evaluate_recent(job, until=HOUR + timedelta(hours=3))
+    assert again.details["traces"]["rescored"] == 1
+    assert len(fake_llm.requests_for("judge")) == 2  # judged once per revision
+    with engine.connect() as conn:
+        current = conn.execute(sa.text(
+            "SELECT sum(cost_usd), count(*) FROM assay.scores WHERE unit_kind = 'trace'")).one()  # fmt: skip
+        replaced = conn.execute(sa.text(
+            "SELECT sum(cost_usd), count(*) FROM assay.unit_score_revisions")).one()  # fmt: skip
+        spent = conn.execute(sa.text("SELECT sum(spent_usd) FROM assay.spend")).scalar_one()
+    assert current[1] == replaced[1] == 1 and current[0] > 0
+    assert spent == pytest.approx(current[0] + replaced[0])
