@@ -27,6 +27,13 @@ from tasks.sessions.units import CHUNK, Unit, evaluators_of, find_pending, read_
 from tasks.warehouse.source import UNIT_SLOTS
 
 
+def incomplete_note(unit: Unit) -> str | None:
+    """Why a trace was evaluated as it is: a step's parent never arrived (it stood as a root)."""
+    if isinstance(unit.unit, Trace) and unit.unit.incomplete:
+        return "incomplete: a step's parent never arrived; it was evaluated as a root"
+    return None
+
+
 class UnitOutcome(BaseModel):
     """What one run did with the units of one kind (run details `sessions` / `traces`)."""
 
@@ -102,7 +109,7 @@ async def evaluate_completed_units(
         last = {u: by_id[u]["last_ts"] for u in ids}
 
         outcomes: list[tuple[str, str, str | None, Unit | None]]
-        outcomes = [(u.unit_id, "evaluated", None, u) for u in units]
+        outcomes = [(u.unit_id, "evaluated", incomplete_note(u), u) for u in units]
         outcomes += [(r.unit_id, "rejected", "; ".join(r.reasons), None) for r in rejects]
         outcomes += [(u, "skipped", why, None) for u, why in skipped.items()]
         records_of = [unit_record(u, last[u], revisions.get(u, 1), status, why, unit)

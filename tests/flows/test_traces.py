@@ -105,6 +105,10 @@ async def test_traces_are_assembled_from_steps_and_evaluated_once_when_complete(
     second = await evaluate_recent(trace_job(), until=HOUR + timedelta(hours=2))
     assert second.details["traces"]["evaluated"] == 1
     assert second.details["traces"]["incomplete"] == 1  # its steps' parent (root) never came
+    with engine.connect() as conn:
+        flagged = conn.execute(sa.text(
+            "SELECT reason FROM assay.unit_evaluations WHERE unit_id = 'open'")).scalar_one()  # fmt: skip
+    assert flagged.startswith("incomplete: a step's parent never arrived")
     again = await evaluate_recent(trace_job(), until=HOUR + timedelta(hours=2))
     assert again.details["traces"]["evaluated"] == 0
     with engine.connect() as conn:
