@@ -142,7 +142,9 @@ class SessionRubric(SessionJudge):
     def _reads_the_transcript(cls, value: str) -> str:
         if "{transcript}" not in value:
             raise ValueError("template must use {transcript} (where the conversation goes)")
-        stray = set(re.findall(r"\{([^{}]*)\}", value)) - {"transcript"}
+        # A placeholder-like name other than {transcript} is a typo or a probe: nothing else is
+        # filled in (JSON braces in an example stay as they are).
+        stray = set(re.findall(r"\{([A-Za-z_][\w.]*)\}", value)) - {"transcript"}
         if stray:
             raise ValueError(
                 f"template may only use {{transcript}}, not {', '.join(sorted(stray))}"

@@ -92,7 +92,7 @@ def test_session_and_trace_evaluators_are_accepted_and_their_rubric_reads_only_t
         {"name": "conversation_resolved", "model": "local/heuristic"},
         {"name": "tool_loop"}, {"name": "agent_goal_completed", "model": "local/heuristic"},
         {"name": "session_rubric", "model": "local/heuristic", "params": {
-            "id": "polite", "template": "Was the assistant polite throughout? {transcript}"}},
+            "id": "polite", "template": 'Polite throughout? Answer like {"polite": true}. {transcript}'}},
     ]})  # fmt: skip
     assert job.score_names() == ["turn_count", "conversation_resolved", "tool_loop",
                                  "agent_goal_completed", "session_rubric:polite"]  # fmt: skip
