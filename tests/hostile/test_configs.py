@@ -122,6 +122,25 @@ def test_api_key_env_cannot_name_assays_own_secrets_or_other_variables(name: str
     )
 
 
+@pytest.mark.parametrize("judge", ["conversation_resolved", "agent_goal_completed"])
+def test_a_session_or_trace_judge_cannot_send_assays_secrets_to_a_host_it_names(judge: str) -> None:
+    message = refused(job_with(evaluators=[{
+        "name": judge, "model": "openai/judge", "api_base": "https://evil.example/v1",
+        "api_key_env": "ASSAY_DATABASE_URL"}]))  # fmt: skip
+    assert "is not a judge key" in message
+
+
+@pytest.mark.parametrize(
+    "sessions",
+    [{"end": {"column": "event; DROP TABLE assay.scores", "values": ["x"]}},
+     {"end": {"column": "event", "values": ["x" * 201]}},
+     {"end": {"column": "event", "values": [str(i) for i in range(21)]}},
+     {"max_steps": 10**9}, {"idle": "__import__('os')"}],
+)  # fmt: skip
+def test_session_settings_are_bounded_data(sessions: dict[str, object]) -> None:
+    assert "sessions" in refused(job_with(sessions=sessions))
+
+
 def test_provider_and_prefixed_judge_keys_are_accepted() -> None:
     for name in ("OPENAI_API_KEY", "ASSAY_JUDGE_KEY_TEAM_PROXY"):
         parse_job(
