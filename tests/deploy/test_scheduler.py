@@ -30,7 +30,13 @@ def every_minute_deployment(path: Path) -> Path:
     job = {
         "deployment": "scheduler-smoke",
         "source": {"table": "assay.llm_logs", "lag": "5m", "initial_lookback": "2h"},
-        "evaluators": [{"name": "pii"}, {"name": "refusal"}, {"name": "length"}],
+        "evaluators": [
+            {"name": "pii"},
+            {"name": "refusal"},
+            {"name": "length"},
+            {"name": "turn_count"},
+        ],
+        "sessions": {"idle": "10m"},
         "alerts": {"summary": "never"},
     }
     spec = {
@@ -82,7 +88,15 @@ async def test_the_servers_scheduler_creates_the_run_and_a_worker_completes_it(
     now = datetime.now(UTC)
     insert_logs(
         engine,
-        [log(f"s-{i:02d}", now - timedelta(minutes=90 - i * 2)) for i in range(30)],
+        [
+            log(
+                f"s-{i:02d}",
+                now - timedelta(minutes=90 - i * 2),
+                session_id=f"chat-{i % 3}",
+                customer_id="c1",
+            )
+            for i in range(30)
+        ],
     )
     home = tmp_path / "home"
     home.mkdir()
@@ -116,3 +130,9 @@ async def test_the_servers_scheduler_creates_the_run_and_a_worker_completes_it(
     assert run.expected_start_time is not None
     assert record.window_end == run.expected_start_time - timedelta(minutes=5)
     assert record.pulled >= 1
+    with engine.connect() as conn:
+        # Three conversations, idle for over 10 minutes: scored as units by the scheduled run.
+        sessions = conn.execute(sa.text(
+            "SELECT count(*) FROM assay.unit_evaluations WHERE deployment = 'scheduler-smoke' "
+            "AND status = 'evaluated'")).scalar_one()  # fmt: skip
+    assert sessions == 3
