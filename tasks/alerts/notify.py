@@ -350,22 +350,13 @@ def pending_messages(
 def unit_texts(job: EvalJob, failing: list[Any]) -> dict[str, tuple[str, str]]:
     """A failing session's or trace's transcript (its opening and ending, cut in the middle)
     and its final answer, as a failing log's prompt and response."""
-    from evaluators.units import Session, transcript_text
-    from tasks.pipeline import source_engine
-    from tasks.sessions import read_units
+    from tasks.warehouse.texts import unit_transcripts
 
     texts: dict[str, tuple[str, str]] = {}
     for kind in ("session", "trace"):
         ids = [row.log_id for row in failing if row.unit_kind == kind]
-        if not ids:
-            continue
-        units, _rejects, _skipped = read_units(
-            job, kind, source_engine(job.source), ids, datetime.now(UTC)
-        )
-        for unit in units:
-            found = unit.unit
-            final = found.turns[-1].response if isinstance(found, Session) else found.output
-            texts[unit.unit_id] = (transcript_text(found, 1200), final or "")
+        if ids:
+            texts.update(unit_transcripts(job, kind, ids, 1200))
     return texts
 
 

@@ -57,23 +57,38 @@ def job_texts(deployment: str, log_ids: list[str]) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def job_unit_texts(deployment: str, kind: str, unit_ids: list[str]) -> dict[str, str]:
-    """The transcripts of these sessions or traces (as a judge reads them, cut in the middle
-    when long), masked like every outward text, through the deployment's job file; empty when
-    there is none here or its source cannot be read."""
-    from evaluators.units import transcript_text
-    from tasks.config import load_job
-    from tasks.pipeline import fitted_job, source_engine
+def unit_transcripts(
+    job: EvalJob, kind: UnitKind, unit_ids: list[str], chars: int
+) -> dict[str, tuple[str, str]]:
+    """Unit id -> (transcript as a judge reads it, cut in the middle beyond `chars`; the final
+    answer) of these sessions or traces, read from the job's source as they are now."""
+    from evaluators.units import Session, transcript_text
+    from tasks.pipeline import source_engine
     from tasks.sessions import read_units
+
+    units, _rejects, _skipped = read_units(
+        job, kind, source_engine(job.source), unit_ids, datetime.now(UTC)
+    )
+    texts = {}
+    for unit in units:
+        found = unit.unit
+        final = found.turns[-1].response if isinstance(found, Session) else found.output
+        texts[unit.unit_id] = (transcript_text(found, chars), final or "")
+    return texts
+
+
+def job_unit_texts(deployment: str, kind: str, unit_ids: list[str]) -> dict[str, str]:
+    """`unit_transcripts` through the deployment's job file, masked like every outward text;
+    empty when there is none here or its source cannot be read."""
+    from tasks.config import load_job
+    from tasks.pipeline import fitted_job
 
     path = JOBS_DIR / f"{deployment}.yaml"
     unit_kind: UnitKind = "trace" if kind == "trace" else "session"
     if not path.exists() or kind != unit_kind:
         return {}
     try:
-        job = fitted_job(load_job(path))
-        source = source_engine(job.source)
-        units, _rejects, _skipped = read_units(job, unit_kind, source, unit_ids, datetime.now(UTC))
+        found = unit_transcripts(fitted_job(load_job(path)), unit_kind, unit_ids, TEXT_CHARS)
     except Exception:
         return {}
-    return {u.unit_id: shown(transcript_text(u.unit, TEXT_CHARS)) for u in units}
+    return {unit_id: shown(transcript) for unit_id, (transcript, _final) in found.items()}
