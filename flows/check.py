@@ -16,7 +16,7 @@ from tasks.errors import AssayError, ConfigError
 from tasks.experiments.answers import Answerer, Answers, Unit, ask_all, cache_key, units
 from tasks.experiments.callables import callable_answerer, load_target, target_spec
 from tasks.experiments.compare import compare_experiments
-from tasks.experiments.gate import decide, spreads, totals
+from tasks.experiments.gate import decide, gate_outcome, spreads, totals
 from tasks.experiments.prompts import load_prompt, prompt_answerer
 from tasks.experiments.result import CheckResult, Tier
 from tasks.experiments.store import (
@@ -44,6 +44,11 @@ class TargetFailed(AssayError):
 
 class GateFailed(AssayError):
     """A deployed check's gate failed: the flow run fails, so it shows red and can page."""
+
+
+class GateUnmeasured(AssayError):
+    """A gate rule could not decide (too few scores, a failing judge): the check did not pass,
+    and it did not fail on the target either."""
 
 
 def check_job(job: EvalJob, tier: Tier) -> EvalJob:
@@ -162,6 +167,7 @@ async def evaluate_dataset(
     repeats: int = 1,
     cache: bool = True,
     fail_on_gate: bool = False,
+    allow_unmeasured: bool = False,
 ) -> CheckResult:
     """Score a target's outputs for every current item of `dataset` and decide the gate. The
     target is a file of outputs (`outputs`), a Python callable (`target_callable`,
@@ -222,8 +228,12 @@ async def evaluate_dataset(
     assert run.summary is not None
     result = await settle_check(
         engine, job, checked, spec, info.digest, label, items, chosen, run.summary.run_id,
-        errors, calls, baseline,
+        errors, calls, baseline, allow_unmeasured,
     )  # fmt: skip
+    if fail_on_gate and result.outcome == "not_measured":
+        raise GateUnmeasured(
+            f"experiment {result.experiment_id}: gate not measured ({'; '.join(result.unmeasured)})"
+        )
     if fail_on_gate and not result.passed:
         failed = [g.describe() for g in result.gate if g.state == "failed"]
         failed += [f"{c.evaluator} worse than {result.baseline}"
@@ -245,6 +255,7 @@ async def settle_check(
     errors: dict[str, str],
     calls: int,
     baseline: str | None,
+    allow_unmeasured: bool = False,
 ) -> CheckResult:
     """The gate, the baseline comparison and the experiment's record, once its items are in."""
     evaluated = set(checked.score_names())
@@ -256,8 +267,8 @@ async def settle_check(
     compared_with, note, comparisons = against_baseline(
         engine, baseline, spec.dataset, spec.experiment_id, digest, job.alerts.confidence
     )
-    passed = not any(g.state == "failed" for g in gate) and not any(
-        c.significant_drop for c in comparisons
+    passed, unmeasured = gate_outcome(
+        gate, any(c.significant_drop for c in comparisons), allow_unmeasured
     )
     target_usd, from_cache = target_spend(engine, spec.experiment_id)
     cost = sum(t.cost_usd for t in sums) + target_usd
@@ -280,6 +291,8 @@ async def settle_check(
         target_errors=errors, baseline=compared_with, baseline_note=note,
         comparisons=comparisons, worst=worst, repeats=spec.repeats, spreads=spread,
         target_calls=calls, target_cached=from_cache, target_cost_usd=target_usd,
+        unmeasured=[f"{g.describe()}: {g.why}" for g in unmeasured],
+        allow_unmeasured=allow_unmeasured,
     )  # fmt: skip
     await publish_experiment(result)
     return result

@@ -1,8 +1,9 @@
 """The job config: one pydantic model, the flow's parameter, editable in the Prefect UI."""
 
 import difflib
+import os
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -28,6 +29,7 @@ from evaluators.records import canonical_fields
 from evaluators.registry import InvalidEvaluatorParams, UnknownEvaluator, build_evaluator
 from tasks.errors import ConfigError
 from tasks.safe_yaml import load_yaml
+from tasks.warehouse.query_policy import check_postgres_query
 
 PayloadFormat = Literal["canonical", "openai_chat", "anthropic_messages", "otel_genai"]
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -59,39 +61,35 @@ def check_identifier(value: str, what: str) -> str:
     return value
 
 
-#: Functions a `query:` may not call. The read runs READ ONLY, which stops writes (setval,
-#: nextval, data-modifying statements) but not these: signalling other sessions, reading server
-#: files, sleeping while holding a connection, changing settings, or running SQL from a string.
-FORBIDDEN_QUERY_FUNCTIONS = (
-    r"pg_terminate_backend|pg_cancel_backend|pg_signal_backend|pg_reload_conf|pg_rotate_logfile"
-    r"|pg_read_file|pg_read_binary_file|pg_ls_\w+|pg_stat_file|pg_file_\w+|lo_\w+|dblink\w*"
-    r"|query_to_xml\w*|cursor_to_xml\w*|table_to_xml\w*|schema_to_xml\w*|database_to_xml\w*"
-    r"|pg_sleep\w*|pg_advisory\w*|pg_try_advisory\w*|set_config|setval|nextval|pg_notify"
-    r"|pg_switch_wal|pg_create_\w+|pg_drop_\w+|pg_promote|pg_logical_\w+|pg_export_snapshot"
-    r"|pg_log_backend_memory_contexts|pg_replication_\w+|pg_backup_\w+|pg_import_system_collations"
-)
-_FORBIDDEN_CALL = re.compile(rf'(?i)(?<![\w$])"?({FORBIDDEN_QUERY_FUNCTIONS})"?\s*\(')
-_STARTS_AS_READ = re.compile(r"(?is)^\s*(?:\(\s*)*(select|with|values|table)\b")
-_WRITING_WORDS = re.compile(r"(?i)\b(insert|update|delete|merge|truncate)\b")
-
-
 def check_source_query(query: str) -> str:
-    """A `query:` is one read: a SELECT (or WITH/VALUES/TABLE), no statement separators, no
-    writes, and none of the side-effecting functions above."""
-    if len(query) > 20_000:
-        raise ValueError("query is longer than 20,000 characters")
-    if not _STARTS_AS_READ.match(query):
-        raise ValueError("query must be a single SELECT (or WITH ... SELECT)")
-    if ";" in query.strip().rstrip(";"):
-        raise ValueError("query must be one statement (no `;` inside)")
-    if match := _FORBIDDEN_CALL.search(query):
+    """A `query:` is one side-effect-free read, decided on Postgres's parse tree
+    (tasks/warehouse/query_policy.py)."""
+    return check_postgres_query(query)
+
+
+DEFAULT_URL_ENVS = ("ASSAY_WAREHOUSE_URL",)
+
+
+def allowed_url_envs(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The variables (or `secret://BLOCK`s) the operator lets `source.url_env` name:
+    `ASSAY_SOURCE_URL_ENVS`, comma separated; unset, ASSAY_WAREHOUSE_URL only."""
+    env = os.environ if env is None else env
+    listed = env.get("ASSAY_SOURCE_URL_ENVS")
+    if listed is None:
+        return DEFAULT_URL_ENVS
+    return tuple(entry.strip() for entry in listed.split(",") if entry.strip())
+
+
+def check_url_env(name: str, env: Mapping[str, str] | None = None) -> str:
+    """`name` if a config may read the warehouse it points at; ValueError otherwise (a config
+    must not read whatever database URL the worker's environment happens to hold)."""
+    allowed = allowed_url_envs(env)
+    if name not in allowed:
         raise ValueError(
-            f"query calls {match.group(1)}(), which a source query may not (it has side effects "
-            "or reads server state)"
+            f"url_env {name!r} is not one the operator allows (allowed: {', '.join(allowed)}): "
+            "add it to ASSAY_SOURCE_URL_ENVS to allow it"
         )
-    if match := _WRITING_WORDS.search(query):
-        raise ValueError(f"query contains {match.group(1).upper()}: a source query only reads")
-    return query.strip().rstrip(";")
+    return name
 
 
 class SourceConfig(BaseModel):
@@ -130,6 +128,11 @@ class SourceConfig(BaseModel):
         le=timedelta(hours=1),
         description="Longest one warehouse read may run (it runs READ ONLY).",
     )
+
+    @field_validator("url_env")
+    @classmethod
+    def _listed_url_env(cls, value: str | None) -> str | None:
+        return None if value is None else check_url_env(value)
 
     @field_validator("table")
     @classmethod

@@ -13,10 +13,11 @@ from pydantic import BaseModel, SecretStr
 from evaluators.base import Cost, EvalContext, Evaluator
 from evaluators.judges.builtin import JudgeEvaluator
 from evaluators.judges.client import Endpoint, JudgeRuntime
+from evaluators.judges.keys import check_endpoint
 from tasks.budget.dedupe import KnownVerdict, known_verdicts
 from tasks.budget.ledger import LedgerGate
 from tasks.budget.sampling import PagePlan, StratumCount, content_hash, plan_page
-from tasks.config import FLAGGING_EVALUATORS, EvalJob, SourceConfig
+from tasks.config import FLAGGING_EVALUATORS, EvalJob, SourceConfig, check_url_env
 from tasks.contract.suite import Admission, ContractSummary, admit, future_start
 from tasks.errors import ConfigError, DataContractBroken
 from tasks.score import ScoreRow, judge_plan, score_records
@@ -51,6 +52,10 @@ def source_engine(source: SourceConfig) -> sa.Engine:
     if source.url_env is None:
         setting = "ASSAY_WAREHOUSE_URL" if get_settings().warehouse_url else "ASSAY_DATABASE_URL"
         return engine_for(warehouse_url(), setting)
+    try:  # checked at load; again with the worker's own list, which a config cannot widen
+        check_url_env(source.url_env)
+    except ValueError as refused:
+        raise ConfigError(f"source: {refused}") from None
     if is_reference(source.url_env):
         return engine_for(SecretStr(resolve(source.url_env)), "source.url_env")
     value = os.environ.get(source.url_env)
@@ -99,6 +104,10 @@ def judge_env(evaluators: list[Evaluator], extra: Sequence[Endpoint] = ()) -> di
             endpoints += [evaluator.route.primary, *evaluator.route.fallbacks]
     for endpoint in endpoints:
         if endpoint.api_key_env and is_reference(endpoint.api_key_env):
+            try:  # the worker's own list decides, whatever process loaded the config
+                check_endpoint(endpoint.api_base, endpoint.api_key_env)
+            except ValueError as refused:
+                raise ConfigError(str(refused)) from None
             env[endpoint.api_key_env] = resolve(endpoint.api_key_env)
     return env
 

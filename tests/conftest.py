@@ -141,3 +141,16 @@ def fake_slack(
     get_settings.cache_clear()
     yield fake_slack_server
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _cli_uses_the_session_prefect_server(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test that runs the installed CLI (tests/cli.py) points it at the session's Prefect
+    server, so each call does not start and stop a temporary one."""
+    from tests import cli
+
+    if getattr(request.module, "assay", None) is not cli.assay:
+        return
+    monkeypatch.setenv(cli.SHARED_PREFECT_API, request.getfixturevalue("prefect_api"))

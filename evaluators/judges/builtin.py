@@ -6,9 +6,9 @@ import hashlib
 import json
 import re
 from functools import cached_property
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, Self
 
-from pydantic import AfterValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from evaluators.base import Cost, EvalContext, Evaluator, Score
 from evaluators.judges.client import (
@@ -19,7 +19,7 @@ from evaluators.judges.client import (
     JudgeRuntime,
     StructuredOutput,
 )
-from evaluators.judges.keys import KeyEnvName
+from evaluators.judges.keys import KeyEnvName, check_endpoint
 from evaluators.judges.prompting import (
     USER_SPLIT,
     load_template,
@@ -65,6 +65,11 @@ class JudgeEvaluator(Evaluator):
     structured_output: StructuredOutput = Field(
         default="auto", description="Send a JSON schema as response_format (auto: if supported)."
     )
+
+    @model_validator(mode="after")
+    def _key_goes_only_to_trusted_hosts(self) -> Self:
+        check_endpoint(self.api_base, self.api_key_env)
+        return self
 
     @property
     def threshold(self) -> float:

@@ -7,15 +7,15 @@ import math
 import os
 import random
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, Self
 
 import aiohttp
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
 from evaluators.errors import EvaluatorError
 from evaluators.judges import local
 from evaluators.judges.breaker import BreakerPolicy, CircuitBreaker
-from evaluators.judges.keys import KeyEnvName, base_is_trusted
+from evaluators.judges.keys import KeyEnvName, base_is_trusted, check_endpoint
 from evaluators.judges.limits import ModelLimiter, ModelLimits
 from evaluators.judges.pricing import Price, price_for
 from evaluators.judges.quiet_litellm import litellm_module
@@ -61,6 +61,11 @@ class Endpoint(BaseModel):
         default=None,
         description="Env var holding the API key (a provider's, or ASSAY_JUDGE_KEY_*).",
     )
+
+    @model_validator(mode="after")
+    def _key_goes_only_to_trusted_hosts(self) -> Self:
+        check_endpoint(self.api_base, self.api_key_env)
+        return self
 
 
 FallbackEndpoint = Annotated[Endpoint, BeforeValidator(_endpoint_from_string)]
@@ -270,9 +275,15 @@ class JudgeRuntime:
         return self._prices[model]
 
     def api_key(self, endpoint: Endpoint, provider: str) -> SecretStr | None:
-        if endpoint.api_key_env and not self.env.get(endpoint.api_key_env):
-            raise CallFailed(f"api_key_env {endpoint.api_key_env} is not set")
         if endpoint.api_key_env:
+            # Checked at load too; again here, with the worker's own allow-lists, so a config
+            # loaded elsewhere (another process, older settings) cannot widen them.
+            try:
+                check_endpoint(endpoint.api_base, endpoint.api_key_env, self.env)
+            except ValueError as refused:
+                raise CallFailed(str(refused)) from None
+            if not self.env.get(endpoint.api_key_env):
+                raise CallFailed(f"api_key_env {endpoint.api_key_env} is not set")
             return SecretStr(self.env[endpoint.api_key_env])
         if endpoint.api_base and not base_is_trusted(endpoint.api_base, self.env):
             # A host the operator has not trusted gets no default key; a placeholder also stops

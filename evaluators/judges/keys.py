@@ -6,9 +6,15 @@ of the worker at a host of its choosing. Two rules:
 - `api_key_env` may name a provider's standard key variable or a variable under the operator's
   prefix (`ASSAY_JUDGE_KEY_PREFIX`, default `ASSAY_JUDGE_KEY_`), never anything else (Assay's own
   database URLs and Slack token least of all). Refused when the config is loaded.
+- `api_key_env: secret://BLOCK` names a Prefect Secret block, and only one the operator listed
+  (`ASSAY_JUDGE_SECRET_BLOCKS`, comma separated names, `prefix-*` for a prefix; default: none),
+  so a config cannot send the block that holds the database URL or the Slack token.
 - a custom `api_base` whose host the operator has not trusted (`ASSAY_TRUSTED_API_HOSTS`, comma
   separated hosts; unset, loopback only, so local servers work; `loopback` in the list keeps
-  them) receives only a key the config named explicitly, never the provider's default key.
+  them) receives no key at all: a config that names a key for such a host is refused at load,
+  and the provider's default key is never sent there.
+
+`check_endpoint` is the one function that decides, for judges, unit judges and prompt targets.
 """
 
 import ipaddress
@@ -71,10 +77,33 @@ def key_prefix(env: Mapping[str, str] | None = None) -> str:
 SECRET_SCHEME = "secret://"
 
 
+def secret_blocks(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The Secret blocks the operator lets a config name (`name`, or `prefix-*`)."""
+    env = os.environ if env is None else env
+    listed = env.get("ASSAY_JUDGE_SECRET_BLOCKS") or ""
+    return tuple(entry.strip() for entry in listed.split(",") if entry.strip())
+
+
+def block_allowed(block: str, env: Mapping[str, str] | None = None) -> bool:
+    for entry in secret_blocks(env):
+        if entry.endswith("*"):
+            if block.startswith(entry[:-1]) and len(block) > len(entry) - 1:
+                return True
+        elif block == entry:
+            return True
+    return False
+
+
 def check_key_env(name: str, env: Mapping[str, str] | None = None) -> str:
     """`name` if a config may send that variable's value to a judge; KeyNotAllowed otherwise."""
     if name.startswith(SECRET_SCHEME):
-        return name
+        block = name.removeprefix(SECRET_SCHEME)
+        if block_allowed(block, env):
+            return name
+        raise KeyNotAllowed(
+            f"api_key_env {name!r} names a Secret block the operator has not listed for judges: "
+            "add it to ASSAY_JUDGE_SECRET_BLOCKS (names, or prefix-*) to allow it"
+        )
     prefix = key_prefix(env)
     if name in PROVIDER_KEY_VARS or (name.startswith(prefix) and len(name) > len(prefix)):
         return name
@@ -106,6 +135,22 @@ def base_is_trusted(api_base: str, env: Mapping[str, str] | None = None) -> bool
     host = (urlsplit(api_base).hostname or "").lower()
     trusted = trusted_hosts(env)
     return bool(host) and (host in trusted or ("loopback" in trusted and _is_loopback(host)))
+
+
+def check_endpoint(
+    api_base: str | None, api_key_env: str | None, env: Mapping[str, str] | None = None
+) -> None:
+    """The one rule for a judge, unit judge or prompt target: the key it names is allowed, and
+    a named key goes only to a host the operator trusts. KeyNotAllowed otherwise."""
+    if api_key_env is None:
+        return
+    check_key_env(api_key_env, env)
+    if api_base is not None and not base_is_trusted(api_base, env):
+        host = urlsplit(api_base).hostname or api_base
+        raise KeyNotAllowed(
+            f"api_key_env {api_key_env!r} would be sent to {host!r}, a host the operator has not "
+            "trusted: add it to ASSAY_TRUSTED_API_HOSTS to allow it"
+        )
 
 
 #: An `api_key_env` field: checked when the config is loaded.

@@ -4,15 +4,15 @@ any judge, through the run's judge runtime (limits, retries, breaker, spend ledg
 
 import re
 from functools import cached_property
-from typing import ClassVar
+from typing import ClassVar, Self
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from evaluators.base import Cost, Score
 from evaluators.heuristics.units import UnitEvaluator, unit_evaluator
 from evaluators.judges.builtin import DEFAULT_JUDGE, RubricId, judge_version, score_of
 from evaluators.judges.client import Endpoint, JudgeRoute, JudgeRuntime
-from evaluators.judges.keys import KeyEnvName
+from evaluators.judges.keys import KeyEnvName, check_endpoint
 from evaluators.judges.prompting import USER_SPLIT, load_template, render
 from evaluators.units import Session, Trace, transcript_text
 
@@ -34,6 +34,11 @@ class UnitJudge(UnitEvaluator):
         default=12_000, ge=1000, le=100_000,
         description="Longer transcripts lose their middle (marked) to fit the judge's budget.",
     )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _key_goes_only_to_trusted_hosts(self) -> Self:
+        check_endpoint(self.api_base, self.api_key_env)
+        return self
 
     @property
     def threshold(self) -> float:

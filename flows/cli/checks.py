@@ -92,11 +92,19 @@ def check(
             "--estimate", help="Print items, calls and projected cost; call and spend nothing."
         ),
     ] = False,
+    allow_unmeasured: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unmeasured",
+            help="Let a rule that could not decide (too few scores, a failing judge) pass.",
+        ),
+    ] = False,
     output: FormatOption = OutputFormat.table,
 ) -> None:
     """Score a target's outputs on every item of DATASET with the config's evaluators, and gate
     them with its `gate:` rules (else its alert rules), decided like production alerts.
-    Exit 0: the gate passed; 3: it failed; 1: the check could not run; 2: usage or config."""
+    Exit 0: the gate passed; 3: it failed; 1: the check could not run or a rule could not
+    decide (not measured); 2: usage or config."""
     from flows.check import evaluate_dataset
     from tasks.config import load_job
     from tasks.datasets.store import dataset_info
@@ -144,6 +152,7 @@ def check(
                     prompt,
                     repeat,
                     cache,
+                    allow_unmeasured=allow_unmeasured,
                 )
             )
         )
@@ -159,8 +168,15 @@ def check(
         print(result.model_dump_json(indent=2))
     else:
         console.print(_renderable(result))
-    if not result.passed:
+    if result.outcome == "failed":
         raise typer.Exit(3)
+    if result.outcome == "not_measured":
+        err_console.print(
+            f"error: gate not measured: {'; '.join(result.unmeasured)} "
+            "(--allow-unmeasured lets such rules pass)",
+            markup=False, highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        raise typer.Exit(1)
 
 
 def _estimate(
@@ -254,14 +270,19 @@ def _renderable(result: Any) -> Any:
                    ("evaluator", "n", "pass", "skipped", "errors", "cached"),
                    rows, 80, secondary=())  # fmt: skip
     marks = {"passed": "[green]pass[/]", "failed": "[bold red]FAIL[/]",
-             "too_few": "[yellow]too few[/]", "not_run": "[dim]not run[/]"}  # fmt: skip
+             "too_few": "[yellow]too few[/]", "not_run": "[dim]not run[/]",
+             "not_measured": "[yellow]not measured[/]"}  # fmt: skip
     gate_rows = [(g.describe(), marks[g.state], _value(g), f"{g.n:,}") for g in result.gate]
     gate = fitted("gate (the same statistics as production alerts)",
                   ("rule", "verdict", "value (CI)", "n"), gate_rows, 80, secondary=())  # fmt: skip
-    verdict = Text(
-        "gate passed" if result.passed else "gate FAILED",
-        style="bold green" if result.passed else "bold red",
-    )
+    words = {"passed": "gate passed", "failed": "gate FAILED",
+             "not_measured": "gate NOT MEASURED"}  # fmt: skip
+    verdict = Text(words[result.outcome], style="bold green" if result.passed else "bold red")
+    unmeasured = [Text(f"not measured: {why}", style="yellow") for why in result.unmeasured]
+    if result.gate and all(g.state != "passed" and g.state != "failed" for g in result.gate):
+        unmeasured.append(Text(
+            f"no gate rule could decide on {result.items:,} item(s): add items, lower "
+            "min_samples, or fix the judge", style="yellow"))  # fmt: skip
     errors = result.target_errors
     failed_calls = (
         [Text(f"the target failed on {len(errors):,} item(s) (no score for them):",
@@ -278,7 +299,7 @@ def _renderable(result: Any) -> Any:
     )  # fmt: skip
     return Group(
         head, *calls, *table, *_spreads(result), *(gate if result.gate else []),
-        *_baseline(result), *failed_calls, verdict,
+        *_baseline(result), *failed_calls, *unmeasured, verdict,
     )  # fmt: skip
 
 

@@ -1,11 +1,22 @@
 """A check's result for CI: JUnit XML (one test case per gate rule and per baseline comparison)
 and a Markdown summary for a PR comment or a job summary. Pure: result in, text out."""
 
+import re
 import xml.etree.ElementTree as ET
 
 from tasks.experiments.result import CheckResult
 
-STATE_WORDS = {"passed": "pass", "failed": "FAIL", "too_few": "too few", "not_run": "not run"}
+STATE_WORDS = {"passed": "pass", "failed": "FAIL", "too_few": "too few", "not_run": "not run",
+               "not_measured": "not measured"}  # fmt: skip
+
+
+#: Characters XML 1.0 cannot hold at all, even escaped (item ids and reasons are user data).
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_safe(text: str) -> str:
+    """`text` with each character XML cannot hold written as a visible `\\xNN` escape."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _pct(value: float | None) -> str:
@@ -24,6 +35,7 @@ def junit_xml(result: CheckResult) -> str:
     suite = ET.Element("testsuite", name=f"assay check {result.dataset}")
     cases = 0
     failures = 0
+    errors = 0
     for gate in result.gate:
         case = ET.SubElement(suite, "testcase", classname=f"gate.{result.dataset}",
                              name=gate.describe())  # fmt: skip
@@ -36,8 +48,11 @@ def junit_xml(result: CheckResult) -> str:
                 f"(CI {gate.low}-{gate.high}, n={gate.n}) breaks the rule",
             )  # fmt: skip
             failure.text = _worst(result, gate.rule.evaluator)
-        elif gate.state in ("too_few", "not_run"):
-            ET.SubElement(case, "skipped", message=STATE_WORDS[gate.state])
+        elif gate.state in ("not_measured", "too_few") and not result.allow_unmeasured:
+            errors += 1  # could not decide: an error of the check, never a pass
+            ET.SubElement(case, "error", message=f"not measured: {gate.why or 'too few scores'}")
+        elif gate.state in ("not_measured", "too_few", "not_run"):
+            ET.SubElement(case, "skipped", message=f"{STATE_WORDS[gate.state]}: {gate.why or ''}")
     for c in result.comparisons:
         case = ET.SubElement(suite, "testcase", classname=f"baseline.{result.baseline}",
                              name=f"{c.evaluator} vs baseline")  # fmt: skip
@@ -52,7 +67,11 @@ def junit_xml(result: CheckResult) -> str:
             failure.text = "regressed items: " + ", ".join(c.regressed[:20])
     suite.set("tests", str(cases))
     suite.set("failures", str(failures))
-    suite.set("errors", "0")
+    suite.set("errors", str(errors))
+    for element in suite.iter():
+        element.attrib = {k: _xml_safe(v) for k, v in element.attrib.items()}
+        if element.text:
+            element.text = _xml_safe(element.text)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True)
 
 
@@ -61,7 +80,8 @@ def _cell(text: str) -> str:
 
 
 def markdown(result: CheckResult) -> str:
-    verdict = "✅ gate passed" if result.passed else "❌ gate failed"
+    verdict = {"passed": "✅ gate passed", "failed": "❌ gate failed",
+               "not_measured": "⚠️ gate not measured"}[result.outcome]  # fmt: skip
     lines = [
         f"### Assay check: {result.dataset} — {verdict}",
         "",
@@ -93,7 +113,8 @@ def markdown(result: CheckResult) -> str:
     if result.gate:
         lines += ["", "| gate rule | verdict | value | n |", "|---|---|---:|---:|"]
         lines += [
-            f"| {_cell(g.describe())} | {STATE_WORDS[g.state]} | "
+            f"| {_cell(g.describe())} | {STATE_WORDS[g.state]}"
+            f"{f' ({_cell(g.why)})' if g.why and g.state != 'passed' else ''} | "
             f"{'–' if g.value is None else f'{g.value:.3f}'} | {g.n} |"
             for g in result.gate
         ]

@@ -12,8 +12,11 @@ from tasks.config import EvalJob, ThresholdRule
 from tasks.experiments.answers import item_of
 from tasks.store.sql import query
 
-GateState = Literal["passed", "failed", "too_few", "not_run"]
-STATES: dict[str, GateState] = {"breach": "failed", "healthy": "passed", "too_few": "too_few"}
+#: `not_measured`: the rule could not decide (too few scores, or a judge that mostly failed);
+#: a gate never passes on that unless the user asks (`--allow-unmeasured`). `too_few` is what
+#: experiments recorded before this state existed.
+GateState = Literal["passed", "failed", "not_measured", "not_run", "too_few"]
+STATES: dict[str, GateState] = {"breach": "failed", "healthy": "passed", "too_few": "not_measured"}
 
 
 class GateResult(BaseModel):
@@ -23,6 +26,7 @@ class GateResult(BaseModel):
     value: float | None = None
     low: float | None = None
     high: float | None = None
+    why: str | None = None  # for a rule that could not decide: what was missing
 
     def describe(self) -> str:
         r = self.rule
@@ -85,7 +89,8 @@ def decide(
     results = []
     for rule in gate_rules(job):
         if rule.evaluator not in evaluated:
-            results.append(GateResult(rule=rule, state="not_run"))
+            why = f"{rule.evaluator} did not run in this check"
+            results.append(GateResult(rule=rule, state="not_run", why=why))
             continue
         confidence = rule.confidence or job.alerts.confidence
         rows = by_evaluator.get(rule.evaluator, [])
@@ -96,10 +101,40 @@ def decide(
         )
         verdict = judge(rule, m, job.alerts)
         state: GateState = STATES[verdict.state]
-        results.append(
-            GateResult(rule=rule, state=state, n=m.n, value=m.value, low=m.low, high=m.high)
-        )
+        why = unmeasured_reason(rule, m.n, rows, job)
+        if why is not None:
+            state = "not_measured"
+        results.append(GateResult(rule=rule, state=state, n=m.n, value=m.value, low=m.low,
+                                  high=m.high, why=why))  # fmt: skip
     return results
+
+
+def unmeasured_reason(rule: ThresholdRule, n: int, rows: list[Any], job: EvalJob) -> str | None:
+    """Why `rule` could not decide, or None: fewer scores than `min_samples`, or an evaluator
+    whose judge failed on more calls than `max_judge_error_rate` allows (its few verdicts say
+    more about the judge than about the target)."""
+    judged = [r for r in rows if r.status in ("ok", "error")]
+    errors = sum(r.status == "error" for r in judged)
+    limit = job.alerts.max_judge_error_rate
+    if rule.metric != "error_rate" and judged and errors / len(judged) > limit:
+        return (
+            f"{rule.evaluator} errored on {errors:,} of {len(judged):,} calls "
+            f"({errors / len(judged):.0%}), above max_judge_error_rate {limit:.0%}"
+        )
+    needed = rule.min_samples or job.alerts.min_samples
+    if n < needed:
+        return f"{n:,} measured score(s), the rule needs {needed:,} (min_samples)"
+    return None
+
+
+def gate_outcome(
+    gate: list[GateResult], dropped: bool, allow_unmeasured: bool = False
+) -> tuple[bool, list[GateResult]]:
+    """(passed, the rules that could not decide). A failed rule or a significant drop fails;
+    otherwise a rule that was not measured keeps the gate from passing, unless allowed."""
+    unmeasured = [g for g in gate if g.state in ("not_measured", "too_few")]
+    failed = dropped or any(g.state == "failed" for g in gate)
+    return (not failed and (allow_unmeasured or not unmeasured)), unmeasured
 
 
 class EvaluatorTotals(BaseModel):

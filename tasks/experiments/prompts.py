@@ -18,13 +18,20 @@ ledger as the judges, so the job's budget caps cover target and judge calls alik
 import hashlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from evaluators.errors import describe_validation_error
 from evaluators.judges.client import Endpoint, JudgeRuntime
-from evaluators.judges.keys import KeyEnvName
+from evaluators.judges.keys import KeyEnvName, check_endpoint
 from tasks.datasets.store import StoredItem
 from tasks.errors import ConfigError
 from tasks.experiments.answers import Answerer
@@ -47,6 +54,11 @@ class PromptTarget(BaseModel):
     max_tokens: int = Field(default=512, ge=1, le=32_000)
     api_base: str | None = Field(default=None, max_length=500)
     api_key_env: KeyEnvName | None = None
+
+    @model_validator(mode="after")
+    def _key_goes_only_to_trusted_hosts(self) -> Self:
+        check_endpoint(self.api_base, self.api_key_env)
+        return self
 
     @field_validator("template", "system")
     @classmethod

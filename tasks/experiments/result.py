@@ -21,6 +21,9 @@ class CheckResult(BaseModel):
     evaluators: list[EvaluatorTotals]
     gate: list[GateResult]
     passed: bool
+    #: The rules that could not decide, each with why (the gate did not pass on them).
+    unmeasured: list[str] = []
+    allow_unmeasured: bool = False  # --allow-unmeasured: such rules were let through
     cost_usd: float  # judges and target calls this experiment paid for
     run_id: str
     repeats: int = 1
@@ -35,3 +38,12 @@ class CheckResult(BaseModel):
     comparisons: list[EvaluatorComparison] = []
     #: evaluator -> its worst failing items (id, score, reason), for CI reports
     worst: dict[str, list[tuple[str, float | None, str | None]]] = {}
+
+    @property
+    def outcome(self) -> Literal["passed", "failed", "not_measured"]:
+        if self.passed:
+            return "passed"
+        failed = any(g.state == "failed" for g in self.gate) or any(
+            c.significant_drop for c in self.comparisons
+        )
+        return "failed" if failed else "not_measured"

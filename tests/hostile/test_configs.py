@@ -190,3 +190,47 @@ def test_the_installed_cli_refuses_a_hostile_config_with_exit_2(tmp_path: Path) 
     assert done.returncode == 2, done.stdout + done.stderr
     assert "not allowed" in done.stderr and "Traceback" not in done.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT pg_read_file/**/('/etc/hostname') AS prompt, now() AS ts, '1' AS id",
+        "SELECT pg_read_file -- a comment\n('/etc/hostname') AS prompt, now() AS ts, '1' AS id",
+        "SELECT U&\"pg\\005fread_file\"('/etc/hostname') AS prompt, now() AS ts, '1' AS id",
+        "SELECT * FROM assay.llm_logs WHERE pg_terminate_backend/**/(0)",
+        'SELECT * FROM assay.llm_logs WHERE "PG_CATALOG"."pg_sleep"(1) IS NULL',
+        "SELECT * FROM assay.llm_logs, LATERAL pg_ls_dir('.') AS f",
+        "SELECT usename AS prompt, now() AS ts, '1' AS id FROM pg_catalog.pg_user",
+        "SELECT * INTO TABLE stolen FROM assay.llm_logs",
+        "SELECT * FROM assay.llm_logs FOR UPDATE",
+        "SELECT set_config('statement_timeout', '0', false), * FROM assay.llm_logs",
+        "SELECT * FROM dblink_exec('host=evil', 'select 1') AS t(x int)",
+    ],
+)
+def test_hidden_calls_are_found_by_the_parser(query: str) -> None:
+    assert "source.query" in refused(job_with(source={"query": query}))
+
+
+def test_hidden_calls_did_reach_the_server_without_the_check(engine: "object") -> None:
+    """The attack, for the record: READ ONLY does not stop a file read (so only the check does)."""
+    import sqlalchemy as sa
+
+    with engine.connect() as conn:  # type: ignore[attr-defined]
+        conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+        try:
+            got = conn.execute(sa.text("SELECT U&\"pg\\005fread_file\"('PG_VERSION')")).scalar()
+        except sa.exc.DBAPIError as exc:  # a non-superuser role: refused by the server itself
+            got = None
+            assert "permission denied" in str(exc)
+    assert got is None or got.strip().isdigit()
+
+
+def test_ordinary_queries_are_accepted() -> None:
+    for query in (
+        "SELECT l.*, l.metadata->>'event' AS event FROM assay.llm_logs l",
+        "WITH recent AS (SELECT * FROM assay.llm_logs WHERE ts > now() - interval '1 day') "
+        "SELECT id, ts, lower(prompt) AS prompt, coalesce(response, '') AS response FROM recent",
+        "SELECT id, ts, prompt, pg_typeof(cost_usd)::text AS topic FROM assay.llm_logs;",
+    ):
+        parse_job(job_with(source={"query": query}))

@@ -31,6 +31,7 @@ async def test_database_url_and_judge_key_come_from_secret_blocks(
     await Secret(value=FROM_BLOCK).save("assay-judge-key", overwrite=True)  # type: ignore[misc]
     await Secret(value=assay_env).save("assay-scores-db", overwrite=True)  # type: ignore[misc]
     monkeypatch.setenv("ASSAY_DATABASE_URL", "secret://assay-scores-db")
+    monkeypatch.setenv("ASSAY_JUDGE_SECRET_BLOCKS", "assay-judge-key")  # the operator's list
     get_settings.cache_clear()
     fake_llm.script("judge", always(Reply(content=verdict(0.9, True, "fine"))))
     insert_logs(engine, [log(f"s{i}", BASE + timedelta(minutes=i)) for i in range(5)])
