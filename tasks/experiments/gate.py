@@ -89,8 +89,8 @@ def decide(
     results = []
     for rule in gate_rules(job):
         if rule.evaluator not in evaluated:
-            why = f"{rule.evaluator} did not run in this check"
-            results.append(GateResult(rule=rule, state="not_run", why=why))
+            skipped = f"{rule.evaluator} did not run in this check"
+            results.append(GateResult(rule=rule, state="not_run", why=skipped))
             continue
         confidence = rule.confidence or job.alerts.confidence
         rows = by_evaluator.get(rule.evaluator, [])
