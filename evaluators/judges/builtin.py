@@ -123,9 +123,23 @@ def judge_version(version: str, material: dict[str, object]) -> str:
     return f"{version}-{digest.hexdigest()}"
 
 
+#: The middle of the verdict scale: what a judge that is not told the threshold passes at.
+MIDPOINT = 0.5
+
+
+def inconsistent(score: float, passed: bool, threshold: float) -> bool:
+    """A verdict whose `passed` contradicts its score on both the pass threshold and the
+    scale's midpoint (0.99 and failed, 0.1 and passed). Between the two, the judge's own
+    `passed` and the threshold may differ honestly, and the threshold decides."""
+    if passed:
+        return score < min(threshold, MIDPOINT)
+    return score >= max(threshold, MIDPOINT)
+
+
 def score_of(result: JudgeResult, threshold: float) -> Score:
-    """A judge's answer as a score: passed is `score >= threshold`; a refused budget, a skipped
-    or failed call are not verdicts (nothing is guessed)."""
+    """A judge's answer as a score: passed is `score >= threshold`, and a verdict that
+    contradicts itself (`inconsistent`) is an error row; a refused budget, a skipped or failed
+    call are not verdicts (nothing is guessed)."""
     spent = {
         "judge_model": result.model,
         "cost_usd": result.cost_usd,
@@ -140,6 +154,16 @@ def score_of(result: JudgeResult, threshold: float) -> Score:
             return Score(status="skipped", reason=reason, **spent)
         return Score(status="error", reason=reason, **spent)
     verdict = result.verdict
+    if inconsistent(verdict.score, verdict.passed, threshold):
+        # The judge contradicts itself (0.99 yet failed): which half to believe is a guess.
+        return Score(
+            status="error",
+            reason=f"inconsistent verdict: score {verdict.score:g} with passed "
+            f"{str(verdict.passed).lower()} (pass threshold {threshold:g}): {verdict.reason}"[
+                :2000
+            ],
+            **spent,
+        )
     reason = verdict.reason
     if result.fallback_used:
         reason = f"[answered by fallback {result.model}] {reason}"

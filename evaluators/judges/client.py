@@ -20,6 +20,7 @@ from evaluators.judges.limits import ModelLimiter, ModelLimits
 from evaluators.judges.pricing import Price, price_for
 from evaluators.judges.quiet_litellm import litellm_module
 from evaluators.judges.transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
     FAST_PROVIDERS,
     CallFailed,
     Completion,
@@ -42,6 +43,15 @@ MAX_RETRY_AFTER_S = 120.0
 StructuredOutput = Literal["auto", "json_schema", "off"]
 #: Env vars litellm reads for OpenAI-wire providers when the job names no key.
 DEFAULT_KEY_ENV = {"openai": "OPENAI_API_KEY", "hosted_vllm": "HOSTED_VLLM_API_KEY"}
+
+
+def max_response_bytes(env: Mapping[str, str]) -> int:
+    """ASSAY_JUDGE_MAX_RESPONSE_BYTES (default 1 MiB): the longest judge reply read."""
+    value = env.get("ASSAY_JUDGE_MAX_RESPONSE_BYTES")
+    try:
+        return max(1024, int(value)) if value else DEFAULT_MAX_RESPONSE_BYTES
+    except ValueError:
+        return DEFAULT_MAX_RESPONSE_BYTES
 
 
 def _endpoint_from_string(value: Any) -> Any:
@@ -309,6 +319,7 @@ class JudgeRuntime:
                 api_base=endpoint.api_base,
                 api_key=self.api_key(endpoint, provider),
                 timeout_s=self.settings.limits_for(endpoint.model).timeout_s,
+                max_response_bytes=max_response_bytes(self.env),
             )
             if provider in FAST_PROVIDERS:
                 if self._session is None:

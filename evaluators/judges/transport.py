@@ -22,6 +22,10 @@ from evaluators.judges.quiet_litellm import litellm_module
 
 #: Providers whose wire format is OpenAI's chat completions, served on the fast path.
 FAST_PROVIDERS = frozenset({"openai", "hosted_vllm"})
+#: The longest judge reply read (ASSAY_JUDGE_MAX_RESPONSE_BYTES): a verdict is a few hundred
+#: bytes, and a runaway or hostile server must not fill the worker's memory.
+DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
+_CHUNK = 64 * 1024
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
 
 
@@ -34,6 +38,7 @@ class JudgeTarget(BaseModel):
     api_base: str | None = None
     api_key: SecretStr | None = None
     timeout_s: float = 60.0
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
 
 
 class Completion(BaseModel):
@@ -141,7 +146,7 @@ class FastTransport:
             async with self.session.post(
                 self.url, json=body, headers=headers, timeout=self.timeout
             ) as response:
-                raw = await response.read()
+                raw = await read_capped(response, self.target.max_response_bytes)
                 status, response_headers = response.status, dict(response.headers)
         except TimeoutError:
             raise CallFailed(
@@ -173,6 +178,22 @@ class FastTransport:
         except Exception as exc:  # a body that is not a chat completion: the server misbehaved
             raise CallFailed(f"unreadable response: {str(exc)[:300]}", status=status) from None
         return completion_of(parsed, self.target.model, latency_ms)
+
+
+async def read_capped(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    """The body, read in chunks and never more than `cap` bytes: a longer one is a failed call
+    (not retried: the same server would send it again)."""
+    declared = response.content_length
+    if declared is not None and declared > cap:
+        raise CallFailed(f"response of {declared:,} bytes is over the {cap:,}-byte cap")
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await response.content.read(_CHUNK):
+        size += len(chunk)
+        if size > cap:
+            raise CallFailed(f"response is over the {cap:,}-byte cap")
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class LitellmTransport:

@@ -1,14 +1,13 @@
 """The structured verdict every judge must return, parsed strictly: never a guessed score."""
 
 import json
-import re
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evaluators.errors import EvaluatorError, describe_validation_error
 
 MAX_RAW_CHARS = 500
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
+FENCE = "```"
 
 
 class Verdict(BaseModel):
@@ -62,19 +61,29 @@ class DuplicateKey(ValueError):
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    keys = [key for key, _ in pairs]
-    repeated = sorted({key for key in keys if keys.count(key) > 1})
-    if repeated:
-        raise DuplicateKey(f"key {', '.join(repeated)} appears more than once")
-    return dict(pairs)
+    found: dict[str, object] = {}
+    for key, value in pairs:  # one pass: a set lookup per key
+        if key in found:
+            raise DuplicateKey(f"key {key} appears more than once")
+        found[key] = value
+    return found
+
+
+def unfenced(text: str) -> str:
+    """The text inside one Markdown code fence (```json ... ```), else the text: plain string
+    operations, linear in the reply (a regex here backtracked on runaway whitespace)."""
+    body = text.strip()
+    if len(body) >= 2 * len(FENCE) and body.startswith(FENCE) and body.endswith(FENCE):
+        inner = body[len(FENCE) : -len(FENCE)]
+        return inner.removeprefix("json").strip()
+    return body
 
 
 def parse_verdict(text: str | None) -> Verdict:
     """Parse a verdict; a Markdown code fence around the JSON is the only leniency allowed."""
     if not text or not text.strip():
         raise VerdictUnparseable("the judge returned no text", text or "")
-    fenced = _FENCE.match(text)
-    body = fenced.group(1) if fenced else text.strip()
+    body = unfenced(text)
     try:
         data = json.loads(body, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
