@@ -137,12 +137,14 @@ def report(
     if output is ReportFormat.json:
         print(result.model_dump_json(indent=2))
     elif output is ReportFormat.csv:
+        from tasks.datasets.items import escape_cell
+
         writer = csv.DictWriter(sys.stdout, fieldnames=list(ScoreStats.model_fields))
         writer.writeheader()
         for row in result.evaluators:
             fields = row.model_dump(mode="json")
             fields["versions"] = ";".join(row.versions)
-            writer.writerow(fields)
+            writer.writerow({k: escape_cell(v) for k, v in fields.items()})
     else:
         console.print(report_renderable(result, console.width))
 

@@ -28,6 +28,35 @@ app.add_typer(dataset_app, name="dataset")
 NameArgument = Annotated[str, typer.Argument(help="Dataset name (letters, digits, . _ -).")]
 
 
+def safe_cells(row: dict[str, Any]) -> dict[str, Any]:
+    """Every cell of a CSV row that a spreadsheet would read as a formula, neutralised."""
+    from tasks.datasets.items import escape_cell
+
+    return {key: escape_cell(value) for key, value in row.items()}
+
+
+def dataset_schema() -> Any:
+    """One explicit Parquet schema for dataset exports: sparse columns are nullable."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("id", pa.string()), ("input", pa.string()), ("context", pa.list_(pa.string())),
+        ("expected", pa.string()), ("tags", pa.list_(pa.string())), ("metadata", pa.string()),
+    ])  # fmt: skip
+
+
+def training_schema() -> Any:
+    """One explicit schema for every row group of a training export (never inferred per batch,
+    so a first thousand rows without `feedback` cannot fix its type as null)."""
+    import pyarrow as pa
+
+    return pa.schema([
+        ("id", pa.string()), ("ts", pa.string()), ("prompt", pa.string()),
+        ("context", pa.string()), ("response", pa.string()), ("model", pa.string()),
+        ("prompt_slug", pa.string()), ("feedback", pa.string()),
+    ])  # fmt: skip
+
+
 @dataset_app.command("create")
 def create(
     name: NameArgument,
@@ -180,7 +209,7 @@ def export(
 
         assert out is not None
         flat = [{**r, "metadata": json.dumps(r.get("metadata", {}))} for r in rows]
-        pq.write_table(pa.Table.from_pylist(flat), out)
+        pq.write_table(pa.Table.from_pylist(flat, schema=dataset_schema()), out)
     else:
         handle = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
         try:
@@ -206,12 +235,12 @@ def _write_text(rows: list[dict[str, Any]], file_format: ExportFormat, handle: T
     )
     writer.writeheader()
     for row in rows:
-        writer.writerow({
+        writer.writerow(safe_cells({
             **row,
             "context": json.dumps(row.get("context", [])),
             "tags": json.dumps(row.get("tags", [])),
             "metadata": json.dumps(row.get("metadata", {})),
-        })  # fmt: skip
+        }))  # fmt: skip
 
 
 @dataset_app.command("add-logs")
@@ -391,7 +420,7 @@ class _TrainingWriter:
 
     def write(self, row: dict[str, Any]) -> None:
         if self.csv is not None:
-            self.csv.writerow({**row, "context": json.dumps(row.get("context", []))})
+            self.csv.writerow(safe_cells({**row, "context": json.dumps(row.get("context", []))}))
         elif self.handle is not None:
             self.handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         else:
@@ -403,7 +432,7 @@ class _TrainingWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pa.Table.from_pylist(self.rows)
+        table = pa.Table.from_pylist(self.rows, schema=training_schema())
         if self.parquet is None:
             self.parquet = pq.ParquetWriter(self.path, table.schema)
         self.parquet.write_table(table)

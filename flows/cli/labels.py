@@ -230,6 +230,8 @@ METRICS = ("kappa", "accuracy", "precision_on_failures", "recall_on_failures", "
 
 
 def _csv(found: list[Any]) -> str:
+    from tasks.datasets.items import escape_cell
+
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["deployment", "evaluator", "evaluator_version", "period", "n", "enough",
@@ -238,7 +240,8 @@ def _csv(found: list[Any]) -> str:
     for a in found:
         values = [getattr(getattr(a, m), k) for m in METRICS for k in ("value", "low", "high")]
         people = a.inter_annotator_kappa
-        writer.writerow([a.deployment, a.evaluator, a.evaluator_version, a.period, a.n, a.enough,
+        writer.writerow([escape_cell(a.deployment), escape_cell(a.evaluator),
+                         escape_cell(a.evaluator_version), a.period, a.n, a.enough,
                          *["" if v is None else f"{v:.4f}" for v in values],
                          "" if people is None else f"{people:.4f}",
                          a.inter_annotator_logs])  # fmt: skip

@@ -4,9 +4,9 @@ A file line becomes an item or a rejection with its line number and reason; one 
 stops the others. Fields the format does not name are kept in `metadata`, not rejected.
 """
 
+import codecs
 import csv
 import hashlib
-import io
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -118,31 +118,122 @@ def item_from(fields: dict[str, Any], mapping: dict[str, str]) -> DatasetItem:
     return DatasetItem.model_validate(values)
 
 
+#: The longest CSV cell read; a longer one rejects its row alone (csv raises, the reader goes on).
+MAX_CELL_CHARS = MAX_LINE_CHARS
+
+
+def file_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
+    """(line number, text, problem) per line, read in binary with a bounded readline: a line is
+    measured before it is held, a UTF-8 BOM (Excel's "CSV UTF-8") is accepted, and a line that
+    is not UTF-8 is refused with its number instead of being stored as replacement characters."""
+    limit = MAX_LINE_CHARS * 4 + 1  # bytes: a character is at most four
+    with path.open("rb") as handle:
+        number = 0
+        while raw := handle.readline(limit):
+            number += 1
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            if len(raw) >= limit and not raw.endswith(b"\n"):
+                while raw and not raw.endswith(b"\n"):  # skip the rest, never holding it
+                    raw = handle.readline(1 << 20)
+                yield number, None, f"line longer than {MAX_LINE_CHARS:,} characters"
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield (
+                    number,
+                    None,
+                    (f"not UTF-8 (byte {exc.start + 1} of the line): save the file as UTF-8"),
+                )
+                continue
+            if len(text) > MAX_LINE_CHARS:
+                yield number, None, f"line longer than {MAX_LINE_CHARS:,} characters"
+                continue
+            yield number, text, None
+
+
+def _json_record(line: str) -> dict[str, Any] | str:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"not JSON ({exc.msg} at column {exc.colno})"
+    except RecursionError:  # a line nested deeper than the parser's stack
+        return "JSON nested too deeply"
+    return record if isinstance(record, dict) else "not a JSON object"
+
+
 def file_records(path: Path, fmt: FileFormat) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, record) or (line number, why it is unreadable)."""
+    """(line number, record) or (line number, why it is unreadable), streamed: one bad line
+    (too long, not UTF-8, deep JSON, an oversize cell) is rejected alone and the rest go on."""
     if fmt == "jsonl":
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                if len(line) > MAX_LINE_CHARS:
-                    yield number, f"line longer than {MAX_LINE_CHARS:,} characters"
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield number, f"not JSON ({exc.msg} at column {exc.colno})"
-                    continue
-                yield number, record if isinstance(record, dict) else "not a JSON object"
+        for number, line, problem in file_lines(path):
+            if problem is not None:
+                yield number, problem
+            elif line is not None and line.strip():
+                yield number, _json_record(line)
         return
-    text = path.read_text(encoding="utf-8", errors="replace")
-    reader = csv.DictReader(io.StringIO(text))
-    for row in reader:
-        number = reader.line_num
-        if None in row:
-            yield number, "more cells than the header has columns"
-            continue
-        yield number, {k: v for k, v in row.items() if k is not None}
+    yield from _csv_records(path)
+
+
+def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    bad: list[tuple[int, str]] = []
+
+    def good_lines() -> Iterator[str]:
+        for number, line, problem in file_lines(path):
+            if problem is not None:
+                bad.append((number, problem))
+                yield "\n"  # a blank line: the CSV reader skips it, the number is kept
+            else:
+                yield line or "\n"
+
+    previous = csv.field_size_limit(MAX_CELL_CHARS)
+    try:
+        reader = csv.reader(good_lines())
+        header: list[str] | None = None
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                yield reader.line_num, f"unreadable CSV row ({exc})"
+                continue
+            while bad:
+                yield bad.pop(0)
+            if not row:
+                continue
+            if header is None:
+                header = row
+                continue
+            if len(row) > len(header):
+                yield reader.line_num, "more cells than the header has columns"
+                continue
+            values = [unescape_cell(v) for v in row] + [None] * (len(header) - len(row))
+            yield reader.line_num, dict(zip(header, values, strict=True))
+        while bad:
+            yield bad.pop(0)
+    finally:
+        csv.field_size_limit(previous)
+
+
+#: What a spreadsheet reads as a formula at the start of a cell (OWASP's CSV-injection list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: text that starts like a formula (or like an
+    escaped one) gets a leading `'`. Numbers and empty cells stay as they are."""
+    if isinstance(value, str) and value.lstrip("'").startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def unescape_cell(value: str) -> str:
+    """The inverse of `escape_cell`, so an export imports back unchanged."""
+    if value.startswith("'") and value.lstrip("'").startswith(FORMULA_STARTS):
+        return value[1:]
+    return value
 
 
 def read_items(
