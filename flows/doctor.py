@@ -28,11 +28,11 @@ class Check(BaseModel):
 
 
 def ok(name: str, detail: str) -> Check:
-    return Check(name=name, status="ok", detail=detail)
+    return Check(name=name, status="ok", detail=redact(detail))
 
 
 def problem(name: str, detail: str, fix: str, status: Status = "fail") -> Check:
-    return Check(name=name, status=status, detail=redact(detail), fix=fix)
+    return Check(name=name, status=status, detail=redact(detail), fix=redact(fix))
 
 
 def _first_line(exc: BaseException) -> str:
@@ -62,17 +62,21 @@ def installed_stack() -> list[Check]:
 def scores_database() -> list[Check]:
     import sqlalchemy as sa
 
-    from tasks.store.db import scores_engine
+    from tasks.store.db import edited_migrations, scores_engine
     from tasks.store.sql import migration_files
 
     name = "scores database"
     try:
         with scores_engine().connect() as conn:
-            applied = set(conn.execute(sa.text(query("migrate", "applied_migrations"))).scalars())
+            rows = conn.execute(sa.text(query("migrate", "applied_migrations"))).all()
+            applied = {row.name: row.checksum for row in rows}
     except sa.exc.ProgrammingError:
         return [problem(name, "reachable, but Assay's tables are missing", "run `assay migrate`")]
     except Exception as exc:
         return [problem(name, f"unreachable: {_first_line(exc)}", "check ASSAY_DATABASE_URL")]
+    if edited := edited_migrations(applied):
+        return [problem(name, f"sql/migrations/{edited[0]} changed after it was applied",
+                        "restore the file; put the change in a new migration")]  # fmt: skip
     pending = [p.name for p in migration_files() if p.name not in applied]
     if pending:
         return [problem(name, f"{len(pending)} migration(s) pending", "run `assay migrate`")]

@@ -167,6 +167,7 @@
 -- column assay.run_spend.run_id uuid NOT NULL
 -- column assay.run_spend.spent_usd double precision NOT NULL DEFAULT 0
 -- column assay.schema_migrations.applied_at timestamp with time zone NOT NULL DEFAULT now()
+-- column assay.schema_migrations.checksum text
 -- column assay.schema_migrations.name text NOT NULL
 -- column assay.score_rollups.all_w double precision NOT NULL
 -- column assay.score_rollups.cost_usd double precision NOT NULL

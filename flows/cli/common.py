@@ -16,12 +16,61 @@ from rich.console import Console
 from evaluators import offline as _offline  # noqa: F401
 from tasks.errors import AssayError, ConfigError, did_you_mean
 
-app = typer.Typer(
+
+class _App(typer.Typer):
+    """The Typer app, with one way out for an unexpected error: one redacted line, or with
+    `--debug` (or ASSAY_DEBUG=1) the traceback, redacted too. Exit 1 either way."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug or an unexpected failure: never a raw traceback
+            crashed(exc)
+            raise SystemExit(1) from None
+
+
+def debugging() -> bool:
+    import os
+    import sys
+
+    return "--debug" in sys.argv[1:] or os.environ.get("ASSAY_DEBUG") == "1"
+
+
+def crashed(exc: BaseException) -> None:
+    import traceback
+
+    from tasks.redact import redact
+
+    if debugging():
+        text = "".join(traceback.format_exception(exc))
+        err_console.print(redact(text), markup=False, highlight=False, soft_wrap=True)
+        return
+    first = (str(exc).strip().splitlines() or [""])[0][:500]
+    report("error", f"{type(exc).__name__}: {first} (run with --debug for the traceback)")
+
+
+def report(label: str, message: str) -> None:
+    """One error line on stderr: the label in red, the message redacted and printed as text
+    (a hostile name with `[markup]` or escape codes shows as what it is)."""
+    from rich.text import Text
+
+    from tasks.redact import redact
+
+    safe = redact(message).encode("utf-8", "backslashreplace").decode("utf-8")
+    safe = "".join(c if c.isprintable() or c in "\n\t" else f"\\x{ord(c):02x}" for c in safe)
+    err_console.print(
+        Text.assemble((f"{label}:", "bold red"), " ", safe), highlight=False, soft_wrap=True
+    )
+
+
+app = _App(
     name="assay",
     help="Continuous, budget-safe evaluation of production LLM logs "
     "on Prefect, Postgres and Slack.",
     no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
     add_completion=False,
 )
 
@@ -43,6 +92,9 @@ def _main(
         typer.Option(
             "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
         ),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="On an unexpected error, print the traceback.")
     ] = False,
 ) -> None:
     """Continuous, budget-safe evaluation of production LLM logs on Prefect, Postgres and Slack."""
@@ -78,21 +130,22 @@ def _guarded(action: Callable[[], T]) -> T:
     except sa.exc.ProgrammingError as exc:
         if getattr(exc.orig, "sqlstate", None) != "42P01":  # undefined table
             raise
-        err_console.print(
-            "[bold red]database error:[/] Assay's tables are missing or out of date in this "
-            "database; run `assay migrate` (check ASSAY_DATABASE_URL points where you expect)"
+        report(
+            "database error",
+            "Assay's tables are missing or out of date in this database; run `assay migrate` "
+            "(check ASSAY_DATABASE_URL points where you expect)",
         )
         raise typer.Exit(2) from None
     except sa.exc.OperationalError as exc:
-        # The driver's first line names host and port, never the password.
+        # The driver's first line names host and port; redacted all the same.
         first_line = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
-        err_console.print(f"[bold red]database unreachable:[/] {first_line}")
+        report("database unreachable", first_line)
         raise typer.Exit(1) from None
     except ConfigError as exc:
-        err_console.print(f"[bold red]config error:[/] {exc}")
+        report("config error", str(exc))
         raise typer.Exit(2) from None
     except AssayError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
+        report("error", str(exc))
         raise typer.Exit(1) from None
 
 
@@ -246,5 +299,5 @@ def field_pairs(
 
 
 def raise_usage(message: str) -> NoReturn:
-    err_console.print(f"[bold red]usage error:[/] {message}", highlight=False)
+    report("usage error", message)
     raise typer.Exit(2)

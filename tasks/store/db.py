@@ -1,5 +1,6 @@
 """Database access: engines from settings, the embedded fallback, and `assay migrate`."""
 
+import hashlib
 import time
 from collections.abc import Callable
 from functools import cache
@@ -124,11 +125,38 @@ def build_rollups_of_existing_scores(conn: sa.Connection) -> None:
             refresh_score_rollups(conn, deployment, first, last)
 
 
+def checksum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class MigrationEdited(ConfigError):
+    """An applied migration's file changed since: migrations are forward-only, so the database
+    may lack what the edit added. Restore the file and add a new migration instead."""
+
+
+def edited_migrations(applied: dict[str, str | None]) -> list[str]:
+    """The applied migrations whose file no longer holds what was applied."""
+    return [
+        path.name
+        for path in migration_files()
+        if applied.get(path.name) is not None and applied[path.name] != checksum(path)
+    ]
+
+
+def refuse_edited(applied: dict[str, str | None]) -> None:
+    if edited := edited_migrations(applied):
+        raise MigrationEdited(
+            f"sql/migrations/{edited[0]} changed after it was applied to this database "
+            "(migrations are forward-only): restore it and put the change in a new migration"
+        )
+
+
 def migrate(engine: sa.Engine) -> list[str]:
     """Apply pending migrations in order, then re-apply views. Returns the files applied.
 
     A session-level advisory lock makes concurrent runs wait for each other; whoever comes
-    second finds nothing left to do.
+    second finds nothing left to do. Each applied file's checksum is kept, and a file changed
+    since it was applied stops the migration (MigrationEdited, exit 2) before anything runs.
     """
     applied: list[str] = []
     with engine.connect() as conn:
@@ -138,8 +166,10 @@ def migrate(engine: sa.Engine) -> list[str]:
             with conn.begin():
                 conn.execute(sa.text(query("migrate", "create_schema")))
                 conn.execute(sa.text(query("migrate", "create_migrations_table")))
-                names = conn.execute(sa.text(query("migrate", "applied_migrations")))
-                done: set[str] = set(names.scalars())
+                conn.execute(sa.text(query("migrate", "add_migration_checksums")))
+                rows = conn.execute(sa.text(query("migrate", "applied_migrations"))).all()
+                done: dict[str, str | None] = {row.name: row.checksum for row in rows}
+            refuse_edited(done)
             for path in migration_files():
                 if path.name in done:
                     continue
@@ -147,10 +177,16 @@ def migrate(engine: sa.Engine) -> list[str]:
                     conn.exec_driver_sql(path.read_text())
                     conn.execute(
                         sa.text(query("migrate", "record_migration")),
-                        {"name": path.name},
+                        {"name": path.name, "checksum": checksum(path)},
                     )
                 applied.append(path.name)
             with conn.begin():
+                for path in migration_files():
+                    if path.name in done and done[path.name] is None:
+                        conn.execute(
+                            sa.text(query("migrate", "remember_checksum")),
+                            {"name": path.name, "checksum": checksum(path)},
+                        )
                 for path in view_files():
                     conn.exec_driver_sql(path.read_text())
             if ROLLUPS_MIGRATION in applied:

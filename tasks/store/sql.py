@@ -27,7 +27,11 @@ def query(group: str, name: str) -> str:
 
 
 def migration_files() -> list[Path]:
-    return sorted((SQL_DIR / "migrations").glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    """`NNNN_verb_noun.sql` in order. A repair of a migration that was edited after release is
+    `NNNNa_...`: it sorts right after the edited one, so a database that applied the old
+    version gets the repair before anything built on the edit (and one that applied the new
+    version runs it as a no-op)."""
+    return sorted((SQL_DIR / "migrations").glob("[0-9][0-9][0-9][0-9]*_*.sql"))
 
 
 def view_files() -> list[Path]:
