@@ -82,9 +82,19 @@ def warehouse_url() -> SecretStr:
     return database_url()
 
 
+#: Every session reads and writes in UTC, whatever the server's or the role's TimeZone: a naive
+#: `timestamp` column is compared in SQL and converted in Python by the same rule (it is UTC).
+SESSION_OPTIONS = "-c TimeZone=UTC"
+
+
 @cache
 def _engine(url: str) -> sa.Engine:
-    return sa.create_engine(sqlalchemy_url(url), pool_pre_ping=True, pool_size=4)
+    return sa.create_engine(
+        sqlalchemy_url(url),
+        pool_pre_ping=True,
+        pool_size=4,
+        connect_args={"options": SESSION_OPTIONS},
+    )
 
 
 POSTGRES_SCHEMES = frozenset({"postgresql", "postgres", "postgresql+psycopg"})
