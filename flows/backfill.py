@@ -33,13 +33,30 @@ class BackfillIncomplete(AssayError):
     pass
 
 
-def chunk_windows(
-    start: datetime, end: datetime, chunk: timedelta
-) -> list[tuple[datetime, datetime]]:
+#: More chunks than this need the user's say-so (`assay backfill --yes`).
+CONFIRM_CHUNKS = 10_000
+#: More than this is never planned: the plan's memory stays bounded whatever the range.
+MAX_CHUNKS = 200_000
+
+
+def chunk_count(start: datetime, end: datetime, chunk: timedelta) -> int:
+    """How many chunks [start, end) makes, by arithmetic (nothing is planned to count them)."""
     if end <= start:
         raise ConfigError(f"backfill: end {end} must be after start {start}")
     if chunk <= timedelta(0):
         raise ConfigError("backfill: chunk must be a positive duration, e.g. 1h or 1d")
+    return -(-(end - start) // chunk)
+
+
+def chunk_windows(
+    start: datetime, end: datetime, chunk: timedelta
+) -> list[tuple[datetime, datetime]]:
+    count = chunk_count(start, end, chunk)
+    if count > MAX_CHUNKS:
+        raise ConfigError(
+            f"backfill: {count:,} chunks of {chunk} is more than {MAX_CHUNKS:,}: use a longer "
+            "chunk (e.g. 1d)"
+        )
     windows = []
     while start < end:
         windows.append((start, min(start + chunk, end)))

@@ -303,15 +303,28 @@ def backfill(
             help="Start it on the Prefect server (deployment NAME-backfill) for workers.",
         ),
     ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Start even when the range makes over 10,000 chunks.")
+    ] = False,
     config: ConfigOption = None,
     output: FormatOption = OutputFormat.table,
 ) -> None:
-    """Evaluate a past range (skipping logs already scored); the watermark is not moved."""
+    """Evaluate a past range (skipping logs already scored); the watermark is not moved. Says
+    how many chunks it plans first, and asks for --yes above 10,000."""
     job = _guarded(lambda: _load(deployment, config))
     window = (_guarded(lambda: _parse_ts(start)), _guarded(lambda: _parse_ts(end)))
     step = _guarded(lambda: _duration(chunk))
     if window[0] is None or window[1] is None or window[0] >= window[1]:
         raise_usage(f"--start {start} is not before --end {end}")
+    from flows.backfill import CONFIRM_CHUNKS, chunk_count
+
+    chunks = _guarded(lambda: chunk_count(window[0], window[1], step))  # type: ignore[arg-type]
+    if chunks > CONFIRM_CHUNKS and not yes:
+        raise_usage(
+            f"{window[0]:%Y-%m-%d %H:%M} to {window[1]:%Y-%m-%d %H:%M} in chunks of {chunk} is "
+            f"{chunks:,} chunks, more than {CONFIRM_CHUNKS:,}: use a longer --chunk, or --yes"
+        )
+    err_console.print(f"{deployment}: {chunks:,} chunk(s) of {chunk}", highlight=False)
     configured = sorted(job.evaluator_aliases())  # the names the backfill flow accepts
     for name in evaluator or ():
         if name not in configured:

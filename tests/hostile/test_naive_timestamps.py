@@ -19,7 +19,7 @@ async def test_naive_timestamps_on_a_new_york_server_are_all_scored(engine: sa.E
     insert_logs(engine, [log(f"n{i:02d}", BASE + timedelta(minutes=10 * i)) for i in range(25)])
     with engine.begin() as conn:
         database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
-        conn.execute(sa.text(f'ALTER DATABASE "{database}" SET TimeZone = \'America/New_York\''))
+        conn.execute(sa.text(f"ALTER DATABASE \"{database}\" SET TimeZone = 'America/New_York'"))
         conn.execute(sa.text(
             "CREATE TABLE public.naive_logs AS SELECT id, (ts AT TIME ZONE 'UTC') AS ts, prompt, "
             "response FROM assay.llm_logs"))  # fmt: skip
