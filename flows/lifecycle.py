@@ -112,6 +112,7 @@ class RunTally:
         self.strata: dict[str, dict[str, dict[str, int]]] = {}
         self.unscored: dict[str, dict[str, int]] = {}
         self.copied = 0
+        self.held_elsewhere = 0
         self.late: dict[str, Any] | None = None
 
     def add(self, counts: PageCounts, contract: ContractSummary) -> None:
@@ -126,6 +127,7 @@ class RunTally:
             for stratum, n in strata_left.items():
                 left[stratum] = left.get(stratum, 0) + n
         self.copied += outcome.copied
+        self.held_elsewhere += outcome.held_elsewhere
 
 
 class Judging(NamedTuple):
@@ -257,6 +259,7 @@ def run_details(job: EvalJob, judged: Judging, tally: RunTally) -> dict[str, Any
             "strata": tally.strata,
             "unscored": tally.unscored,
             "duplicates_copied": tally.copied,
+            "left_to_other_runs": tally.held_elsewhere,
         }
         details["judges"] = judges.report()
     if ledger is not None:
@@ -310,7 +313,6 @@ class Kind(BaseModel):
 
     name: KindName
     moves_watermark: bool  # consumes its window: the next run starts after it
-    skips_scored: bool  # a log already scored (ok or skipped) by the version is not judged
     enforces_contract: bool  # too many invalid logs stop the run
     exclusive: bool  # holds the deployment's lock (else a liveness lock of its own)
     notifies: bool  # evaluates alert rules and posts the summary
@@ -319,21 +321,21 @@ class Kind(BaseModel):
 
 
 KINDS: dict[str, Kind] = {
-    "scheduled": Kind(name="scheduled", moves_watermark=True, skips_scored=False,
+    "scheduled": Kind(name="scheduled", moves_watermark=True,
                          enforces_contract=True, exclusive=True, notifies=True,
                          probes_outside_window=True),
-    "manual": Kind(name="manual", moves_watermark=True, skips_scored=False,
+    "manual": Kind(name="manual", moves_watermark=True,
                       enforces_contract=True, exclusive=True, notifies=True,
                       probes_outside_window=True),
-    "backfill": Kind(name="backfill", moves_watermark=False, skips_scored=True,
+    "backfill": Kind(name="backfill", moves_watermark=False,
                         enforces_contract=True, exclusive=False, notifies=False,
                         probes_outside_window=False),
-    "replay": Kind(name="replay", moves_watermark=False, skips_scored=False,
+    "replay": Kind(name="replay", moves_watermark=False,
                       enforces_contract=False, exclusive=True, notifies=False,
                       probes_outside_window=False),
     # A dataset check: items and a target's outputs instead of the warehouse; a rerun of the
     # same experiment scores only what is missing.
-    "check": Kind(name="check", moves_watermark=False, skips_scored=True,
+    "check": Kind(name="check", moves_watermark=False,
                      enforces_contract=False, exclusive=True, notifies=False,
                      probes_outside_window=False, reads_source=False),
 }  # fmt: skip
@@ -429,7 +431,6 @@ class Run:
                 self.job, scores_engine(), self.plan.run_id, rows,
                 pipeline.build_evaluators(self.job), self.judged.judges, self.tally.counts,
                 cursor=None, enforce_contract=self.kind.enforces_contract,
-                skip_scored=self.kind.skips_scored,
             )  # fmt: skip
         self.tally.add(outcome.counts, outcome.contract)
         self.tally.add_sampling(outcome)

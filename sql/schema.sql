@@ -87,6 +87,12 @@
 -- column assay.experiments.target text NOT NULL
 -- column assay.experiments.tier text NOT NULL
 -- column assay.experiments.totals jsonb NOT NULL DEFAULT '{}'::jsonb
+-- column assay.judge_claims.claimed_at timestamp with time zone NOT NULL DEFAULT now()
+-- column assay.judge_claims.deployment text NOT NULL
+-- column assay.judge_claims.evaluator text NOT NULL
+-- column assay.judge_claims.evaluator_version text NOT NULL
+-- column assay.judge_claims.log_id text NOT NULL
+-- column assay.judge_claims.run_id uuid NOT NULL
 -- column assay.labels.annotator text NOT NULL
 -- column assay.labels.created_at timestamp with time zone NOT NULL DEFAULT now()
 -- column assay.labels.criterion text NOT NULL
@@ -508,6 +514,7 @@
 -- constraint assay.experiments experiments_repeats_check CHECK (((repeats >= 1) AND (repeats <= 100)))
 -- constraint assay.experiments experiments_status_check CHECK ((status = ANY (ARRAY['running'::text, 'completed'::text, 'failed'::text])))
 -- constraint assay.experiments experiments_tier_check CHECK ((tier = ANY (ARRAY['free'::text, 'all'::text])))
+-- constraint assay.judge_claims judge_claims_pkey PRIMARY KEY (deployment, log_id, evaluator, evaluator_version)
 -- constraint assay.labels labels_annotator_check CHECK (((length(annotator) >= 1) AND (length(annotator) <= 200)))
 -- constraint assay.labels labels_check CHECK ((((deployment IS NOT NULL) AND (log_id IS NOT NULL) AND (dataset IS NULL) AND (item_id IS NULL)) OR ((dataset IS NOT NULL) AND (item_id IS NOT NULL) AND (deployment IS NULL) AND (log_id IS NULL))))
 -- constraint assay.labels labels_check1 CHECK (((passed IS NOT NULL) OR (score IS NOT NULL) OR (label IS NOT NULL)))
@@ -540,6 +547,7 @@
 -- constraint assay.watermarks watermarks_pkey PRIMARY KEY (deployment)
 -- index CREATE INDEX eval_runs_deployment_started ON assay.eval_runs USING btree (deployment, started_at DESC)
 -- index CREATE INDEX experiments_dataset ON assay.experiments USING btree (dataset, created_at)
+-- index CREATE INDEX judge_claims_run ON assay.judge_claims USING btree (run_id)
 -- index CREATE INDEX labels_log ON assay.labels USING btree (deployment, criterion, log_id) WHERE (superseded_at IS NULL)
 -- index CREATE INDEX llm_logs_session_ts ON assay.llm_logs USING btree (session_id, ts) WHERE (session_id IS NOT NULL)
 -- index CREATE INDEX llm_logs_trace_ts ON assay.llm_logs USING btree (trace_id, ts) WHERE (trace_id IS NOT NULL)
@@ -565,6 +573,7 @@
 -- index CREATE UNIQUE INDEX eval_runs_pkey ON assay.eval_runs USING btree (run_id)
 -- index CREATE UNIQUE INDEX experiment_outputs_pkey ON assay.experiment_outputs USING btree (experiment_id, item_id)
 -- index CREATE UNIQUE INDEX experiments_pkey ON assay.experiments USING btree (experiment_id)
+-- index CREATE UNIQUE INDEX judge_claims_pkey ON assay.judge_claims USING btree (deployment, log_id, evaluator, evaluator_version)
 -- index CREATE UNIQUE INDEX labels_current ON assay.labels USING btree (COALESCE(deployment, ''::text), COALESCE(log_id, ''::text), COALESCE(dataset, ''::text), COALESCE(item_id, ''::text), criterion, annotator) WHERE (superseded_at IS NULL)
 -- index CREATE UNIQUE INDEX labels_pkey ON assay.labels USING btree (label_id)
 -- index CREATE UNIQUE INDEX llm_logs_pkey ON assay.llm_logs USING btree (id)

@@ -14,6 +14,7 @@ from evaluators.base import Cost, EvalContext, Evaluator
 from evaluators.judges.builtin import JudgeEvaluator
 from evaluators.judges.client import Endpoint, JudgeRuntime
 from evaluators.judges.keys import check_endpoint
+from tasks.budget.claims import claim_plan, release_claims, release_claims_now
 from tasks.budget.dedupe import KnownVerdict, known_verdicts
 from tasks.budget.ledger import LedgerGate
 from tasks.budget.sampling import PagePlan, StratumCount, content_hash, plan_page
@@ -46,6 +47,7 @@ class PageOutcome(BaseModel):
     strata: dict[str, dict[str, StratumCount]] = {}  # evaluator -> stratum -> counts
     unscored: dict[str, dict[str, int]] = {}  # evaluator -> stratum -> left by the budget
     copied: int = 0  # duplicate verdicts reused
+    held_elsewhere: int = 0  # planned judge calls left to another run that holds the log
 
 
 def source_engine(source: SourceConfig) -> sa.Engine:
@@ -196,7 +198,6 @@ async def process_page(
         judges,
         so_far or PageCounts(),
         cursor=None if backfill else last,
-        skip_scored=backfill,
     )
     return outcome.model_copy(update={"full": len(rows) == job.source.page_size, "last": last})
 
@@ -211,7 +212,6 @@ async def process_rows(
     so_far: PageCounts,
     cursor: Cursor | None,
     enforce_contract: bool = True,
-    skip_scored: bool = False,
 ) -> PageOutcome:
     """Contract, then free evaluators on every valid log, then paid ones on the sample, then
     one transaction (moving the watermark to `cursor` if given). A batch that breaks the
@@ -234,11 +234,15 @@ async def process_rows(
     scores = await score_records(records, free, ctx)
     strata: dict[str, dict[str, StratumCount]] = {}
     unscored: dict[str, dict[str, int]] = {}
-    copied = 0
+    copied = held_elsewhere = 0
     if paid:
         plan = plan_page(records, paid, job.sampling, flagged_ids(scores))
-        if skip_scored:
-            plan = await asyncio.to_thread(without_scored, scores_db, job.deployment, plan, paid)
+        # Claim before asking: a run over the same logs (a backfill beside the hourly run)
+        # leaves what this one holds, and what a run committed before the claim is skipped.
+        plan, held_elsewhere = await asyncio.to_thread(
+            claim_plan, scores_db, job.deployment, run_id, plan, paid
+        )
+        plan = await asyncio.to_thread(without_scored, scores_db, job.deployment, plan, paid)
         known = (
             await asyncio.to_thread(known_for, scores_db, job.deployment, plan, paid)
             if job.sampling.dedupe
@@ -248,11 +252,22 @@ async def process_rows(
             judged = await judge_plan(plan.items, ctx, known, job.sampling.dedupe)
         except BaseException:
             await release_unstored(judges)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(release_claims_now, scores_db, run_id)
             raise
         scores += judged.rows
         strata, unscored, copied = plan.strata, judged.unscored, judged.copied
     gate = ledger_gate(judges)
     settled = gate.take() if gate is not None else []
+
+    def in_the_page(conn: sa.Connection) -> None:
+        # The calls behind these scores become spend, and the claims end, in the same
+        # transaction as the scores.
+        if gate is not None and settled:
+            gate.ledger.apply(conn, settled)
+        if paid:
+            release_claims(conn, run_id)
+
     try:
         counts = await asyncio.to_thread(
             write_page,
@@ -269,8 +284,7 @@ async def process_rows(
                 {r.id for r in admission.records} - {r.log_id for r in admission.rejects}
             ),
             usage=records,
-            # The calls behind these scores become spend in the same transaction.
-            also=(lambda conn: gate.ledger.apply(conn, settled)) if gate and settled else None,
+            also=in_the_page if (gate and settled) or paid else None,
         )
     except BaseException:
         if gate is not None:
@@ -285,6 +299,7 @@ async def process_rows(
         strata=strata,
         unscored=unscored,
         copied=copied,
+        held_elsewhere=held_elsewhere,
     )
 
 

@@ -60,3 +60,21 @@ GROUP BY log_id
 
 -- name: quarantined_among
 SELECT log_id FROM assay.quarantine WHERE deployment = :deployment AND log_id = ANY(:log_ids)
+
+-- name: claim_score_keys
+-- Claim these logs for one judge (evaluator and version) before calling it: returns the ids
+-- this run now holds. A claim held by another run that is still running, and younger than the
+-- timeout, is left alone; a claim of a dead or finished run is taken over.
+INSERT INTO assay.judge_claims AS c (deployment, log_id, evaluator, evaluator_version, run_id)
+SELECT :deployment, ids.log_id, :evaluator, :version, CAST(:run_id AS uuid)
+FROM unnest(CAST(:log_ids AS text[])) AS ids (log_id)
+ON CONFLICT (deployment, log_id, evaluator, evaluator_version) DO UPDATE
+SET run_id = EXCLUDED.run_id, claimed_at = now()
+WHERE c.run_id = EXCLUDED.run_id
+   OR c.claimed_at < now() - make_interval(secs => :timeout_s)
+   OR NOT EXISTS (SELECT 1 FROM assay.eval_runs r WHERE r.run_id = c.run_id AND r.status = 'running')
+RETURNING c.log_id
+
+-- name: release_claims
+-- A run's claims end when its page commits (the scores now say the logs are judged) or fails.
+DELETE FROM assay.judge_claims WHERE run_id = CAST(:run_id AS uuid)

@@ -35,6 +35,7 @@ PINNED = {
     "0015_add_trace_units.sql": "be1822c8890248ee4debd044bf2a9ec59a65c5e78391a8076be9d56c837b8670",
     "0011a_repair_experiment_outputs.sql": "eff7298af87618a61354c9f2a14db4bd895608fce6b636504c12a8757c5457b9",
     "0016_repair_unit_costs.sql": "8a66496a653df690f9b0e05e588a315902a413401bb1e29d39027b26d848c925",
+    "0017_create_judge_claims.sql": "246158da475667e1a947cbd877369559777fc2d14891d95f10e67cd1f1db4b09",
 }  # fmt: skip
 
 
