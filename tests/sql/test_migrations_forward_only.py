@@ -107,10 +107,8 @@ def test_a_database_migrated_before_the_0015_edit_gets_unit_costs(blank_engine: 
                    RELEASED / "0015_add_trace_units.at-31351f6.sql")  # fmt: skip
     assert "cost_usd" not in columns(blank_engine, "unit_evaluations")
 
-    assert migrate(blank_engine) == [
-        "0011a_repair_experiment_outputs.sql",
-        "0016_repair_unit_costs.sql",
-    ]
+    applied = migrate(blank_engine)
+    assert applied[:2] == ["0011a_repair_experiment_outputs.sql", "0016_repair_unit_costs.sql"]
 
     assert {"cost_usd", "tokens"} <= columns(blank_engine, "unit_evaluations")
 
