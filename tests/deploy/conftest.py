@@ -63,7 +63,14 @@ def stop(process: subprocess.Popen[bytes], kill: bool = False) -> None:
         for p in family:
             with contextlib.suppress(psutil.NoSuchProcess):
                 p.kill() if kill else p.terminate()
-        psutil.wait_procs(family, timeout=20)
+        _gone, alive = psutil.wait_procs(family, timeout=20)
+        # A worker that outlives SIGTERM (started with SIGINT ignored, as under `nohup ... &`,
+        # it cannot turn the signal into its shutdown) would take the next test's runs with
+        # this test's database: it is killed.
+        for p in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
+        psutil.wait_procs(alive, timeout=10)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=5)
 
