@@ -98,14 +98,22 @@ async def test_an_untrusted_api_base_gets_no_default_key(
     assert all(PLANTED not in (seen.authorization or "") for seen in fake_llm.requests)
 
 
-async def test_a_key_named_explicitly_goes_to_the_host_that_names_it(
+async def test_a_key_named_explicitly_goes_only_to_a_host_the_operator_trusts(
     engine: sa.Engine, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tasks.errors import ConfigError
+
     monkeypatch.setenv("ASSAY_JUDGE_KEY_SELF_HOSTED", PLANTED)
     monkeypatch.setenv("ASSAY_TRUSTED_API_HOSTS", "api.openai.com")
     fake_llm.script("judge", always(Reply(content=verdict(0.9, True, "fine"))))
     insert_logs(engine, [log(f"e{i}", BASE + timedelta(minutes=i)) for i in range(3)])
 
+    # Naming a key no longer sends it to a host the operator has not trusted (issue 24).
+    with pytest.raises(ConfigError, match="ASSAY_TRUSTED_API_HOSTS"):
+        job(fake_llm.api_base, api_key_env="ASSAY_JUDGE_KEY_SELF_HOSTED")
+    assert fake_llm.requests == []
+
+    monkeypatch.setenv("ASSAY_TRUSTED_API_HOSTS", "api.openai.com,loopback")
     await evaluate_recent(
         job(fake_llm.api_base, api_key_env="ASSAY_JUDGE_KEY_SELF_HOSTED"),
         until=BASE + timedelta(hours=1),
