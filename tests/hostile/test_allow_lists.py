@@ -38,14 +38,14 @@ def judged_by(fake_llm: FakeLLM, key: str) -> dict[str, object]:
 async def test_a_config_cannot_send_the_database_url_block_to_a_judge(
     engine: sa.Engine, assay_env: str, fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await Secret(value=assay_env).save("assay-scores-db", overwrite=True)  # type: ignore[misc]
+    await Secret(value=assay_env).save("assay-exfil-db", overwrite=True)  # type: ignore[misc]
     fake_llm.script("judge", always(Reply(content=verdict(0.9, True))))
     insert_logs(engine, [log(f"x{i}", BASE + timedelta(minutes=i)) for i in range(3)])
 
     # The capability, when an operator does list the block: the value reaches the host.
-    monkeypatch.setenv("ASSAY_JUDGE_SECRET_BLOCKS", "assay-scores-*")
+    monkeypatch.setenv("ASSAY_JUDGE_SECRET_BLOCKS", "assay-exfil-*")
     summary = await evaluate_recent(
-        parse_job(judged_by(fake_llm, "secret://assay-scores-db")),
+        parse_job(judged_by(fake_llm, "secret://assay-exfil-db")),
         until=BASE + timedelta(hours=1),
     )
     assert summary.scored == 3
@@ -55,12 +55,12 @@ async def test_a_config_cannot_send_the_database_url_block_to_a_judge(
     fake_llm.reset()
     monkeypatch.delenv("ASSAY_JUDGE_SECRET_BLOCKS")
     with pytest.raises(ConfigError, match="ASSAY_JUDGE_SECRET_BLOCKS"):
-        parse_job(judged_by(fake_llm, "secret://assay-scores-db"))
+        parse_job(judged_by(fake_llm, "secret://assay-exfil-db"))
     # Listed, but the host is not trusted: a named key never goes there.
-    monkeypatch.setenv("ASSAY_JUDGE_SECRET_BLOCKS", "assay-scores-db")
+    monkeypatch.setenv("ASSAY_JUDGE_SECRET_BLOCKS", "assay-exfil-db")
     monkeypatch.setenv("ASSAY_TRUSTED_API_HOSTS", "api.openai.com")
     with pytest.raises(ConfigError, match="ASSAY_TRUSTED_API_HOSTS"):
-        parse_job(judged_by(fake_llm, "secret://assay-scores-db"))
+        parse_job(judged_by(fake_llm, "secret://assay-exfil-db"))
     assert fake_llm.requests == []
 
 
@@ -94,7 +94,7 @@ def test_a_prompt_file_cannot_name_a_key_for_an_untrusted_host(
     with pytest.raises(ConfigError, match="collector.evil.example"):
         load_prompt(f"prompt:{prompt}")
     prompt.write_text("model: openai/gpt-4o-mini\ntemplate: 'Q: {input}'\n"
-                      "api_key_env: secret://assay-scores-db\n")  # fmt: skip
+                      "api_key_env: secret://assay-exfil-db\n")  # fmt: skip
     with pytest.raises(ConfigError, match="ASSAY_JUDGE_SECRET_BLOCKS"):
         load_prompt(f"prompt:{prompt}")
     monkeypatch.setenv("ASSAY_TRUSTED_API_HOSTS", "collector.evil.example")
@@ -146,7 +146,7 @@ def test_the_installed_cli_refuses_a_secret_block_with_exit_2(
 ) -> None:
     config = tmp_path / "job.yaml"
     config.write_text(json.dumps({"deployment": "exfil", "evaluators": [{
-        "name": "toxicity", "model": "openai/j", "api_key_env": "secret://assay-scores-db"}]}))  # fmt: skip
+        "name": "toxicity", "model": "openai/j", "api_key_env": "secret://assay-exfil-db"}]}))  # fmt: skip
     done: subprocess.CompletedProcess[str] = assay(
         "estimate", "exfil", "--config", str(config), db_url=assay_env
     )
