@@ -3,21 +3,36 @@
 const $ = (id) => document.getElementById(id);
 let queue = null, item = null, answered = false, renewer = null;
 
+// The link's token (#token=...) is kept for this tab only and taken out of the address bar, so
+// it is neither in the history nor in a Referer. It goes in a header a cross-origin page cannot
+// set; the request body never says who is answering.
+const TOKEN_KEY = "assay-annotation-token";
+const fromLink = new URLSearchParams(location.hash.slice(1)).get("token");
+if (fromLink) {
+  sessionStorage.setItem(TOKEN_KEY, fromLink);
+  history.replaceState(null, "", location.pathname);
+}
+
 async function call(path, body) {
-  const response = await fetch(path, body === undefined ? {} : {
-    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  const headers = {};
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers["Authorization"] = `Bearer ${token}`;
+  const options = { headers };
+  if (body !== undefined) {
+    options.method = "POST";
+    headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
   const data = await response.json();
   if (!response.ok) throw new Error(data.error || response.statusText);
   return data;
 }
 
-function who() { return $("annotator").value.trim(); }
 function showError(e) { $("error").textContent = e ? String(e.message || e) : ""; }
 function setProgress(d) { $("progress").textContent = `${d.labelled} of ${d.size} labelled`; }
 
 async function start() {
-  if (!who()) { showError("Enter your name or id first."); return; }
-  localStorage.setItem("assay-annotator", who());
   showError("");
   $("login").hidden = true;
   await load();
@@ -28,7 +43,7 @@ async function load() {
   $("judge").hidden = true;
   $("note").value = "";
   for (const id of ["pass", "fail", "skip"]) $(id).disabled = false;
-  const d = await call("/api/next", { annotator: who() });
+  const d = await call("/api/next", {});
   setProgress(d);
   clearInterval(renewer);
   if (d.done) { $("work").hidden = true; $("finished").hidden = false; item = null; return; }
@@ -46,7 +61,7 @@ async function load() {
   $("context-box").hidden = !passages.length;
   $("work").hidden = false;
   // Keep the claim while the page is open; a closed tab stops renewing and the item is freed.
-  renewer = setInterval(() => call("/api/renew", { annotator: who(), log_id: item.log_id }).catch(() => {}),
+  renewer = setInterval(() => call("/api/renew", { log_id: item.log_id }).catch(() => {}),
                         Math.max(1000, queue.claim_s * 1000 / 3));
 }
 
@@ -55,7 +70,7 @@ async function decide(verdict) {
   answered = true;
   for (const id of ["pass", "fail", "skip"]) $(id).disabled = true;
   try {
-    const d = await call("/api/answer", { annotator: who(), log_id: item.log_id, verdict, note: $("note").value });
+    const d = await call("/api/answer", { log_id: item.log_id, verdict, note: $("note").value });
     setProgress(d);
     const judge = d.judge;
     const said = judge.passed === null ? "no verdict" : (judge.passed ? "pass" : "fail");
@@ -74,15 +89,12 @@ async function decide(verdict) {
 
 async function skipItem() {
   if (!item || answered) return;
-  await call("/api/skip", { annotator: who(), log_id: item.log_id });
+  await call("/api/skip", { log_id: item.log_id });
   await load();
 }
 
 document.addEventListener("keydown", (event) => {
-  if (event.target.tagName === "TEXTAREA" || event.target.tagName === "INPUT") {
-    if (event.target.id === "annotator" && event.key === "Enter") start().catch(showError);
-    return;
-  }
+  if (event.target.tagName === "TEXTAREA" || event.target.tagName === "INPUT") return;
   const key = event.key.toLowerCase();
   if (key === "p") decide("pass");
   else if (key === "f") decide("fail");
@@ -95,7 +107,8 @@ async function init() {
   $("title").textContent = `${queue.deployment} · ${queue.evaluator} · queue ${queue.queue}`;
   $("rubric").textContent = queue.rubric;
   setProgress(queue);
-  $("annotator").value = localStorage.getItem("assay-annotator") || "";
+  $("annotator").textContent = queue.annotator;
+  $("login").hidden = false;
   $("start").addEventListener("click", () => start().catch(showError));
   $("pass").addEventListener("click", () => decide("pass"));
   $("fail").addEventListener("click", () => decide("fail"));

@@ -2,6 +2,9 @@
 already brings) over one queue. Every mutation is a claim-checked transaction in Postgres, so
 several annotators at once never get, or overwrite, the same item.
 
+Who answers is never in a request body: see `annotate_access` (tokens, a trusted proxy, the
+Host and Origin checks, bounded bodies).
+
 Log text is data end to end: the API returns it as JSON, the page puts it into the document with
 `textContent` only, and the Content-Security-Policy allows no inline script at all.
 """
@@ -10,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -18,6 +21,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from evaluators.errors import describe_validation_error
+from flows.annotate_access import (
+    Access,
+    Refused,
+    annotator,
+    bounded_body,
+    check_host,
+    check_same_origin,
+)
+from tasks.labels.annotators import annotator_of
 from tasks.labels.queues import (
     ClaimLost,
     QueueInfo,
@@ -27,7 +39,6 @@ from tasks.labels.queues import (
     renew_claim,
     skip,
 )
-from tasks.labels.rows import clean_text
 
 PAGE = Path(__file__).with_name("annotate.html")
 SCRIPT = Path(__file__).with_name("annotate.js")
@@ -40,19 +51,13 @@ SECURITY_HEADERS = {
 }
 
 
-class Who(BaseModel):
-    annotator: str = Field(min_length=1, max_length=200)
-
-    @field_validator("annotator")
-    @classmethod
-    def _clean(cls, value: str) -> str:
-        cleaned = (clean_text(value) or "").strip()
-        if not cleaned:
-            raise ValueError("annotator is required")
-        return cleaned
+class Empty(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
 
-class OnItem(Who):
+class OnItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # nobody names themselves in a body
+
     log_id: str = Field(min_length=1, max_length=200)
 
 
@@ -77,7 +82,9 @@ def rubric(evaluator: str) -> str:
     return text.split("\nExample")[0].replace("=== system ===", "").strip()
 
 
-def annotation_app(engine: sa.Engine, queue: QueueInfo, claim_s: float = 120.0) -> Starlette:
+def annotation_app(
+    engine: sa.Engine, queue: QueueInfo, access: Access, claim_s: float = 120.0
+) -> Starlette:
     criterion = rubric(queue.evaluator)
 
     def secured(response: Response) -> Response:
@@ -87,35 +94,55 @@ def annotation_app(engine: sa.Engine, queue: QueueInfo, claim_s: float = 120.0) 
     def problem(message: str, status: int) -> Response:
         return secured(JSONResponse({"error": message}, status_code=status))
 
-    async def body_of(request: Request, model: type[BaseModel]) -> Any:
+    def token_owner(token: str) -> str | None:
+        return annotator_of(engine, queue.queue_id, token)
+
+    async def admitted(request: Request, model: type[BaseModel] | None) -> Any:
+        """(annotator, body) for a request that passed every check, else the refusal."""
         try:
-            return model.model_validate(await request.json())
+            check_host(request, access)
+            if request.method != "GET":
+                check_same_origin(request)
+            who = await run_in_threadpool(annotator, request, access, token_owner)
+            raw = await bounded_body(request, access.max_body) if model is not None else b""
+        except Refused as exc:
+            return problem(str(exc), exc.status)
+        if model is None:
+            return who, None
+        try:
+            return who, model.model_validate_json(raw or b"{}")
         except ValidationError as exc:
             return problem(describe_validation_error(exc), 422)
-        except ValueError:
-            return problem("the body must be JSON", 400)
 
     async def progress() -> dict[str, int]:
         fresh = await run_in_threadpool(get_queue, engine, queue.name)
         return {"size": fresh.size, "labelled": fresh.labelled}
 
-    async def page(_request: Request) -> Response:
-        return secured(Response(PAGE.read_text(), media_type="text/html"))
+    def static(path: Path, media_type: str) -> Any:
+        async def serve(request: Request) -> Response:
+            try:
+                check_host(request, access)
+            except Refused as exc:
+                return problem(str(exc), exc.status)
+            return secured(Response(path.read_text(), media_type=media_type))
 
-    async def script(_request: Request) -> Response:
-        return secured(Response(SCRIPT.read_text(), media_type="text/javascript"))
+        return serve
 
-    async def about(_request: Request) -> Response:
+    async def about(request: Request) -> Response:
+        given = await admitted(request, None)
+        if isinstance(given, Response):
+            return given
         return secured(JSONResponse({
             "queue": queue.name, "deployment": queue.deployment, "evaluator": queue.evaluator,
-            "rubric": criterion, "claim_s": claim_s, **(await progress()),
+            "rubric": criterion, "claim_s": claim_s, "annotator": given[0],
+            **(await progress()),
         }))  # fmt: skip
 
     async def next_item(request: Request) -> Response:
-        who = await body_of(request, Who)
-        if isinstance(who, Response):
-            return who
-        item = await run_in_threadpool(claim_next, engine, queue.queue_id, who.annotator, claim_s)
+        given = await admitted(request, Empty)
+        if isinstance(given, Response):
+            return given
+        item = await run_in_threadpool(claim_next, engine, queue.queue_id, given[0], claim_s)
         if item is None:
             return secured(JSONResponse({"done": True, **(await progress())}))
         return secured(JSONResponse({
@@ -124,14 +151,14 @@ def annotation_app(engine: sa.Engine, queue: QueueInfo, claim_s: float = 120.0) 
         }))  # fmt: skip
 
     async def submit(request: Request) -> Response:
-        given = await body_of(request, Answer)
+        given = await admitted(request, Answer)
         if isinstance(given, Response):
             return given
+        who, body = given
         try:
             judge = await run_in_threadpool(
-                answer, engine, queue, given.log_id, given.annotator, given.verdict == "pass",
-                given.note or None,
-            )  # fmt: skip
+                answer, engine, queue, body.log_id, who, body.verdict == "pass", body.note or None
+            )
         except ClaimLost as exc:
             return problem(str(exc), 409)
         # Only now, after the person answered, does the page learn what the judge said.
@@ -142,23 +169,27 @@ def annotation_app(engine: sa.Engine, queue: QueueInfo, claim_s: float = 120.0) 
         }))  # fmt: skip
 
     async def pass_on(request: Request) -> Response:
-        given = await body_of(request, OnItem)
+        given = await admitted(request, OnItem)
         if isinstance(given, Response):
             return given
-        await run_in_threadpool(skip, engine, queue.queue_id, given.log_id, given.annotator)
+        who, body = given
+        await run_in_threadpool(skip, engine, queue.queue_id, body.log_id, who)
         return secured(JSONResponse(await progress()))
 
     async def renew(request: Request) -> Response:
-        given = await body_of(request, OnItem)
+        given = await admitted(request, OnItem)
         if isinstance(given, Response):
             return given
+        who, body = given
         held = await run_in_threadpool(
-            renew_claim, engine, queue.queue_id, given.log_id, given.annotator, claim_s
+            renew_claim, engine, queue.queue_id, body.log_id, who, claim_s
         )
         return secured(JSONResponse({"held": held}))
 
     return Starlette(routes=[
-        Route("/", page), Route("/annotate.js", script), Route("/api/queue", about),
+        Route("/", static(PAGE, "text/html")),
+        Route("/annotate.js", static(SCRIPT, "text/javascript")),
+        Route("/api/queue", about),
         Route("/api/next", next_item, methods=["POST"]),
         Route("/api/answer", submit, methods=["POST"]),
         Route("/api/skip", pass_on, methods=["POST"]),

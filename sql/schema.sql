@@ -25,6 +25,11 @@
 -- column assay.annotation_queues.queue_id bigint NOT NULL DEFAULT nextval('assay.annotation_queues_queue_id_seq'::regclass)
 -- column assay.annotation_queues.since timestamp with time zone NOT NULL
 -- column assay.annotation_queues.until timestamp with time zone NOT NULL
+-- column assay.annotators.annotator text NOT NULL
+-- column assay.annotators.invited_at timestamp with time zone NOT NULL DEFAULT now()
+-- column assay.annotators.queue_id bigint NOT NULL
+-- column assay.annotators.revoked_at timestamp with time zone
+-- column assay.annotators.token_sha256 text NOT NULL
 -- column assay.dataset_items.content_hash text NOT NULL
 -- column assay.dataset_items.context jsonb NOT NULL DEFAULT '[]'::jsonb
 -- column assay.dataset_items.created_at timestamp with time zone NOT NULL DEFAULT now()
@@ -498,6 +503,9 @@
 -- constraint assay.alerts alerts_status_check CHECK ((status = ANY (ARRAY['open'::text, 'resolved'::text])))
 -- constraint assay.annotation_queues annotation_queues_name_key UNIQUE (name)
 -- constraint assay.annotation_queues annotation_queues_pkey PRIMARY KEY (queue_id)
+-- constraint assay.annotators annotators_pkey PRIMARY KEY (queue_id, annotator)
+-- constraint assay.annotators annotators_queue_id_fkey FOREIGN KEY (queue_id) REFERENCES assay.annotation_queues(queue_id) ON DELETE CASCADE
+-- constraint assay.annotators annotators_token_sha256_key UNIQUE (token_sha256)
 -- constraint assay.dataset_items dataset_items_dataset_fkey FOREIGN KEY (dataset) REFERENCES assay.datasets(name) ON DELETE CASCADE
 -- constraint assay.dataset_items dataset_items_pkey PRIMARY KEY (dataset, item_id, revision)
 -- constraint assay.dataset_items dataset_items_revision_check CHECK ((revision >= 1))
@@ -567,6 +575,8 @@
 -- index CREATE UNIQUE INDEX alerts_pkey ON assay.alerts USING btree (deployment, evaluator, metric, segment)
 -- index CREATE UNIQUE INDEX annotation_queues_name_key ON assay.annotation_queues USING btree (name)
 -- index CREATE UNIQUE INDEX annotation_queues_pkey ON assay.annotation_queues USING btree (queue_id)
+-- index CREATE UNIQUE INDEX annotators_pkey ON assay.annotators USING btree (queue_id, annotator)
+-- index CREATE UNIQUE INDEX annotators_token_sha256_key ON assay.annotators USING btree (token_sha256)
 -- index CREATE UNIQUE INDEX dataset_items_current ON assay.dataset_items USING btree (dataset, item_id) WHERE (retired_at IS NULL)
 -- index CREATE UNIQUE INDEX dataset_items_pkey ON assay.dataset_items USING btree (dataset, item_id, revision)
 -- index CREATE UNIQUE INDEX datasets_pkey ON assay.datasets USING btree (name)

@@ -151,6 +151,7 @@ def _cli_uses_the_session_prefect_server(
     server, so each call does not start and stop a temporary one."""
     from tests import cli
 
-    if getattr(request.module, "assay", None) is not cli.assay:
+    helpers = ("tests.cli", "tests.annotation")  # modules whose functions run the CLI
+    if not any(getattr(v, "__module__", None) in helpers for v in vars(request.module).values()):
         return
     monkeypatch.setenv(cli.SHARED_PREFECT_API, request.getfixturevalue("prefect_api"))

@@ -121,7 +121,56 @@ def queue(
         weight = f"{s.population / s.sample:.2f}" if s.sample else "–"
         table.add_row(stratum, f"{s.population:,}", f"{s.sample:,}", weight)
     console.print(keep_whole(table))
-    console.print(f"Label it: `assay annotate serve --queue {made.name}`")
+    console.print(
+        f"Invite annotators: `assay annotate invite --queue {made.name} NAME...`, then "
+        f"`assay annotate serve --queue {made.name}`"
+    )
+
+
+@annotate_app.command("invite")
+def invite(
+    queue: Annotated[str, typer.Option(help="The queue they will label.")],
+    names: Annotated[list[str], typer.Argument(help="Annotators (one link each).")],
+    url: Annotated[
+        str, typer.Option(help="Where the page is served, as annotators open it.")
+    ] = "http://127.0.0.1:8765/",
+    output: FormatOption = OutputFormat.table,
+) -> None:
+    """Issue each annotator a personal link to the queue (a new link replaces their old one).
+    The token in it is shown only now; Postgres keeps its SHA-256. Names are normalised (NFKC,
+    casefolded); invisible characters and mixed scripts are refused."""
+    from tasks.labels.annotators import invite as issue
+    from tasks.labels.queues import get_queue
+    from tasks.store.db import scores_engine
+
+    engine = _guarded(scores_engine)
+    found = _guarded(lambda: get_queue(engine, queue))
+    tokens = _guarded(lambda: issue(engine, found.queue_id, names))
+    base = url if url.endswith("/") else url + "/"
+    links = {name: f"{base}#token={token}" for name, token in tokens.items()}
+    if output is OutputFormat.json:
+        print(json.dumps({"queue": found.name, "links": links}, indent=2))
+        return
+    err_console.print(f"{len(links)} link(s) for queue {found.name}; send each to its person:")
+    for name, link in links.items():
+        print(f"{name}\t{link}")
+
+
+@annotate_app.command("revoke")
+def revoke(
+    queue: Annotated[str, typer.Option(help="The queue.")],
+    name: Annotated[str, typer.Argument(help="The annotator whose link stops working.")],
+) -> None:
+    """Stop an annotator's link working at once; the item they hold goes back to the queue."""
+    from tasks.labels.annotators import revoke as withdraw
+    from tasks.labels.queues import get_queue
+    from tasks.store.db import scores_engine
+
+    engine = _guarded(scores_engine)
+    found = _guarded(lambda: get_queue(engine, queue))
+    if not _guarded(lambda: withdraw(engine, found.queue_id, name)):
+        raise_usage(f"{name!r} has no live link for queue {found.name}")
+    console.print(f"revoked {name}'s link for queue {found.name}")
 
 
 @annotate_app.command("serve")
@@ -131,26 +180,66 @@ def serve(
     host: Annotated[
         str, typer.Option(help="Interface (default: this machine only).")
     ] = "127.0.0.1",
+    public_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Host name annotators open (checked against the Host header); "
+            "required off loopback."
+        ),
+    ] = None,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Reverse proxy address or network whose identity header is trusted "
+            "(single sign-on)."
+        ),
+    ] = None,
+    identity_header: Annotated[
+        str, typer.Option(help="The header a trusted proxy names the user in.")
+    ] = "X-Forwarded-User",
     claim_timeout: Annotated[
         float, typer.Option(min=10, max=86_400, help="Seconds before an abandoned item is freed.")
     ] = 120.0,
 ) -> None:
-    """Serve the annotation page for a queue: each annotator gets items nobody else holds; the
-    judge's verdict is shown only after they answer."""
+    """Serve the annotation page for a queue to the annotators invited to it (`assay annotate
+    invite`) or signed in by a trusted proxy: each gets items nobody else holds, one at a time;
+    the judge's verdict is shown only after they answer."""
     import uvicorn
 
     from flows.annotate import annotation_app
+    from flows.annotate_access import LOOPBACK_NAMES, Access, is_loopback, parse_proxies
+    from tasks.labels.annotators import invited
     from tasks.labels.queues import get_queue
     from tasks.store.db import scores_engine
 
+    proxies = _guarded(lambda: parse_proxies(trusted_proxy or []))
+    if not is_loopback(host) and not public_name:
+        raise_usage(
+            f"serving on {host} needs --public-name: the host name annotators open, so a "
+            "request under any other name (DNS rebinding) is refused"
+        )
     engine = _guarded(scores_engine)
     found = _guarded(lambda: get_queue(engine, queue))
+    people = _guarded(lambda: invited(engine, found.queue_id))
+    if not people and not proxies:
+        raise_usage(
+            f"no identity configured for queue {found.name}: nobody could sign in. Invite "
+            f"annotators (`assay annotate invite --queue {found.name} NAME...`) or name the "
+            "reverse proxy that signs them in (--trusted-proxy)"
+        )
+    access = Access(
+        names=tuple(public_name or ()) + (LOOPBACK_NAMES if is_loopback(host) else ()),
+        trusted_proxies=proxies, identity_header=identity_header,
+    )  # fmt: skip
+    signed = f"{people} invited annotator(s)" + (" and a trusted proxy" if proxies else "")
     console.print(
         f"annotating {found.name} ({found.labelled:,} of {found.size:,} labelled) on "
-        f"http://{host}:{port}/  (Ctrl+C stops)"
+        f"http://{host}:{port}/ for {signed}  (Ctrl+C stops)"
     )
-    uvicorn.run(annotation_app(engine, found, claim_timeout), host=host, port=port,
-                log_level="warning")  # fmt: skip
+    # proxy_headers=False: the peer address decides whether a proxy is trusted, never an
+    # X-Forwarded-For header a client chose.
+    uvicorn.run(annotation_app(engine, found, access, claim_timeout), host=host, port=port,
+                log_level="warning", proxy_headers=False, server_header=False)  # fmt: skip
 
 
 class AgreementFormat(StrEnum):

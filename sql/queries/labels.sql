@@ -103,13 +103,18 @@ ORDER BY q.created_at DESC
 -- name: claim_next
 -- The annotator's next item: their own unexpired claim first (a reloaded page), else the first
 -- item nobody holds (or whose holder's claim expired: a closed tab). SKIP LOCKED: two annotators
--- asking at once never get the same item.
+-- asking at once never get the same item. Nobody holds more than :max_claims live claims (run
+-- under lock_annotator, so two tabs of one person cannot each take one).
 UPDATE assay.queue_items
 SET claimed_by = :annotator, claimed_until = now() + make_interval(secs => :claim_s)
 WHERE (queue_id, log_id) = (
     SELECT queue_id, log_id FROM assay.queue_items
     WHERE queue_id = :queue_id AND labelled_at IS NULL AND NOT (:annotator = ANY(skipped_by))
       AND (claimed_by IS NULL OR claimed_until < now() OR claimed_by = :annotator)
+      AND ((claimed_by = :annotator AND claimed_until >= now())
+           OR (SELECT count(*) FROM assay.queue_items mine
+               WHERE mine.queue_id = :queue_id AND mine.claimed_by = :annotator
+                 AND mine.claimed_until >= now() AND mine.labelled_at IS NULL) < :max_claims)
     ORDER BY (claimed_by IS NOT DISTINCT FROM :annotator AND claimed_until >= now()) DESC,
              position
     LIMIT 1
@@ -135,3 +140,31 @@ UPDATE assay.queue_items
 SET skipped_by = array_append(skipped_by, :annotator), claimed_by = NULL, claimed_until = NULL
 WHERE queue_id = :queue_id AND log_id = :log_id AND claimed_by = :annotator
   AND labelled_at IS NULL
+
+-- name: invite_annotator
+-- A new link replaces the annotator's old one (a lost or leaked link is re-issued).
+INSERT INTO assay.annotators (queue_id, annotator, token_sha256)
+VALUES (:queue_id, :annotator, :token_sha256)
+ON CONFLICT (queue_id, annotator) DO UPDATE
+SET token_sha256 = excluded.token_sha256, invited_at = now(), revoked_at = NULL
+
+-- name: revoke_annotator
+UPDATE assay.annotators SET revoked_at = now()
+WHERE queue_id = :queue_id AND annotator = :annotator AND revoked_at IS NULL
+
+-- name: release_annotator_claims
+UPDATE assay.queue_items SET claimed_by = NULL, claimed_until = NULL
+WHERE queue_id = :queue_id AND claimed_by = :annotator AND labelled_at IS NULL
+
+-- name: annotator_of_token
+SELECT annotator FROM assay.annotators
+WHERE queue_id = :queue_id AND token_sha256 = :token_sha256 AND revoked_at IS NULL
+
+-- name: list_annotators
+SELECT annotator, invited_at, revoked_at FROM assay.annotators
+WHERE queue_id = :queue_id ORDER BY annotator
+
+-- name: lock_annotator
+-- One claim at a time per annotator: two tabs asking at once queue here instead of each
+-- taking an item.
+SELECT pg_advisory_xact_lock(CAST(:queue_id AS integer), hashtext(:annotator))

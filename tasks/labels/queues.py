@@ -17,6 +17,8 @@ from tasks.store.sql import query
 
 #: How long a claim lasts without the page renewing it (a closed tab frees its item after this).
 CLAIM_S = 120.0
+#: Items one annotator may hold at once: the page shows one at a time.
+MAX_CLAIMS = 1
 
 
 class QueueInfo(BaseModel):
@@ -101,10 +103,14 @@ def list_queues(engine: sa.Engine) -> list[Any]:
 
 
 def claim_next(engine: sa.Engine, queue_id: int, annotator: str, claim_s: float = CLAIM_S) -> Any:
+    """The annotator's item: the one they hold, else the next free one. Nobody holds more than
+    MAX_CLAIMS items, so nobody can hoard the queue."""
+    who = {"queue_id": queue_id, "annotator": annotator}
     with engine.begin() as conn:
+        conn.execute(sa.text(query("labels", "lock_annotator")), who)
         return conn.execute(
             sa.text(query("labels", "claim_next")),
-            {"queue_id": queue_id, "annotator": annotator, "claim_s": claim_s},
+            {**who, "claim_s": claim_s, "max_claims": MAX_CLAIMS},
         ).one_or_none()
 
 

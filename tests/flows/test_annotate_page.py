@@ -1,90 +1,45 @@
 """The annotation page as annotators use it: `assay annotate serve` (the installed CLI, a real
-ASGI server) driven by two headless chromium users at once, with real clicks and keys. Nobody
+ASGI server) driven by two headless chromium users at once, each signed in by the personal
+link `assay annotate invite` gave them, with real clicks and keys. Nobody
 gets an item someone else holds, the judge's verdict stays hidden until the person answers, a
 closed tab's item comes back after the claim timeout, and a response holding `<script>` is
 shown as text and never runs."""
 
-import json
-import os
-import socket
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from tests.annotation import XSS, free_port, invite, make_queue, serving
 from tests.browser import CHROMIUM_ARGS, chromium_path
-from tests.cli import ASSAY, assay
-from tests.conftest import insert_logs, log
-from tests.fakes.llm import FakeLLM, Reply, verdict
+from tests.fakes.llm import FakeLLM
 
 pytestmark = pytest.mark.slow
-BASE = (datetime.now(UTC) - timedelta(hours=3)).replace(microsecond=0)
-XSS = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
 CLAIM_S = 10
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-def served(engine: sa.Engine, assay_env: str, tmp_path: Path, fake_llm: FakeLLM) -> Iterator[str]:
-    fake_llm.script("judge", lambda n, _b: Reply(content=verdict(0.9 if n % 2 else 0.2,
-                                                                 bool(n % 2), f"reason {n}")))  # fmt: skip
-    rows = [log(f"a{i}", BASE + timedelta(minutes=i), response=f"Refunds take {i} days.",
-                context=json.dumps(["Refunds take 14 days."])) for i in range(5)]  # fmt: skip
-    rows.append(log("evil", BASE + timedelta(minutes=9), response=XSS,
-                    context=json.dumps(["Refunds take 14 days."])))  # fmt: skip
-    insert_logs(engine, rows)
-    (tmp_path / "deployments/jobs").mkdir(parents=True)
-    (tmp_path / "deployments/jobs/help-bot.yaml").write_text(json.dumps({
-        "deployment": "help-bot", "source": {"initial_lookback": "1d"},
-        "evaluators": [{"name": "faithfulness", "model": "openai/judge",
-                        "api_base": fake_llm.api_base}],
-        "budget": {"prices": {"openai/judge": {"input_usd_per_mtok": 1, "output_usd_per_mtok": 2}}},
-    }))  # fmt: skip
-    done = assay("run", "help-bot", db_url=assay_env, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    made = assay("annotate", "queue", "help-bot", "--evaluator", "faithfulness", "--size", "6",
-                 "--since", "1d", "--name", "page", "--keep-pii", db_url=assay_env, cwd=tmp_path)  # fmt: skip
-    assert made.returncode == 0, made.stdout + made.stderr
+def served(
+    engine: sa.Engine, assay_env: str, tmp_path: Path, fake_llm: FakeLLM
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """The page's URL and the personal links of alice and bob."""
+    make_queue(engine, assay_env, tmp_path, fake_llm)
     port = free_port()
-    env = {**os.environ, "ASSAY_DATABASE_URL": assay_env}
-    server = subprocess.Popen(
-        [ASSAY, "annotate", "serve", "--queue", "page", "--port", str(port), "--claim-timeout",
-         str(CLAIM_S)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url + "api/queue", timeout=2).read()
-            break
-        except OSError:
-            if time.monotonic() > deadline or server.poll() is not None:
-                server.kill()
-                raise AssertionError(
-                    server.stdout.read().decode() if server.stdout else ""
-                ) from None
-            time.sleep(0.3)
-    yield url
-    server.terminate()
-    server.wait(timeout=10)
+    links = invite(assay_env, tmp_path, f"http://127.0.0.1:{port}/", "Alice", "bob")
+    with serving(assay_env, tmp_path, port, "--claim-timeout", str(CLAIM_S)) as url:
+        yield url, links
 
 
-async def start(browser: Any, url: str, who: str, errors: list[str]) -> Any:
+async def start(browser: Any, link: str, who: str, errors: list[str]) -> Any:
     page = await (await browser.new_context()).new_page()
     page.on("pageerror", lambda e: errors.append(str(e)))
-    await page.goto(url)
-    await page.fill("#annotator", who)
+    await page.goto(link)
+    await page.wait_for_selector("#login:not([hidden])")
+    assert await page.inner_text("#annotator") == who  # the link says who, not a text box
+    assert "#token" not in page.url  # the token left the address bar (history, Referer)
     await page.click("#start")
     await page.wait_for_selector("#work:not([hidden])")
     return page
@@ -96,18 +51,25 @@ async def current(page: Any) -> tuple[str, str]:
 
 
 async def test_two_annotators_label_a_queue_without_collisions_and_script_never_runs(
-    served: str, engine: sa.Engine
+    served: tuple[str, dict[str, str]], engine: sa.Engine
 ) -> None:
     from playwright.async_api import async_playwright
 
+    url, links = served
+    assert set(links) == {"alice", "bob"}  # names are normalised: "Alice" is alice
     errors: list[str] = []
     seen: dict[str, str] = {}  # log id -> the response text the page showed
     async with async_playwright() as p:
         browser = await p.chromium.launch(
             executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS
         )
-        alice = await start(browser, served, "alice", errors)
-        bob = await start(browser, served, "bob", errors)
+        stranger = await (await browser.new_context()).new_page()
+        await stranger.goto(url)  # no link, no way in
+        await stranger.wait_for_function("document.getElementById('error').textContent !== ''")
+        assert "open the link you were given" in await stranger.inner_text("#error")
+        assert await stranger.is_hidden("#login") and await stranger.is_hidden("#work")
+        alice = await start(browser, links["alice"], "alice", errors)
+        bob = await start(browser, links["bob"], "bob", errors)
         (a_item, a_text), (b_item, b_text) = await current(alice), await current(bob)
         seen |= {a_item: a_text, b_item: b_text}
         assert a_item != b_item  # two annotators never hold the same item
@@ -148,7 +110,8 @@ async def test_two_annotators_label_a_queue_without_collisions_and_script_never_
         progress = await alice.inner_text("#progress")
 
         time.sleep(CLAIM_S + 1)  # the closed tab stopped renewing: the claim lapses
-        await alice.reload()
+        await alice.reload()  # the tab keeps its sign-in
+        await alice.wait_for_selector("#login:not([hidden])")
         await alice.click("#start")
         await alice.wait_for_selector("#work:not([hidden])")
         assert (await current(alice))[0] == held
