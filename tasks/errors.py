@@ -4,7 +4,9 @@
     ├── ConfigError            the job config or environment is wrong: fix it, don't retry (exit 2)
     ├── SourceError            the warehouse query failed or returned an unusable shape
     ├── TransientError         worth retrying (connection drops, timeouts, 429/5xx)
-    └── DataContractBroken     too many logs failed the data contract; the watermark stays
+    ├── DataContractBroken     too many logs failed the data contract; the watermark stays
+    └── RowsUnaccounted        pulled rows that are neither normalized nor quarantined: a bug,
+                               so the page is not written and the watermark stays
 
 Only `TransientError` is retried by the task shells. A spend cap that is reached is not an
 error here: the judge client's `BudgetRefused` (evaluators/errors.py) leaves the item unjudged,
@@ -37,6 +39,10 @@ class DataContractBroken(AssayError):
     def __init__(self, message: str, summary: object = None) -> None:
         super().__init__(message)
         self.summary = summary
+
+
+class RowsUnaccounted(AssayError):
+    """A page's pulled rows do not equal its normalized plus quarantined rows."""
 
 
 def did_you_mean(value: str, choices: Iterable[str]) -> str:

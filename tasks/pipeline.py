@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import os
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,7 @@ from tasks.budget.ledger import LedgerGate
 from tasks.budget.sampling import PagePlan, StratumCount, content_hash, plan_page
 from tasks.config import FLAGGING_EVALUATORS, EvalJob, SourceConfig, check_url_env
 from tasks.contract.suite import Admission, ContractSummary, admit, future_start
-from tasks.errors import ConfigError, DataContractBroken
+from tasks.errors import ConfigError, DataContractBroken, RowsUnaccounted
 from tasks.score import ScoreRow, judge_plan, score_records
 from tasks.secrets import is_reference, resolve
 from tasks.settings import get_settings
@@ -220,6 +221,7 @@ async def process_rows(
     # other runs in this process go on while a page is read or written.
     admission = admit(rows, job.source.format, job.quality)
     admission = await asyncio.to_thread(without_duplicate_ids, scores_db, job.deployment, admission)
+    check_accounted(rows, admission)
     problem = contract_breach(job, admission, len(rows), so_far) if enforce_contract else None
     if problem:
         await asyncio.to_thread(
@@ -335,6 +337,24 @@ def contract_breach(
         f"{job.quality.max_invalid_fraction:g}. Failed: {top or 'see quarantine'}. "
         f"Sample ids: {sample}. Nothing was evaluated and the watermark did not move; fix the "
         f"source, then rerun (see `assay quarantine {job.deployment}`)."
+    )
+
+
+def check_accounted(rows: Sequence[dict[str, Any]], admission: Admission) -> None:
+    """Every pulled row is a record (to score) or a reject (to quarantine): pulled = normalized
+    + quarantined, checked on each page rather than assumed. A row lost in between would be
+    counted as pulled and never seen again, so the run fails loudly instead and the watermark
+    stays where it was."""
+    accounted = len(admission.records) + len(admission.rejects)
+    if accounted == len(rows):
+        return
+    pulled = Counter(str(row.get("id")) for row in rows)
+    kept = Counter([r.id for r in admission.records] + [str(r.log_id) for r in admission.rejects])
+    missing = sorted((pulled - kept).elements())[:5]
+    raise RowsUnaccounted(
+        f"{len(rows):,} rows pulled but {len(admission.records):,} normalized + "
+        f"{len(admission.rejects):,} quarantined = {accounted:,}"
+        + (f"; not accounted for: {', '.join(missing)}" if missing else "")
     )
 
 

@@ -286,7 +286,7 @@ def contract_frame(
     # Built column by column from plain lists, as object columns: values keep the types the
     # warehouse gave (a token count stored as text stays a string for the type check).
     columns: dict[str, Any] = {
-        field: pd.Series([f.get(field) for f in fields_per_row], dtype=object)
+        field: pd.Series([_hashable(f.get(field)) for f in fields_per_row], dtype=object)
         for field in canonical_fields()
         if field not in BULKY_FIELDS or field in wanted
     }
@@ -308,6 +308,15 @@ def contract_frame(
     for slot in PAYLOAD_SLOTS[fmt]:
         frame[PAYLOAD_PREFIX + slot] = [_as_json_text(row.get(slot)) for row in rows]
     return frame, fields_per_row, payload_errors
+
+
+def _hashable(value: Any) -> Any:
+    """Bytes stay bytes (the type check names them) but ASCII: GX hashes the frame through
+    pandas, which decodes the bytes of a mixed column as ASCII and would fail the whole batch
+    on one binary cell."""
+    if isinstance(value, bytes):
+        return value.decode("ascii", "backslashreplace").encode("ascii")
+    return value
 
 
 def _as_json_text(value: Any) -> Any:
