@@ -48,6 +48,7 @@ bench: $(STAMP) prefect-home
 	$(PY) bench/cli.py
 	$(PY) bench/check.py
 	$(PY) bench/labels.py
+	$(PY) bench/labels_import.py
 	$(PY) bench/sessions.py
 
 clean:

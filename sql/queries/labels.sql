@@ -14,16 +14,54 @@ VALUES (:deployment, :log_id, :dataset, :item_id, :criterion, :passed, :score, :
         :annotator, :source, :queue_id, coalesce(CAST(:created_at AS timestamptz), now()))
 RETURNING label_id
 
--- name: known_logs
--- Which of these logs a deployment has scores for, and the criteria (evaluators) it was scored by.
-SELECT log_id, array_agg(DISTINCT evaluator) AS evaluators
-FROM assay.scores
-WHERE deployment = :deployment AND log_id = ANY(:log_ids)
-GROUP BY log_id
+-- name: stage_labels
+-- An import's batch, COPYed here first (dropped with the transaction, emptied per batch).
+CREATE TEMP TABLE IF NOT EXISTS labels_incoming (
+    line integer NOT NULL, round integer NOT NULL, deployment text, log_id text, dataset text,
+    item_id text, criterion text NOT NULL, passed boolean, score double precision, label text,
+    note text, annotator text NOT NULL, created_at timestamptz
+) ON COMMIT DROP;
+TRUNCATE labels_incoming
 
--- name: known_items
-SELECT item_id FROM assay.dataset_items
-WHERE dataset = :dataset AND item_id = ANY(:item_ids) AND retired_at IS NULL
+-- name: unknown_subjects
+-- Staged rows naming a log the deployment has no scores for, a criterion it was not scored by,
+-- or a dataset item that does not exist (or was retired).
+SELECT i.line, i.deployment, i.log_id, i.dataset, i.item_id, i.criterion, k.evaluators
+FROM labels_incoming i
+LEFT JOIN LATERAL (
+    SELECT array_agg(DISTINCT s.evaluator) AS evaluators FROM assay.scores s
+    WHERE s.deployment = i.deployment AND s.log_id = i.log_id
+      AND s.unit_kind IN ('log', 'session', 'trace')  -- every kind: the primary key's order
+    HAVING count(*) > 0
+) k ON i.log_id IS NOT NULL
+WHERE (i.log_id IS NOT NULL
+       AND (k.evaluators IS NULL
+            OR NOT (i.criterion = 'user_feedback' OR i.criterion = ANY(k.evaluators))))
+   OR (i.item_id IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM assay.dataset_items d
+        WHERE d.dataset = i.dataset AND d.item_id = i.item_id AND d.retired_at IS NULL))
+
+-- name: drop_staged_lines
+DELETE FROM labels_incoming WHERE line = ANY(:lines)
+
+-- name: supersede_staged
+-- The staged round's rows retire the same annotators' current labels of the same things (the
+-- join runs on the labels_current index's expressions).
+UPDATE assay.labels l SET superseded_at = now()
+FROM labels_incoming r
+WHERE r.round = :round
+  AND coalesce(l.deployment, '') = coalesce(r.deployment, '')
+  AND coalesce(l.log_id, '') = coalesce(r.log_id, '')
+  AND coalesce(l.dataset, '') = coalesce(r.dataset, '')
+  AND coalesce(l.item_id, '') = coalesce(r.item_id, '')
+  AND l.criterion = r.criterion AND l.annotator = r.annotator AND l.superseded_at IS NULL
+
+-- name: insert_staged
+INSERT INTO assay.labels (deployment, log_id, dataset, item_id, criterion, passed, score, label,
+                          note, annotator, source, created_at)
+SELECT deployment, log_id, dataset, item_id, criterion, passed, score, label, note, annotator,
+       :source, coalesce(created_at, now())
+FROM labels_incoming WHERE round = :round ORDER BY line
 
 -- name: feedback_labels
 -- End users' thumbs become `user_feedback` labels as their logs are scored; seeing them again

@@ -33,74 +33,91 @@ class Imported(BaseModel):
     ignored_fields: list[str] = []  # unknown columns: kept out, warned about
 
 
-def _problem(conn: sa.Connection, row: LabelRow, known: dict[tuple[str, str], Any]) -> str | None:
-    """Why a well-formed row still cannot be stored (unknown log, item or criterion)."""
-    if row.deployment is not None:
-        evaluators = known.get(("log", f"{row.deployment}/{row.log_id}"))
-        if evaluators is None:
-            return f"no scored log {row.log_id!r} in deployment {row.deployment!r}"
-        if row.criterion != USER_FEEDBACK and row.criterion not in evaluators:
-            return (
-                f"unknown criterion {row.criterion!r} for this log (its evaluators: "
-                f"{', '.join(sorted(evaluators))}, or user_feedback)"
-            )
-        return None
-    if ("item", f"{row.dataset}/{row.item_id}") not in known:
-        return f"no item {row.item_id!r} in dataset {row.dataset!r}"
-    base = row.criterion.split(":", 1)[0]
-    if row.criterion != USER_FEEDBACK and base not in all_evaluators():
-        return f"unknown criterion {row.criterion!r} (an evaluator name, or user_feedback)"
-    return None
-
-
-def _known(conn: sa.Connection, rows: list[LabelRow]) -> dict[tuple[str, str], Any]:
-    found: dict[tuple[str, str], Any] = {}
-    by_deployment: dict[str, set[str]] = {}
-    by_dataset: dict[str, set[str]] = {}
-    for r in rows:
-        if r.deployment is not None and r.log_id is not None:
-            by_deployment.setdefault(r.deployment, set()).add(r.log_id)
-        elif r.dataset is not None and r.item_id is not None:
-            by_dataset.setdefault(r.dataset, set()).add(r.item_id)
-    for deployment, ids in by_deployment.items():
-        for hit in conn.execute(sa.text(query("labels", "known_logs")),
-                                {"deployment": deployment, "log_ids": sorted(ids)}):  # fmt: skip
-            found[("log", f"{deployment}/{hit.log_id}")] = set(hit.evaluators)
-    for dataset, ids in by_dataset.items():
-        for hit in conn.execute(sa.text(query("labels", "known_items")),
-                                {"dataset": dataset, "item_ids": sorted(ids)}):  # fmt: skip
-            found[("item", f"{dataset}/{hit.item_id}")] = True
-    return found
+#: Rows validated, checked and written together: memory stays flat whatever the file's size.
+IMPORT_BATCH = 5_000
+_LABEL_COLUMNS = ("deployment", "log_id", "dataset", "item_id", "criterion", "passed", "score",
+                  "label", "note", "annotator", "created_at")  # fmt: skip
 
 
 def import_labels(engine: sa.Engine, path: Path) -> Imported:
-    """Every good row of a JSONL or CSV file, in one transaction; each bad row rejected with its
-    line and reason (a malformed row, an unknown log, item or criterion, a score outside 0..1)."""
+    """Every good row of a JSONL or CSV file, streamed in batches inside one transaction (a
+    failure imports nothing); each bad row rejected with its line and reason (a malformed row,
+    an unknown log, item or criterion, a score outside 0..1)."""
     fmt = "csv" if path.suffix.lower() == ".csv" else "jsonl"
     result = Imported()
-    parsed: list[tuple[int, LabelRow]] = []
     ignored: set[str] = set()
-    for number, record in file_records(path, fmt):  # type: ignore[arg-type]
-        if isinstance(record, str):
-            result.rejected.append(Rejected(line=number, reason=record))
-            continue
-        ignored.update(unknown_fields(record))
-        try:
-            parsed.append((number, LabelRow.model_validate(record)))
-        except ValidationError as exc:
-            result.rejected.append(Rejected(line=number, reason=describe_validation_error(exc)))
-    result.ignored_fields = sorted(ignored)
+    batch: list[tuple[int, LabelRow]] = []
     with engine.begin() as conn:
-        known = _known(conn, [row for _n, row in parsed])
-        for number, row in parsed:
-            problem = _problem(conn, row, known)
-            if problem is not None:
-                result.rejected.append(Rejected(line=number, reason=problem))
+        for number, record in file_records(path, fmt):  # type: ignore[arg-type]
+            if isinstance(record, str):
+                result.rejected.append(Rejected(line=number, reason=record))
                 continue
-            save_label(conn, row, "import")
-            result.imported += 1
+            ignored.update(unknown_fields(record))
+            try:
+                batch.append((number, LabelRow.model_validate(record)))
+            except ValidationError as exc:
+                result.rejected.append(Rejected(line=number, reason=describe_validation_error(exc)))
+            if len(batch) >= IMPORT_BATCH:
+                result.imported += _import_batch(conn, batch, result.rejected)
+                batch = []
+        result.imported += _import_batch(conn, batch, result.rejected)
+    result.ignored_fields = sorted(ignored)
     result.rejected.sort(key=lambda r: r.line)
     return result
+
+
+def _import_batch(
+    conn: sa.Connection, batch: list[tuple[int, LabelRow]], rejected: list[Rejected]
+) -> int:
+    """COPY a batch into a staging table, reject what names an unknown log, item or criterion
+    (one query against the scores and dataset items), then write it set-based: one statement
+    retires the annotators' earlier labels, one inserts the new ones. A file that labels the
+    same thing twice (same subject, criterion and annotator) is written in rounds, in file
+    order, so the later row is the current label and the earlier one its history."""
+    if not batch:
+        return 0
+    rows: list[list[Any]] = []
+    seen: dict[tuple[Any, ...], int] = {}
+    for number, row in batch:
+        if row.dataset is not None and not _known_criterion(row.criterion):
+            reason = f"unknown criterion {row.criterion!r} (an evaluator name, or user_feedback)"
+            rejected.append(Rejected(line=number, reason=reason))
+            continue
+        key = (row.deployment, row.log_id, row.dataset, row.item_id, row.criterion, row.annotator)
+        turn = seen[key] = seen.get(key, -1) + 1
+        rows.append([number, turn, *(getattr(row, c) for c in _LABEL_COLUMNS)])
+    conn.execute(sa.text(query("labels", "stage_labels")))
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    columns = ", ".join(("line", "round", *_LABEL_COLUMNS))
+    with driver.cursor() as cur, cur.copy(f"COPY labels_incoming ({columns}) FROM STDIN") as copy:
+        for values in rows:
+            copy.write_row(values)
+    unknown = conn.execute(sa.text(query("labels", "unknown_subjects"))).all()
+    for problem in unknown:
+        rejected.append(Rejected(line=problem.line, reason=_why_unknown(problem)))
+    if unknown:
+        conn.execute(sa.text(query("labels", "drop_staged_lines")),
+                     {"lines": [p.line for p in unknown]})  # fmt: skip
+    for turn in range(max(seen.values(), default=-1) + 1):
+        conn.execute(sa.text(query("labels", "supersede_staged")), {"round": turn})
+        conn.execute(sa.text(query("labels", "insert_staged")), {"round": turn, "source": "import"})
+    return len(rows) - len(unknown)
+
+
+def _known_criterion(criterion: str) -> bool:
+    return criterion == USER_FEEDBACK or criterion.split(":", 1)[0] in all_evaluators()
+
+
+def _why_unknown(problem: Any) -> str:
+    if problem.dataset is not None:
+        return f"no item {problem.item_id!r} in dataset {problem.dataset!r}"
+    if problem.evaluators is None:
+        return f"no scored log {problem.log_id!r} in deployment {problem.deployment!r}"
+    return (
+        f"unknown criterion {problem.criterion!r} for this log (its evaluators: "
+        f"{', '.join(sorted(problem.evaluators))}, or user_feedback)"
+    )
 
 
 def feedback_labels(conn: sa.Connection, deployment: str, records: list[LogRecord]) -> None:

@@ -141,6 +141,13 @@ def test_import_agreement_and_relabelling(
                           "AND annotator = 'ann'") == 2  # fmt: skip
     assert scalar(engine, "SELECT count(*) FROM assay.labels WHERE log_id = 'l00' "
                           "AND annotator = 'ann' AND superseded_at IS NULL AND passed") == 1  # fmt: skip
+    # One file that labels l01 twice: the later row is current, the earlier one its history.
+    labels_file(path, [human(1, True), human(1, False)])
+    assert assay("labels", "import", str(path), db_url=assay_env).returncode == 0
+    assert scalar(engine, "SELECT count(*) FROM assay.labels WHERE log_id = 'l01' "
+                          "AND annotator = 'ann'") == 3  # fmt: skip
+    assert scalar(engine, "SELECT count(*) FROM assay.labels WHERE log_id = 'l01' "
+                          "AND annotator = 'ann' AND superseded_at IS NULL AND NOT passed") == 1  # fmt: skip
     # The report corrects the judge's pass rate by the labels: people now pass 13 of the 24
     # logs the judge passed 12 of, so the judge's measured bias is -1/24.
     report = json.loads(assay("report", "help-bot", "--since", "1d", "--format", "json",
