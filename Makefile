@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# Test processes: most tests wait on servers (Prefect, Postgres, fakes), so more than the cores.
+TEST_WORKERS ?= 4
 STAMP := $(VENV)/.installed
 
 export PREFECT_HOME ?= $(CURDIR)/.assay/prefect
@@ -31,7 +33,7 @@ demo: $(STAMP) prefect-home
 # The browser tests need chromium: found, or installed from Debian's packages (says so first).
 test: $(STAMP) prefect-home
 	./scripts/ensure-chromium
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -23,6 +23,7 @@ from flows.lifecycle import KINDS, fail_run, run_lifecycle
 from tasks.budget.ledger import Ledger
 from tasks.config import Duration, EvalJob
 from tasks.errors import AssayError, ConfigError
+from tasks.pipeline import chunks_with_logs
 from tasks.store.db import scores_engine
 from tasks.store.runs import RunSummary, finish_run, run_alive, start_backfill_run, sum_children
 
@@ -271,11 +272,14 @@ async def backfill(
     names = evaluator_names(narrowed)
     with run_alive(engine, run_id):
         start_backfill_run(engine, run_id, job.deployment, start, end, names, flow_run.id)
-        logger.info(
-            "backfill %s of %s: %d chunk(s) of %s from %s to %s, evaluators %s",
-            run_id, job.deployment, len(windows), chunk, start, end, ", ".join(names),
-        )  # fmt: skip
+        planned = len(windows)
         try:
+            windows = chunks_with_logs(narrowed, windows, chunk)
+            logger.info(
+                "backfill %s of %s: %d chunk(s) of %s from %s to %s hold logs (%d empty, "
+                "skipped), evaluators %s", run_id, job.deployment, len(windows), chunk, start,
+                end, planned - len(windows), ", ".join(names),
+            )  # fmt: skip
             if deployment.id and len(windows) > 1:
                 failed = await fan_out(
                     windows,
@@ -294,10 +298,13 @@ async def backfill(
                 )
         except BaseException as exc:
             sum_children(engine, run_id)
-            fail_run(engine, run_id, exc, {"chunks": len(windows)})
+            fail_run(engine, run_id, exc, {"chunks": len(windows), "planned_chunks": planned})
             raise
         unscored = sum_children(engine, run_id)
-        details: dict[str, Any] = {"chunks": len(windows), "evaluators": names}
+        details: dict[str, Any] = {
+            "chunks": len(windows), "planned_chunks": planned,
+            "empty_chunks": planned - len(windows), "evaluators": names,
+        }  # fmt: skip
         if unscored:  # the whole backfill's remainder, per evaluator (chunks hold the strata)
             details["sampling"] = {"unscored": {e: {"all": n} for e, n in unscored.items()}}
         if narrowed.budget.capped:

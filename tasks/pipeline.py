@@ -5,7 +5,7 @@ import contextlib
 import os
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +32,7 @@ from tasks.warehouse.normalize import reject
 from tasks.warehouse.source import (
     Cursor,
     count_between,
+    counts_per_chunk,
     fetch_page,
     source_columns,
     undated_rows,
@@ -65,6 +66,20 @@ def source_engine(source: SourceConfig) -> sa.Engine:
     if not value:
         raise ConfigError(f"source.url_env names {source.url_env}, which is not set")
     return engine_for(SecretStr(resolve(value)), source.url_env)
+
+
+def chunks_with_logs(
+    job: EvalJob, windows: list[tuple[datetime, datetime]], chunk: timedelta
+) -> list[tuple[datetime, datetime]]:
+    """The backfill windows that hold logs, found with one grouped count over the whole range:
+    an empty chunk costs no run (sessions and traces are found by their items, so a chunk
+    without logs has none either)."""
+    if not windows:
+        return []
+    source = fitted_job(job).source
+    with source_engine(source).connect() as conn:
+        counts = counts_per_chunk(conn, source, windows[0][0], windows[-1][1], chunk)
+    return [window for number, window in enumerate(windows) if counts.get(number)]
 
 
 def fitted_job(job: EvalJob) -> EvalJob:

@@ -14,6 +14,14 @@ from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import FakeSlack
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under xdist (`make test`), the deploy tests share one worker and so one session
+    `prefect server` with its process workers; everything else spreads over the rest."""
+    for item in items:
+        if item.nodeid.startswith("tests/deploy/"):
+            item.add_marker(pytest.mark.xdist_group("deploy"))
+
+
 @pytest.fixture(scope="session")
 def admin_url() -> str:
     return pg.admin_url()

@@ -182,3 +182,25 @@ def test_the_cli_refuses_a_bad_backfill_with_exit_code_2(engine: sa.Engine) -> N
     assert unknown.exit_code == 2 and "has no evaluator 'no-such-judge'" in unknown.output
     bad_chunk = runner.invoke(app, [*args, "--chunk", "soon"])
     assert bad_chunk.exit_code == 2 and "is not a duration" in bad_chunk.output
+
+
+async def test_empty_chunks_cost_one_count_query_not_a_run(
+    engine: sa.Engine, fake_llm: FakeLLM
+) -> None:
+    """Three days of hourly chunks where logs sit in two hours: two chunk runs, every log
+    scored, and the other 70 chunks counted as empty in the backfill's details."""
+    insert_logs(engine, [
+        log(f"h{hour}-{i}", DAY0 + timedelta(hours=hour, minutes=5 * i)) for hour in (3, 50)
+        for i in range(4)
+    ])  # fmt: skip
+    job = parse_job({"deployment": "sparse", "evaluators": [{"name": "refusal"}]})
+
+    summary = await backfill(job, DAY0, END, chunk=timedelta(hours=1))
+
+    assert summary.status == "completed" and summary.scored == 8
+    assert summary.details["planned_chunks"] == 72 and summary.details["empty_chunks"] == 70
+    with engine.connect() as conn:
+        chunks = conn.execute(sa.text(
+            "SELECT window_start FROM assay.eval_runs WHERE parent_run_id = :parent "
+            "ORDER BY window_start"), {"parent": summary.run_id}).scalars().all()  # fmt: skip
+    assert chunks == [DAY0 + timedelta(hours=3), DAY0 + timedelta(hours=50)]
