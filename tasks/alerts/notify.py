@@ -135,7 +135,11 @@ def compose(
                 ok=r.ok,
                 pass_rate=r.pass_rate,
                 change=rate_change(
-                    r.passed, r.ok, *previous.get(r.evaluator, (0, 0)), alerts.confidence
+                    r.passed,
+                    r.ok,
+                    *previous.get(r.evaluator, (0, 0)),
+                    alerts.confidence,
+                    alerts.min_samples,
                 ),
                 errors=r.errors,
                 skipped=r.skipped,
@@ -456,7 +460,11 @@ def digest_message(
             ok=row.ok,
             pass_rate=row.passed / row.ok if row.ok else None,
             change=rate_change(
-                row.passed, row.ok, *previous.get(row.evaluator, (0, 0)), confidence
+                row.passed,
+                row.ok,
+                *previous.get(row.evaluator, (0, 0)),
+                confidence,
+                job.alerts.min_samples,
             ),
             errors=row.errors,
             skipped=row.skipped,

@@ -322,15 +322,35 @@ def difference_interval(
     )
 
 
+def wilson_corrected(passed: int, n: int, confidence: float) -> tuple[float, float]:
+    """Wilson's score interval with continuity correction (Newcombe 1998, method 4; scipy's
+    `wilsoncc`). At a handful of scores the plain score interval is too narrow (one failure
+    against a 90% pass rate would be "significant"); this one keeps its coverage there."""
+    if n <= 0:
+        return 0.0, 1.0
+    from scipy.stats import binomtest
+
+    interval = binomtest(passed, n).proportion_ci(confidence, method="wilsoncc")
+    return float(interval.low), float(interval.high)
+
+
 def rate_change(
-    passed: int, ok: int, passed_before: int, ok_before: int, confidence: float
+    passed: int,
+    ok: int,
+    passed_before: int,
+    ok_before: int,
+    confidence: float,
+    min_samples: int = 1,
 ) -> tuple[float, float, float] | None:
-    """(change, low, high) of a pass rate between two runs, or None without data."""
-    if not ok or not ok_before:
+    """(change, low, high) of a pass rate between two runs (Newcombe's interval from
+    continuity-corrected Wilson intervals, method 11), or None when either side has fewer
+    than `min_samples` scores: too few to call any change."""
+    if min(ok, ok_before) < max(1, min_samples):
         return None
     p1, p2 = passed / ok, passed_before / ok_before
     low, high = difference_interval(
-        (p1, *wilson(p1, ok, confidence)), (p2, *wilson(p2, ok_before, confidence))
+        (p1, *wilson_corrected(passed, ok, confidence)),
+        (p2, *wilson_corrected(passed_before, ok_before, confidence)),
     )
     return p1 - p2, low, high
 

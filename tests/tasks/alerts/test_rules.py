@@ -5,7 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from tasks.alerts.rules import Measurement, bootstrap, effective_n, judge, weighted_rate, wilson
+from tasks.alerts.rules import (
+    Measurement,
+    bootstrap,
+    effective_n,
+    judge,
+    rate_change,
+    weighted_rate,
+    wilson,
+    wilson_corrected,
+)
 from tasks.config import AlertsConfig, ThresholdRule
 
 
@@ -56,3 +65,39 @@ def test_breach_needs_the_whole_interval_past_the_threshold() -> None:
     errors = Measurement(evaluator="x", metric="error_rate", segment="", n=300, value=0.2,
                          low=0.16, high=0.25)  # fmt: skip
     assert judge(upward, errors, alerts).state == "breach"
+
+
+@pytest.mark.parametrize(
+    ("passed", "n", "low", "high"),
+    [(81, 263, 0.2535, 0.3682), (15, 148, 0.0598, 0.1644), (0, 20, 0.0, 0.2005),
+     (1, 29, 0.0018, 0.1963)],
+)  # fmt: skip
+def test_the_corrected_interval_matches_newcombes_table(
+    passed: int, n: int, low: float, high: float
+) -> None:
+    """Newcombe (1998), Table II, method 4 (score interval with continuity correction)."""
+    assert wilson_corrected(passed, n, 0.95) == pytest.approx((low, high), abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("passed", "n", "significant"),
+    [
+        (0, 1, False),  # one failure against 900 of 1,000: P = 0.10 under the old rate
+        (0, 2, True),  # two of two fail: P = 0.01
+        (2, 5, True),  # two of five pass: P = 0.009
+        (4, 5, False),  # four of five pass: P = 0.41
+    ],
+)
+def test_a_change_at_small_n_is_called_only_when_the_data_say_so(
+    passed: int, n: int, significant: bool
+) -> None:
+    change = rate_change(passed, n, 900, 1000, 0.95)
+    assert change is not None
+    _delta, low, high = change
+    assert (high < 0) is significant and low <= high
+
+
+def test_too_few_scores_on_either_side_is_no_change_at_all() -> None:
+    assert rate_change(0, 1, 900, 1000, 0.95, min_samples=30) is None
+    assert rate_change(900, 1000, 0, 5, 0.95, min_samples=30) is None
+    assert rate_change(20, 30, 900, 1000, 0.95, min_samples=30) is not None
