@@ -48,6 +48,13 @@ def create_queue(
 ) -> QueueInfo:
     """Draw the queue from the judged logs of the evaluator's newest version in the window and
     store it with each item's text (`texts(log_ids)` reads it from the source)."""
+    configured = [e.name for e in job.evaluators]
+    if evaluator not in configured:
+        raise ConfigError(
+            f"{job.deployment} has no {evaluator} evaluator, so there are no verdicts of it to "
+            f"check{did_you_mean(evaluator, configured)}; add it to the job file, or pick a "
+            "deployment that has it"
+        )
     threshold = next(
         (getattr(e.build(), "threshold", 0.5) for e in job.evaluators if e.name == evaluator), 0.5
     )

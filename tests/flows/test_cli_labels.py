@@ -238,6 +238,11 @@ def test_a_queue_is_a_weighted_stratified_sample(
     typo = assay("annotate", "queue", "help-bot", "--evaluator", "faithfulnes",
                  db_url=assay_env, cwd=tmp_path)  # fmt: skip
     assert typo.returncode == 2 and "did you mean 'faithfulness'" in typo.stderr
+    # A real evaluator the deployment does not run: said as such, not "run the deployment".
+    absent = assay("annotate", "queue", "help-bot", "--evaluator", "hallucination",
+                   db_url=assay_env, cwd=tmp_path)  # fmt: skip
+    assert absent.returncode == 2
+    assert "help-bot has no hallucination evaluator" in " ".join(absent.stderr.split())
 
 
 def test_labels_on_dataset_items(engine: sa.Engine, assay_env: str, tmp_path: Path) -> None:
