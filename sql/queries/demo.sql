@@ -24,15 +24,27 @@ ALTER TABLE demo_raw.otel_spans ADD COLUMN IF NOT EXISTS end_time timestamptz;
 CREATE INDEX IF NOT EXISTS otel_spans_ts_id ON demo_raw.otel_spans (start_time, span_id);
 
 -- name: reset_demo
+-- Everything the demo fills, so a second `assay demo` starts from nothing: its raw tables and
+-- logs, and every Assay table's rows of the demo deployments (found by their `deployment`
+-- column, so a table added later is cleared too; queues take their items and annotators).
 TRUNCATE demo_raw.openai_chat_logs, demo_raw.otel_spans;
 DELETE FROM assay.llm_logs;
-DELETE FROM assay.scores WHERE deployment IN ('support-bot', 'search-rag', 'agent-otel');
-DELETE FROM assay.quarantine WHERE deployment IN ('support-bot', 'search-rag', 'agent-otel');
-DELETE FROM assay.watermarks WHERE deployment IN ('support-bot', 'search-rag', 'agent-otel');
-DELETE FROM assay.unit_evaluations WHERE deployment IN ('support-bot', 'search-rag', 'agent-otel');
-DELETE FROM assay.unit_score_revisions
-WHERE deployment IN ('support-bot', 'search-rag', 'agent-otel');
-DELETE FROM assay.eval_runs WHERE deployment IN ('support-bot', 'search-rag', 'agent-otel');
+DO $$
+DECLARE
+    found record;
+BEGIN
+    FOR found IN
+        SELECT c.table_name FROM information_schema.columns c
+        JOIN information_schema.tables t USING (table_schema, table_name)
+        WHERE c.table_schema = 'assay' AND c.column_name = 'deployment'
+          AND t.table_type = 'BASE TABLE'
+        ORDER BY c.table_name
+    LOOP
+        EXECUTE 'DELETE FROM assay.' || quote_ident(found.table_name)
+             || ' WHERE deployment IN (''support-bot'', ''search-rag'', ''agent-otel'')';
+    END LOOP;
+END
+$$;
 
 -- name: analyze_logs
 ANALYZE assay.llm_logs

@@ -4,6 +4,7 @@ dataset checked for two versions of the bot, the gate passing one and failing th
 import re
 
 import pytest
+import sqlalchemy as sa
 
 from tests.cli import assay
 
@@ -31,3 +32,25 @@ def test_the_demo_runs_end_to_end(assay_env: str) -> None:
     assert "judge vs people" in flat and "overall" in flat
     assert re.search(r"corrected by \d+ human labels \(prediction-powered\)", flat)
     assert "Traceback" not in done.stderr
+
+
+def test_a_second_demo_starts_from_nothing(assay_env: str, engine: sa.Engine) -> None:
+    """Usage, labels and spend after two demos are those of one (the reset once left the usage
+    rollups, so two demos showed twice the requests for the same scored logs)."""
+
+    def totals() -> tuple[int, int, int]:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(
+                "SELECT (SELECT CAST(coalesce(sum(requests), 0) AS bigint) FROM assay.usage_rollups), "
+                "(SELECT count(*) FROM assay.labels), "
+                "(SELECT count(*) FROM assay.scores)")).one()  # fmt: skip
+
+    for _ in range(2):
+        done = assay("demo", "--scale", "0.02", db_url=assay_env, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        if _ == 0:
+            first = totals()
+    requests, labels, scores = totals()
+    assert first[0] > 0 and first[1] > 0
+    assert abs(requests - first[0]) <= 0.02 * first[0]  # not twice
+    assert abs(labels - first[1]) <= 0.02 * first[1] and abs(scores - first[2]) <= 0.02 * first[2]
