@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from flows.render import num, pct
+from flows.render import money, num, pct
 from tasks.alerts.rules import open_alerts
 from tasks.analytics.report import ScoreStats, score_rows
 from tasks.labels.measure import agreements
@@ -51,17 +51,17 @@ def summary_markdown(summary: RunSummary, stats: list[ScoreStats], breaches: lis
     spend = details.get("spend")
     if spend:
         caps = ", ".join(
-            f"{name} {spend[key]}"
-            for name, key in (
-                ("per run", "max_usd_per_run"),
-                ("per day", "max_usd_per_day"),
-                ("calls per run", "max_calls_per_run"),
+            f"{shown(spend[key])} {name}"
+            for name, key, shown in (
+                ("per run", "max_usd_per_run", money),
+                ("per day", "max_usd_per_day", money),
+                ("calls per run", "max_calls_per_run", lambda n: f"{n:,}"),
             )
             if spend.get(key) is not None
         )
         lines.append(
-            f"- **Judge spend:** ${spend['run_spent_usd']:.4f} in {spend['run_calls']:,} calls "
-            f"(today ${spend['day_spent_usd']:.4f}); caps: {caps or 'none'}; "
+            f"- **Judge spend:** {money(spend['run_spent_usd'])} in {spend['run_calls']:,} "
+            f"calls (today {money(spend['day_spent_usd'])}); caps: {caps or 'none'}; "
             f"{spend['run_refused']:,} calls refused by the budget"
         )
     unscored = details.get("sampling", {}).get("unscored") or {}
