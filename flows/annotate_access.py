@@ -60,15 +60,6 @@ def host_name(authority: str) -> str:
     return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_host(request: Request, access: Access) -> None:
     host = request.headers.get("host", "")
     if host_name(host) not in {name.lower() for name in access.names}:

@@ -113,7 +113,8 @@ def check_key_env(name: str, env: Mapping[str, str] | None = None) -> str:
     )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -134,7 +135,7 @@ def base_is_trusted(api_base: str, env: Mapping[str, str] | None = None) -> bool
     """Whether the operator trusts `api_base`'s host with the provider's default key."""
     host = (urlsplit(api_base).hostname or "").lower()
     trusted = trusted_hosts(env)
-    return bool(host) and (host in trusted or ("loopback" in trusted and _is_loopback(host)))
+    return bool(host) and (host in trusted or ("loopback" in trusted and is_loopback(host)))
 
 
 def check_endpoint(

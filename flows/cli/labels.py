@@ -206,8 +206,9 @@ def serve(
     the judge's verdict is shown only after they answer."""
     import uvicorn
 
+    from evaluators.judges.keys import is_loopback
     from flows.annotate import annotation_app
-    from flows.annotate_access import LOOPBACK_NAMES, Access, is_loopback, parse_proxies
+    from flows.annotate_access import LOOPBACK_NAMES, Access, parse_proxies
     from tasks.labels.annotators import invited
     from tasks.labels.queues import get_queue
     from tasks.store.db import scores_engine
