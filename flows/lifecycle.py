@@ -246,7 +246,9 @@ def deliver(engine: sa.Engine) -> None:
         logger.info("slack: %d messages sent", report.sent)
 
 
-def run_details(job: EvalJob, judged: Judging, tally: RunTally) -> dict[str, Any]:
+def run_details(
+    job: EvalJob, judged: Judging, tally: RunTally, run_id: str | None = None
+) -> dict[str, Any]:
     """What the run record keeps beyond counts: the contract's findings, the sample (per
     evaluator and stratum), what the budget left unscored, spend, and judge health."""
     details: dict[str, Any] = {"contract": tally.contract.model_dump()}
@@ -265,10 +267,29 @@ def run_details(job: EvalJob, judged: Judging, tally: RunTally) -> dict[str, Any
     if ledger is not None:
         details["spend"] = ledger.report().model_dump()
         gate = pipeline.ledger_gate(judges)
-        if gate is not None and gate.unstored_usd:
+        unstored = gate.unstored_usd if gate is not None else 0.0
+        if unstored:
             # Paid for, but the page failed before storing them: judged again on the rerun.
-            details["spend"]["unstored_usd"] = gate.unstored_usd
+            details["spend"]["unstored_usd"] = unstored
+        if judges is not None and run_id is not None and ledger.run_id != run_id:
+            details["spend"] = own_spend(details["spend"], judges, unstored)
     return details
+
+
+def own_spend(shared: dict[str, Any], judges: Any, unstored: float) -> dict[str, Any]:
+    """A backfill chunk's spend: the ledger row it settles on is the whole backfill's (one cap
+    across chunks), so the chunk reports its own calls, cost and refusals, and the budget's
+    totals so far beside them under `budget_*`."""
+    stats = list(judges.stats.values())
+    return {
+        **shared,
+        "budget_spent_usd": shared["run_spent_usd"],
+        "budget_calls": shared["run_calls"],
+        "budget_refused": shared["run_refused"],
+        "run_spent_usd": max(0.0, sum(s.cost_usd for s in stats) - unstored),
+        "run_calls": sum(s.calls for s in stats),
+        "run_refused": sum(s.budget_refusals for s in stats),
+    }
 
 
 def require_prices(job: EvalJob, models: list[str]) -> None:
@@ -526,12 +547,12 @@ async def run_lifecycle(
                     if kind.notifies and isinstance(exc, DataContractBroken)
                     else None
                 )
-                details = {**run_details(job, judged, run.tally), **run.details}
+                details = {**run_details(job, judged, run.tally, plan.run_id), **run.details}
                 fail_run(engine, plan.run_id, exc, details, hook, run.rollup_hours or rollups)
                 if kind.notifies:
                     deliver(engine)
                 raise
-            details = {**run_details(job, judged, run.tally), **run.details}
+            details = {**run_details(job, judged, run.tally, plan.run_id), **run.details}
             if parent_run_id is not None:
                 details["parent_run_id"] = parent_run_id
             if run.units_from is not None and rollups is not None:

@@ -152,6 +152,17 @@ async def test_one_budget_covers_every_chunk(engine: sa.Engine, fake_llm: FakeLL
             " FROM assay.eval_runs, jsonb_each(details -> 'sampling' -> 'unscored' -> "
             "'faithfulness') s WHERE parent_run_id = :r"), {"r": summary.run_id}).scalar_one()  # fmt: skip
     assert left == chunk_left > 0
+    # Each chunk reports its own spend (the ledger row is the whole backfill's): they add up
+    # to the parent's total instead of each claiming it.
+    with engine.connect() as conn:
+        chunks = conn.execute(sa.text(
+            "SELECT details -> 'spend' AS spend FROM assay.eval_runs WHERE parent_run_id = :r"),
+            {"r": summary.run_id}).scalars().all()  # fmt: skip
+    assert len(chunks) == 3
+    assert sum(c["run_spent_usd"] for c in chunks) == pytest.approx(spent.spent_usd)
+    assert sum(c["run_calls"] for c in chunks) == spent.calls
+    assert all(c["run_spent_usd"] <= c["budget_spent_usd"] <= 0.002 for c in chunks)
+    assert summary.details["spend"]["run_spent_usd"] == pytest.approx(spent.spent_usd)
     from rich.console import Console
 
     from flows.render import summary_renderable
