@@ -13,11 +13,12 @@ are skipped, whether the data contract can stop the run, and whether it notifies
 """
 
 import asyncio
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from prefect import get_run_logger, task
@@ -196,17 +197,38 @@ def fail_run(
     )
 
 
+T = TypeVar("T")
+#: Waits before the reads outside the page loop are tried again (as a page's task retries).
+OUTSIDE_RETRY_DELAYS_S = (2.0, 10.0)
+
+
+def retried(action: Callable[[], T]) -> T:
+    """A warehouse read outside the page loop, retried like a page when the connection drops
+    (a failover, an idle-session killer): the reads are idempotent, their quarantine upserts."""
+    for delay in (*OUTSIDE_RETRY_DELAYS_S, None):
+        try:
+            return action()
+        except (TransientError, sa.exc.OperationalError, sa.exc.InterfaceError):
+            if delay is None:
+                raise
+            get_run_logger().warning("a warehouse read failed; retrying in %.0f s", delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
 def outside_the_window(job: EvalJob, engine: sa.Engine, run_id: str, tally: RunTally) -> None:
     """Logs no window will read: stamped in the future, without a timestamp (both quarantined),
     or arrived behind the watermark (counted, with the backfill that scores them)."""
     logger = get_run_logger()
-    future = pipeline.quarantine_future_logs(job, engine, run_id, datetime.now(UTC))
+    future = retried(
+        lambda: pipeline.quarantine_future_logs(job, engine, run_id, datetime.now(UTC))
+    )
     if future.quarantined:
         logger.warning("%d future-stamped logs were quarantined", future.quarantined)
-    undated = pipeline.quarantine_undated_logs(job, engine, run_id)
+    undated = retried(lambda: pipeline.quarantine_undated_logs(job, engine, run_id))
     if undated.quarantined:
         logger.warning("%d logs without a timestamp were quarantined", undated.quarantined)
-    tally.late = pipeline.late_logs(job, engine, run_id)
+    tally.late = retried(lambda: pipeline.late_logs(job, engine, run_id))
     if tally.late:
         logger.warning(
             "%d logs arrived after their window was read (later than the lag); score them with: %s",

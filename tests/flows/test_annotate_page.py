@@ -65,7 +65,7 @@ async def test_two_annotators_label_a_queue_without_collisions_and_script_never_
         )
         stranger = await (await browser.new_context()).new_page()
         await stranger.goto(url)  # no link, no way in
-        await stranger.wait_for_function("document.getElementById('error').textContent !== ''")
+        await stranger.wait_for_selector("#error:not(:empty)")  # CSS: the page's CSP has no eval
         assert "open the link you were given" in await stranger.inner_text("#error")
         assert await stranger.is_hidden("#login") and await stranger.is_hidden("#work")
         alice = await start(browser, links["alice"], "alice", errors)
