@@ -62,6 +62,22 @@ def drop_database(name: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@contextmanager
+def migrated_database() -> Iterator[tuple[str, Any]]:
+    """A fresh database with every migration applied: (psycopg conninfo, SQLAlchemy engine);
+    dropped afterwards."""
+    from tasks.store.db import _engine, migrate
+
+    name, conninfo, url = create_database()
+    try:
+        engine = _engine(url)
+        migrate(engine)
+        yield conninfo, engine
+        engine.dispose()
+    finally:
+        drop_database(name)
+
+
 def seed(conninfo: str, n: int) -> float:
     """Insert `n` canonical logs ending at END; returns the seconds it took."""
     start = time.perf_counter()

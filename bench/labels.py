@@ -22,7 +22,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from bench.common import END, create_database, drop_database
+from bench.common import END, migrated_database
 
 SCORES = int(os.environ.get("BENCH_LABEL_SCORES", "1000000"))
 LABELS = int(os.environ.get("BENCH_LABELS", "10000"))
@@ -59,13 +59,9 @@ RAW_RATE = "SELECT avg(passed::int) FROM assay.scores WHERE deployment = 'bench'
 def main() -> None:
     from tasks.analytics.report import build_report
     from tasks.labels.measure import agreements
-    from tasks.store.db import _engine, migrate
     from tasks.store.rollups import refresh_score_rollups
 
-    name, conninfo, url = create_database()
-    try:
-        engine = _engine(url)
-        migrate(engine)
+    with migrated_database() as (conninfo, engine):
         with psycopg.connect(conninfo) as conn:
             conn.execute(SCORES_SQL, {"end": END, "n": SCORES, "span": DAYS * 86400})
             conn.execute(LABELS_SQL, {"n": SCORES, "step": max(1, SCORES // LABELS)})
@@ -107,9 +103,6 @@ def main() -> None:
                           "high": row.corrected_high, "labels": row.human_labels},
             "targets": {"ours_s": "< 2"},
         }, indent=2))  # fmt: skip
-        engine.dispose()
-    finally:
-        drop_database(name)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from bench.common import END, create_database, drop_database
+from bench.common import END, migrated_database
 from bench.labels import SCORES_SQL
 
 LINES = int(os.environ.get("BENCH_IMPORT_LABELS", "1000000"))
@@ -62,12 +62,8 @@ def raw_copy(conninfo: str, path: Path) -> float:
 
 def main() -> None:
     from tasks.labels.store import import_labels
-    from tasks.store.db import _engine, migrate
 
-    name, conninfo, url = create_database()
-    try:
-        engine = _engine(url)
-        migrate(engine)
+    with migrated_database() as (conninfo, engine):
         with psycopg.connect(conninfo) as conn:
             conn.execute(SCORES_SQL, {"end": END, "n": LINES, "span": 28 * 86400})
             conn.execute("ANALYZE assay.scores")
@@ -98,9 +94,6 @@ def main() -> None:
             "peak_rss_mib_after": round(after),
             "targets": {"ours_s": "< 60", "peak_rss_mib_after": "< 500"},
         }, indent=2))  # fmt: skip
-        engine.dispose()
-    finally:
-        drop_database(name)
 
 
 if __name__ == "__main__":
