@@ -24,8 +24,9 @@ from bench.common import END, create_database, drop_database, seed
 from tasks.config import parse_job
 from tasks.contract.suite import admit, check_batch, contract_frame, suite_for
 from tasks.store.db import _engine, migrate
+from tasks.store.rows import Cursor
 from tasks.warehouse.normalize import normalize_rows
-from tasks.warehouse.source import Cursor, fetch_page
+from tasks.warehouse.source import fetch_page
 
 BATCH = 10_000
 BATCHES = int(os.environ.get("BENCH_BATCHES", "5"))

@@ -29,11 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import END, create_database, drop_database, fake_server, seed
 from tasks.config import parse_job
-from tasks.score import SCORE_COLUMNS, ScoreRow
 from tasks.store.db import _engine, migrate
 from tasks.store.persist import copy_scores
+from tasks.store.rows import SCORE_COLUMNS, Cursor, ScoreRow
 from tasks.warehouse.normalize import normalize_rows
-from tasks.warehouse.source import Cursor, fetch_page
+from tasks.warehouse.source import fetch_page
 
 LOGS = int(os.environ.get("BENCH_LOGS", "1000000"))
 

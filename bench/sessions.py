@@ -67,8 +67,9 @@ def per_log(url: str) -> tuple[float, int]:
     from tasks.score import score_records
     from tasks.store.db import _engine
     from tasks.store.persist import copy_scores
+    from tasks.store.rows import Cursor
     from tasks.warehouse.normalize import normalize_rows
-    from tasks.warehouse.source import Cursor, fetch_page
+    from tasks.warehouse.source import fetch_page
 
     logs = fitted_job(job("logs"))
     evaluators = build_evaluators(logs)

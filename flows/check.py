@@ -15,7 +15,6 @@ from tasks.datasets.store import current_items, dataset_info
 from tasks.errors import AssayError, ConfigError
 from tasks.experiments.answers import Answerer, Answers, Unit, ask_all, cache_key, units
 from tasks.experiments.callables import callable_answerer, load_target, target_spec
-from tasks.experiments.compare import compare_experiments
 from tasks.experiments.gate import decide, gate_outcome, spreads, totals
 from tasks.experiments.prompts import load_prompt, prompt_answerer
 from tasks.experiments.result import CheckResult, Tier
@@ -35,6 +34,7 @@ from tasks.experiments.store import (
     target_spend,
 )
 from tasks.experiments.targets import TargetOutput, item_rows, matched
+from tasks.stats.paired import compare_experiments
 from tasks.store.db import scores_engine
 
 

@@ -46,6 +46,7 @@ from tasks.errors import ConfigError, DataContractBroken, TransientError
 from tasks.settings import get_settings
 from tasks.store.db import scores_engine
 from tasks.store.persist import PageCounts
+from tasks.store.rows import Cursor
 from tasks.store.runs import (
     HeldLock,
     RunPlan,
@@ -57,7 +58,6 @@ from tasks.store.runs import (
     start_backfill_run,
     start_run,
 )
-from tasks.warehouse.source import Cursor
 
 
 # -- one page, as a Prefect task ------------------------------------------------------------

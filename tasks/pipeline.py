@@ -22,15 +22,15 @@ from tasks.budget.sampling import PagePlan, StratumCount, content_hash, plan_pag
 from tasks.config import FLAGGING_EVALUATORS, EvalJob, SourceConfig, check_url_env
 from tasks.contract.suite import Admission, ContractSummary, admit, future_start
 from tasks.errors import ConfigError, DataContractBroken, RowsUnaccounted
-from tasks.score import ScoreRow, judge_plan, score_records
+from tasks.score import judge_plan, score_records
 from tasks.secrets import is_reference, resolve
 from tasks.settings import get_settings
 from tasks.store.db import engine_for, warehouse_url
 from tasks.store.persist import PageCounts, write_page
+from tasks.store.rows import Cursor, ScoreRow
 from tasks.store.sql import query
 from tasks.warehouse.normalize import reject
 from tasks.warehouse.source import (
-    Cursor,
     count_between,
     counts_per_chunk,
     fetch_page,

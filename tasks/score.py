@@ -1,7 +1,6 @@
 """Run evaluators over records. An evaluator that raises yields an `error` row; the run goes on."""
 
 import asyncio
-from datetime import datetime
 
 from pydantic import BaseModel
 
@@ -12,40 +11,7 @@ from evaluators.records import LogRecord
 from tasks.budget.dedupe import KnownVerdict
 from tasks.budget.sampling import WorkItem, content_hash
 from tasks.errors import TransientError
-
-
-class ScoreRow(BaseModel):
-    """One row of `assay.scores`, as written."""
-
-    deployment: str
-    log_id: str  # the unit's id for session and trace scores
-    evaluator: str
-    evaluator_version: str
-    log_ts: datetime
-    judge_model: str | None = None
-    status: str
-    score: float | None
-    passed: bool | None
-    label: str | None
-    reason: str | None
-    cost_usd: float | None = 0.0  # None: a judge whose price is unknown
-    tokens: int | None = None
-    latency_ms: int | None = None
-    weight: float = 1.0
-    run_id: str
-    model: str | None
-    provider: str | None
-    prompt_slug: str | None
-    topic: str | None
-    customer_id: str | None
-    environment: str | None
-    content_hash: str | None = None
-    unit_kind: str = "log"  # log, session or trace
-    unit_revision: int = 1  # a unit evaluated again (late turns) is its next revision
-
-
-SCORE_COLUMNS: tuple[str, ...] = tuple(ScoreRow.model_fields)
-MAX_REASON_CHARS = 1000
+from tasks.store.rows import MAX_REASON_CHARS, ScoreRow
 
 
 async def evaluate_safely(evaluator: Evaluator, record: LogRecord, ctx: EvalContext) -> Score:

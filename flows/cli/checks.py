@@ -408,8 +408,8 @@ def compare(
     from rich.console import Group
 
     from flows.render import fitted, pct
-    from tasks.experiments.compare import compare_experiments
     from tasks.experiments.store import get_experiment, item_outputs, item_verdicts
+    from tasks.stats.paired import compare_experiments
     from tasks.store.db import scores_engine
 
     engine = _guarded(scores_engine)

@@ -23,7 +23,6 @@ from tasks.alerts.rules import (
     Verdict,
     open_alerts,
     pipeline_transition,
-    rate_change,
     segment_sql,
     transition,
     verdicts,
@@ -42,6 +41,7 @@ from tasks.config import AGREEMENT_METRICS, EvalJob
 from tasks.redact import redact
 from tasks.secrets import resolve
 from tasks.settings import AssaySettings
+from tasks.stats.intervals import rate_change
 from tasks.store.runs import RunSummary
 from tasks.store.sql import query
 

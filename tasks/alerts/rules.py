@@ -10,9 +10,7 @@ whole confidence interval past the threshold, so 12 samples cannot page anyone b
 """
 
 import json
-import math
 from datetime import UTC, datetime, timedelta
-from statistics import NormalDist
 from typing import Any, Literal
 
 import numpy as np
@@ -20,10 +18,9 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from tasks.config import AGREEMENT_METRICS, AlertsConfig, ThresholdRule
+from tasks.stats.bootstrap import bootstrap
+from tasks.stats.intervals import weighted_rate
 from tasks.store.sql import query
-
-BOOTSTRAP_RESAMPLES = 1000
-PERCENTILES = {"p5": 5, "p10": 10, "p25": 25, "p50": 50, "p75": 75, "p90": 90, "p95": 95}
 
 
 class Measurement(BaseModel):
@@ -50,54 +47,6 @@ class Transition(BaseModel):
     kind: Literal["breach", "reminder", "recovery"]
     verdict: Verdict
     open_for: timedelta | None = None
-
-
-# -- statistics ------------------------------------------------------------------------------------
-def wilson(rate: float, n: float, confidence: float) -> tuple[float, float]:
-    if n <= 0:
-        return 0.0, 1.0
-    z = NormalDist().inv_cdf(0.5 + confidence / 2)
-    denominator = 1 + z * z / n
-    centre = (rate + z * z / (2 * n)) / denominator
-    margin = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - margin), min(1.0, centre + margin)
-
-
-def effective_n(weights: np.ndarray) -> float:
-    total = float(weights.sum())
-    squares = float((weights * weights).sum())
-    return total * total / squares if squares else 0.0
-
-
-def weighted_rate(
-    hits: np.ndarray, weights: np.ndarray, confidence: float
-) -> tuple[float, float, float]:
-    rate = float((hits * weights).sum() / weights.sum())
-    low, high = wilson(rate, effective_n(weights), confidence)
-    return rate, low, high
-
-
-def _statistic(metric: str, values: np.ndarray, weights: np.ndarray) -> float:
-    if metric == "mean":
-        return float(np.average(values, weights=weights))
-    order = np.argsort(values)
-    cumulative = np.cumsum(weights[order]) / weights.sum()
-    index = int(np.searchsorted(cumulative, PERCENTILES[metric] / 100))
-    return float(values[order][min(index, len(values) - 1)])
-
-
-def bootstrap(
-    metric: str, values: np.ndarray, weights: np.ndarray, confidence: float, seed: int = 7
-) -> tuple[float, float, float]:
-    point = _statistic(metric, values, weights)
-    rng = np.random.default_rng(seed)
-    probabilities = weights / weights.sum()
-    draws = rng.choice(len(values), size=(BOOTSTRAP_RESAMPLES, len(values)), p=probabilities)
-    ones = np.ones(len(values))
-    stats = np.array([_statistic(metric, values[d], ones) for d in draws])
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(stats, [tail, 100 - tail])
-    return point, float(low), float(high)
 
 
 def measure(rule: ThresholdRule, rows: list[Any], confidence: float, segment: str) -> Measurement:
@@ -160,8 +109,8 @@ def agreement_measurement(
 ) -> Measurement:
     """Judge drift: the judge's newest version against the human labels of logs it judged
     within the rule's `label_window` (kappa, or accuracy as `judge_accuracy`)."""
-    from tasks.labels.agreement import agreement
     from tasks.labels.measure import as_pair, label_pairs
+    from tasks.stats.agreement import agreement
 
     base = {"evaluator": rule.evaluator, "metric": rule.metric, "segment": ""}
     since = now - rule.label_window
@@ -305,54 +254,6 @@ def pipeline_transition(
     if step is None:
         return None
     return PipelineTransition(kind=step[0], check=check, detail=detail, open_for=step[1])
-
-
-def difference_interval(
-    now: tuple[float, float, float], before: tuple[float, float, float]
-) -> tuple[float, float]:
-    """Newcombe's hybrid score interval for p1 - p2 from each proportion's (value, low, high)
-    Wilson interval (Newcombe 1998, method 10): independent samples, no normal approximation
-    of the difference itself."""
-    p1, l1, u1 = now
-    p2, l2, u2 = before
-    diff = p1 - p2
-    return (
-        diff - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2),
-        diff + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2),
-    )
-
-
-def wilson_corrected(passed: int, n: int, confidence: float) -> tuple[float, float]:
-    """Wilson's score interval with continuity correction (Newcombe 1998, method 4; scipy's
-    `wilsoncc`). At a handful of scores the plain score interval is too narrow (one failure
-    against a 90% pass rate would be "significant"); this one keeps its coverage there."""
-    if n <= 0:
-        return 0.0, 1.0
-    from scipy.stats import binomtest
-
-    interval = binomtest(passed, n).proportion_ci(confidence, method="wilsoncc")
-    return float(interval.low), float(interval.high)
-
-
-def rate_change(
-    passed: int,
-    ok: int,
-    passed_before: int,
-    ok_before: int,
-    confidence: float,
-    min_samples: int = 1,
-) -> tuple[float, float, float] | None:
-    """(change, low, high) of a pass rate between two runs (Newcombe's interval from
-    continuity-corrected Wilson intervals, method 11), or None when either side has fewer
-    than `min_samples` scores: too few to call any change."""
-    if min(ok, ok_before) < max(1, min_samples):
-        return None
-    p1, p2 = passed / ok, passed_before / ok_before
-    low, high = difference_interval(
-        (p1, *wilson_corrected(passed, ok, confidence)),
-        (p2, *wilson_corrected(passed_before, ok_before, confidence)),
-    )
-    return p1 - p2, low, high
 
 
 def open_alerts(conn: sa.Connection, deployment: str) -> list[Any]:

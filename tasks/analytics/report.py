@@ -14,7 +14,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from tasks.alerts.rules import difference_interval, wilson
+from tasks.stats.intervals import difference_interval, wilson
 from tasks.store.sql import query
 
 Bucket = Literal["all", "hour", "day"]
@@ -346,11 +346,11 @@ def quarantine_bias(usage: list[UsageStats], by: By) -> list[str]:
 
 def with_corrections(conn: sa.Connection, rows: list[ScoreStats], confidence: float) -> None:
     """Beside each whole-deployment pass rate a judge produced, the estimate corrected by the
-    human labels of the same judge versions (their measured bias; see tasks/labels/ppi.py)."""
+    human labels of the same judge versions (their measured bias; see tasks/stats/ppi.py)."""
     import numpy as np
 
     from tasks.labels.measure import label_pairs
-    from tasks.labels.ppi import corrected_from_rate
+    from tasks.stats.ppi import corrected_from_rate
 
     judged = [r for r in rows if r.segment == "all" and r.pass_rate is not None]
     if not judged:

@@ -24,8 +24,9 @@ from tasks.pipeline import (
     split_by_cost,
 )
 from tasks.score import score_records
+from tasks.store.rows import Cursor
 from tasks.store.sql import query
-from tasks.warehouse.source import UNIT_SLOTS, Cursor, fetch_page
+from tasks.warehouse.source import UNIT_SLOTS, fetch_page
 
 TOKEN_SAMPLE = 300  # prompts tokenized per evaluator; the rest is extrapolated from them
 

@@ -25,15 +25,9 @@ from evaluators.heuristics.pii import mask_pii
 from evaluators.records import LogRecord, canonical_fields
 from tasks.config import PAYLOAD_SLOTS, QualityConfig
 from tasks.errors import ConfigError
-from tasks.warehouse.normalize import (
-    FORMATS,
-    PayloadError,
-    Reject,
-    reasons_of,
-    record_fields,
-    reject,
-)
-from tasks.warehouse.sanitize import row_problems
+from tasks.store.rows import Reject
+from tasks.store.sanitize import row_problems
+from tasks.warehouse.normalize import FORMATS, PayloadError, reasons_of, record_fields, reject
 
 if TYPE_CHECKING:
     import pandas as pd

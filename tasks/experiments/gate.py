@@ -7,9 +7,10 @@ import numpy as np
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from tasks.alerts.rules import Measurement, bootstrap, judge, measure
+from tasks.alerts.rules import Measurement, judge, measure
 from tasks.config import EvalJob, ThresholdRule
 from tasks.experiments.answers import item_of
+from tasks.stats.bootstrap import bootstrap
 from tasks.store.sql import query
 
 #: `not_measured`: the rule could not decide (too few scores, or a judge that mostly failed);

@@ -4,8 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from tasks.experiments.compare import EvaluatorComparison
 from tasks.experiments.gate import EvaluatorTotals, GateResult, RepeatSpread
+from tasks.stats.paired import EvaluatorComparison
 
 Tier = Literal["free", "all"]
 

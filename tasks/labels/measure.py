@@ -5,7 +5,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tasks.labels.agreement import (
+from tasks.stats.agreement import (
     MIN_LABELS,
     Agreement,
     Pair,

@@ -8,7 +8,6 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 
 from evaluators.errors import describe_validation_error
-from evaluators.records import LogRecord
 from evaluators.registry import all_evaluators
 from tasks.datasets.items import Rejected, file_records
 from tasks.labels.rows import USER_FEEDBACK, LabelRow, Source, unknown_fields
@@ -118,16 +117,3 @@ def _why_unknown(problem: Any) -> str:
         f"unknown criterion {problem.criterion!r} for this log (its evaluators: "
         f"{', '.join(sorted(problem.evaluators))}, or user_feedback)"
     )
-
-
-def feedback_labels(conn: sa.Connection, deployment: str, records: list[LogRecord]) -> None:
-    """The end users' thumbs of these logs, as `user_feedback` labels (once per user and log)."""
-    given = [r for r in records if r.feedback is not None]
-    if not given:
-        return
-    conn.execute(
-        sa.text(query("labels", "feedback_labels")),
-        {"deployment": deployment, "log_ids": [r.id for r in given],
-         "feedback": [r.feedback for r in given],
-         "annotators": [f"user:{r.user_id}" if r.user_id else "end-user" for r in given]},
-    )  # fmt: skip

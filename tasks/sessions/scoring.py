@@ -9,8 +9,8 @@ from evaluators.judges.client import JudgeRuntime
 from evaluators.judges.sessions import UnitJudge
 from tasks.budget.sampling import stratum_key, stratum_sample
 from tasks.config import EvalJob
-from tasks.score import MAX_REASON_CHARS, ScoreRow
 from tasks.sessions.units import Unit
+from tasks.store.rows import MAX_REASON_CHARS, ScoreRow
 
 #: (unit id, evaluator, version) a unit already has a score for: a backfill leaves them be.
 Present = set[tuple[str, str, str]]

@@ -13,10 +13,10 @@ from pydantic import BaseModel
 from evaluators.units import UnitKind
 from tasks.budget.ledger import LedgerGate
 from tasks.config import EvalJob
-from tasks.score import MAX_REASON_CHARS, ScoreRow
 from tasks.sessions.scoring import Present
 from tasks.sessions.units import Unit
 from tasks.store.persist import copy_scores
+from tasks.store.rows import MAX_REASON_CHARS, ScoreRow
 from tasks.store.sql import query
 from tasks.warehouse.normalize import normalize_rows
 from tasks.warehouse.source import UNIT_SLOTS, rows_by_unit

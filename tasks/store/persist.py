@@ -16,15 +16,12 @@ from pydantic import BaseModel
 
 from evaluators.records import LogRecord
 from tasks.errors import TransientError
-from tasks.labels.store import feedback_labels
 from tasks.redact import redact
-from tasks.score import MAX_REASON_CHARS, SCORE_COLUMNS, ScoreRow
 from tasks.store.db import on_fresh_connections
 from tasks.store.rollups import add_usage
+from tasks.store.rows import MAX_REASON_CHARS, SCORE_COLUMNS, Cursor, Reject, ScoreRow
+from tasks.store.sanitize import storable_text
 from tasks.store.sql import query
-from tasks.warehouse.normalize import Reject
-from tasks.warehouse.sanitize import storable_text
-from tasks.warehouse.source import Cursor
 
 
 class PageCounts(BaseModel):
@@ -178,3 +175,16 @@ def write_page_once(
             add_usage(conn, deployment, usage or [])
         feedback_labels(conn, deployment, usage or [])
     return counts
+
+
+def feedback_labels(conn: sa.Connection, deployment: str, records: list[LogRecord]) -> None:
+    """The end users' thumbs of these logs, as `user_feedback` labels (once per user and log)."""
+    given = [r for r in records if r.feedback is not None]
+    if not given:
+        return
+    conn.execute(
+        sa.text(query("labels", "feedback_labels")),
+        {"deployment": deployment, "log_ids": [r.id for r in given],
+         "feedback": [r.feedback for r in given],
+         "annotators": [f"user:{r.user_id}" if r.user_id else "end-user" for r in given]},
+    )  # fmt: skip

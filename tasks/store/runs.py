@@ -14,9 +14,9 @@ from pydantic import BaseModel
 from tasks.errors import AssayError
 from tasks.redact import redact, redact_optional
 from tasks.store.rollups import refresh_score_rollups
+from tasks.store.rows import Cursor
+from tasks.store.sanitize import storable
 from tasks.store.sql import query
-from tasks.warehouse.sanitize import storable
-from tasks.warehouse.source import Cursor
 
 RunKind = Literal["scheduled", "manual", "backfill", "replay", "check"]
 

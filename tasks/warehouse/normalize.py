@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from evaluators.errors import validation_problems
 from evaluators.records import LogRecord, StepKind, canonical_fields
 from tasks.redact import redact
-from tasks.warehouse.sanitize import (
+from tasks.store.rows import Reject
+from tasks.store.sanitize import (
     UnreadableJson,
     row_problems,
     storable,
@@ -26,18 +27,6 @@ from tasks.warehouse.sanitize import (
 
 Row = Mapping[str, Any]
 _CANONICAL = frozenset(canonical_fields())
-
-
-class Reject(BaseModel):
-    """A row that will not be evaluated, with why: quarantined, never dropped. Built by
-    `reject()`, which makes the reasons and the raw copy bounded, storable and redacted."""
-
-    log_id: str
-    log_ts: datetime | None
-    reasons: list[str]
-    raw: dict[str, Any]
-    stage: Literal["normalize", "validate"] = "normalize"
-    expectations: list[str] = []
 
 
 class PayloadError(ValueError):

@@ -19,21 +19,15 @@ from pydantic import BaseModel
 from tasks.config import SourceConfig
 from tasks.errors import SourceError, TransientError
 from tasks.redact import redact
+from tasks.store.rows import Cursor
+from tasks.store.sanitize import tolerant_json_loads
 from tasks.store.sql import query
-from tasks.warehouse.sanitize import tolerant_json_loads
 
 #: Connection-level failures worth a retry: admin shutdown / terminated backend, crash recovery,
 #: too many connections, serialization failures.
 TRANSIENT_SQLSTATES = frozenset(
     {"57P01", "57P02", "57P03", "53300", "40001", "40P01", "08000", "08001", "08003", "08006"}
 )
-
-
-class Cursor(BaseModel):
-    """Position after the last row processed; the watermark stores exactly this."""
-
-    ts: datetime
-    log_id: Any
 
 
 def _relation(source: SourceConfig, columns: set[str]) -> sa.FromClause:

@@ -5,17 +5,16 @@ import math
 import numpy as np
 import pytest
 
-from tasks.alerts.rules import (
-    Measurement,
-    bootstrap,
+from tasks.alerts.rules import Measurement, judge
+from tasks.config import AlertsConfig, ThresholdRule
+from tasks.stats.bootstrap import bootstrap
+from tasks.stats.intervals import (
     effective_n,
-    judge,
     rate_change,
     weighted_rate,
     wilson,
     wilson_corrected,
 )
-from tasks.config import AlertsConfig, ThresholdRule
 
 
 def test_wilson_matches_the_textbook_formula() -> None:

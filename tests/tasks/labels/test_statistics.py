@@ -7,9 +7,9 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from tasks.labels.agreement import Pair, agreement, cohen_kappa, suggest_threshold
-from tasks.labels.ppi import corrected_rate
 from tasks.labels.queue import Judged, allocate, draw
+from tasks.stats.agreement import Pair, agreement, cohen_kappa, suggest_threshold
+from tasks.stats.ppi import corrected_rate
 
 
 def pairs_from_table(a: int, b: int, c: int, d: int) -> list[Pair]:

@@ -4,7 +4,7 @@ import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from tasks.warehouse.sanitize import (
+from tasks.store.sanitize import (
     MAX_ID_CHARS,
     UnreadableJson,
     row_problems,

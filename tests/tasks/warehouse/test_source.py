@@ -5,7 +5,8 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from tasks.config import parse_job
-from tasks.warehouse.source import Cursor, fetch_page
+from tasks.store.rows import Cursor
+from tasks.warehouse.source import fetch_page
 from tests.conftest import insert_logs, log, utc
 
 T0 = utc(2026, 3, 1, 12)
