@@ -36,10 +36,9 @@ from bench.common import END, create_database, drop_database, fake_server, seed,
 from evaluators.base import EvalContext
 from evaluators.judges.client import JudgeRuntime
 from evaluators.records import LogRecord
-from tasks.config import EvalJob, parse_job
+from tasks.config import EvalJob, build_evaluators, parse_job
 from tasks.contract.suite import admit
-from tasks.pipeline import build_evaluators
-from tasks.score import judge_records
+from tasks.run.scoring import judge_records
 
 CALLS = int(os.environ.get("BENCH_CALLS", "2000"))
 RPM_CALLS = int(os.environ.get("BENCH_RPM_CALLS", "3600"))

@@ -63,11 +63,12 @@ def job(kind: str) -> Any:
 def per_log(url: str) -> tuple[float, int]:
     """The per-log path over every row: pages, normalize, free evaluators, score writes."""
     from evaluators.base import EvalContext
-    from tasks.pipeline import build_evaluators, fitted_job, source_engine
-    from tasks.score import score_records
+    from tasks.config import build_evaluators
+    from tasks.run.scoring import score_records
     from tasks.store.db import _engine
     from tasks.store.persist import copy_scores
     from tasks.store.rows import Cursor
+    from tasks.warehouse.connect import fitted_job, source_engine
     from tasks.warehouse.normalize import normalize_rows
     from tasks.warehouse.source import fetch_page
 
@@ -93,9 +94,9 @@ def per_log(url: str) -> tuple[float, int]:
 
 
 def units(url: str, kind: Literal["session", "trace"]) -> tuple[float, Any]:
-    from tasks.pipeline import fitted_job, source_engine
     from tasks.sessions import evaluate_completed_units
     from tasks.store.db import _engine
+    from tasks.warehouse.connect import fitted_job, source_engine
 
     unit_job = fitted_job(job(f"{kind}s"))
     started = time.perf_counter()

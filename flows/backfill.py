@@ -18,12 +18,13 @@ from prefect.deployments.flow_runs import arun_deployment
 from prefect.runtime import deployment, flow_run
 from pydantic import Field
 
-from flows.artifacts import publish_run_artifacts
-from flows.lifecycle import KINDS, fail_run, run_lifecycle
 from tasks.budget.ledger import Ledger
 from tasks.config import Duration, EvalJob
 from tasks.errors import AssayError, ConfigError
-from tasks.pipeline import chunks_with_logs
+from tasks.run.artifacts import publish_run_artifacts
+from tasks.run.kinds import KINDS
+from tasks.run.lifecycle import fail_run, run_lifecycle
+from tasks.run.probes import chunks_with_logs
 from tasks.store.db import scores_engine
 from tasks.store.runs import RunSummary, finish_run, run_alive, start_backfill_run, sum_children
 

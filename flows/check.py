@@ -9,7 +9,6 @@ from prefect import flow, get_run_logger
 
 from evaluators.base import Cost
 from evaluators.judges.client import Endpoint, JudgeRuntime
-from flows.lifecycle import KINDS, run_lifecycle
 from tasks.config import EvalJob, QualityConfig, SamplingConfig, SourceConfig
 from tasks.datasets.store import current_items, dataset_info
 from tasks.errors import AssayError, ConfigError
@@ -34,6 +33,8 @@ from tasks.experiments.store import (
     target_spend,
 )
 from tasks.experiments.targets import TargetOutput, item_rows, matched
+from tasks.run.kinds import KINDS
+from tasks.run.lifecycle import run_lifecycle
 from tasks.stats.paired import compare_experiments
 from tasks.store.db import scores_engine
 

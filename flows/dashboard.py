@@ -8,9 +8,9 @@ from typing import Any, get_args
 
 import sqlalchemy as sa
 
+from tasks.alerts.examples import TEXT_CHARS, job_texts, job_unit_texts, shown
 from tasks.analytics.report import Bucket, By, score_rows, spend_rows, usage_rows
 from tasks.store.sql import query
-from tasks.warehouse.texts import TEXT_CHARS, job_texts, job_unit_texts, shown
 
 TEMPLATE = Path(__file__).with_name("dashboard.html")
 SAFETY_EVALUATORS = ("pii", "secrets", "prompt_injection")

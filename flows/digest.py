@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from prefect import flow, get_run_logger
 
-from flows.lifecycle import deliver
+from tasks.alerts.delivery import deliver
 from tasks.alerts.notify import (
     SlackMessage,
     digest_message,

@@ -86,7 +86,7 @@ def scores_database() -> list[Check]:
 def warehouse(jobs: list[Any]) -> list[Check]:
     """Each job's source: reachable, every mapped column present, and the user read-only."""
     from tasks.errors import ConfigError
-    from tasks.pipeline import source_engine
+    from tasks.warehouse.connect import source_engine
     from tasks.warehouse.source import source_columns
 
     checks: list[Check] = []
@@ -228,7 +228,8 @@ def prefect_server(pool: str = POOL) -> list[Check]:
 # -- judges, Slack, browser -----------------------------------------------------------------------
 def judge_prices(jobs: list[Any]) -> list[Check]:
     from evaluators.judges.pricing import price_for
-    from tasks.pipeline import build_evaluators, judge_models
+    from tasks.config import build_evaluators
+    from tasks.run.judging import judge_models
 
     checks = []
     for job in jobs:

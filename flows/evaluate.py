@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.lifecycle import KINDS, run_lifecycle
 from tasks.config import EvalJob
+from tasks.run.kinds import KINDS
+from tasks.run.lifecycle import run_lifecycle
 from tasks.store.runs import RunKind, RunSummary
 
 

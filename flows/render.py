@@ -8,8 +8,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from tasks.budget.estimate import Estimate
+from tasks.analytics.formats import money, num, pct
 from tasks.contract.quarantine import QuarantinedLog
+from tasks.run.estimate import Estimate
 from tasks.store.runs import RunSummary
 
 #: Below this terminal width, secondary columns move into a second table (JSON has them all).
@@ -98,24 +99,8 @@ def short_id(value: str) -> str:
     return value if len(value) <= 9 else value[:8] + "…"
 
 
-def money(value: float | None) -> str:
-    if value is None:
-        return "unknown"
-    if value == 0:
-        return "$0"
-    if value < 0.0001:
-        return "<$0.0001"
-    if value < 1:
-        return f"${value:.4f}"
-    return f"${value:,.2f}" if value < 10_000 else f"${value:,.0f}"
-
-
 def count(value: int | None) -> str:
     return "–" if value is None else f"{value:,}"
-
-
-def pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
 
 
 def summary_renderable(summary: RunSummary, width: int = WIDE) -> Group:
@@ -352,10 +337,6 @@ def estimate_renderable(e: Estimate) -> Group:
     style = "green" if e.verdict == "fits the budget" else "yellow"
     parts.append(Text(e.verdict, style=style))
     return Group(*parts)
-
-
-def num(value: float | None, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
 
 
 def _interval(value: float | None, low: float | None, high: float | None, unit: str = "%") -> str:

@@ -9,12 +9,13 @@ from datetime import datetime
 
 from prefect import flow, get_run_logger
 
-from flows.lifecycle import KINDS, run_lifecycle
-from tasks import pipeline
 from tasks.config import EvalJob
 from tasks.contract.quarantine import ReplayResult, quarantined_ids
+from tasks.run.kinds import KINDS
+from tasks.run.lifecycle import run_lifecycle
 from tasks.store.db import scores_engine
 from tasks.store.runs import RunSummary
+from tasks.warehouse.connect import source_engine
 from tasks.warehouse.source import rows_by_id
 
 
@@ -27,7 +28,7 @@ async def replay_quarantine(job: EvalJob, run_id: str | None = None) -> RunSumma
         size = job.source.page_size
         for start in range(0, len(ids), size):
             chunk = ids[start : start + size]
-            with pipeline.source_engine(job.source).connect() as conn:
+            with source_engine(job.source).connect() as conn:
                 rows = rows_by_id(conn, run.job.source, chunk)
             result.missing_from_source += len(chunk) - len(rows)
             times = [r.get("ts") for r in rows]

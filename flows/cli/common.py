@@ -181,7 +181,7 @@ def _load(deployment: str, config: Path | None) -> Any:
 def preflight(job: Any) -> None:
     """Check the source's columns against the job before a flow (and a Prefect server) starts:
     a missing column is a config error here, not a traceback from inside the run."""
-    from tasks.pipeline import fitted_job
+    from tasks.warehouse.connect import fitted_job
 
     _guarded(lambda: fitted_job(job))
 

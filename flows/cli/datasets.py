@@ -280,8 +280,8 @@ def add_logs(
     from flows.cli.common import _load, _since, check_names
     from tasks.datasets.curate import as_item, candidate_ids, labelled_ids, read_logs
     from tasks.datasets.store import add_items, create_dataset, dataset_info
-    from tasks.pipeline import fitted_job
     from tasks.store.db import scores_engine
+    from tasks.warehouse.connect import fitted_job
 
     if failed and evaluator is None and labelled is None:
         raise_usage("--failed needs --evaluator NAME or --labelled NAME (who failed them)")
@@ -363,8 +363,8 @@ def export_training(
         parse_where,
         training_row,
     )
-    from tasks.pipeline import fitted_job
     from tasks.store.db import scores_engine
+    from tasks.warehouse.connect import fitted_job
 
     check_names(deployment)
     job = _guarded(lambda: fitted_job(_load(deployment, config)))

@@ -92,9 +92,9 @@ def queue(
     verdict (and optionally a segment), each with its inclusion probability, so agreement and
     error rates estimated from the labels are unbiased for all judged logs."""
     from flows.render import columns, compact, keep_whole
+    from tasks.alerts.examples import log_texts
     from tasks.labels.queues import create_queue
     from tasks.store.db import scores_engine
-    from tasks.warehouse.texts import log_texts
 
     check_names(deployment, [evaluator])
     if by is not None and by not in SEGMENTS[1:]:

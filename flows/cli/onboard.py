@@ -44,8 +44,8 @@ def init(
     """Inspect your log table's columns, propose a mapping to Assay's fields, and write a
     commented job file with the free evaluators on (exit 2 when required fields are missing)."""
     from tasks.config import SourceConfig, load_job
-    from tasks.jobfile import job_yaml
-    from tasks.pipeline import source_engine
+    from tasks.warehouse.connect import source_engine
+    from tasks.warehouse.jobfile import job_yaml
     from tasks.warehouse.mapping import MEANINGS, propose
     from tasks.warehouse.source import source_columns
 

@@ -133,7 +133,7 @@ def _golden_demo(engine: Any) -> None:
     from tasks.datasets.curate import as_item, candidate_ids, read_logs
     from tasks.datasets.store import add_items, create_dataset
     from tasks.demo.golden import hand_written
-    from tasks.pipeline import fitted_job
+    from tasks.warehouse.connect import fitted_job
 
     name = "support-golden"
     create_dataset(engine, name, "demo: policy questions with answers, and production failures")

@@ -229,7 +229,7 @@ def estimate(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flows.render import estimate_renderable
-    from tasks.budget.estimate import estimate as project
+    from tasks.run.estimate import estimate as project
     from tasks.store.db import scores_engine
     from tasks.store.runs import planned_window
 
@@ -356,7 +356,7 @@ def _submit_backfill(job: Any, params: dict[str, Any], output: OutputFormat) -> 
     from prefect.deployments.flow_runs import arun_deployment
 
     from flows.backfill import deployment_parameters
-    from flows.lifecycle import flow_run_link_for
+    from tasks.run.links import flow_run_link_for
 
     name = f"backfill/{job.deployment}-backfill"
     parameters = deployment_parameters(

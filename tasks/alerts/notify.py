@@ -181,7 +181,9 @@ def pipeline_changes(
         checks.append(("data_contract", True, broken))
     else:
         checks.append(("data_contract", bool(failures), "; ".join(failures) or "logs pass again"))
-        if job.quality.expect_traffic and summary.kind in ("scheduled", "manual"):
+        # Only runs that consume their window notify (their Kind decides, tasks/run/kinds.py),
+        # so this is a window the hourly schedule owns.
+        if job.quality.expect_traffic:
             quiet = bool(summary.details.get("no_traffic"))
             window = f"{summary.window_start:%Y-%m-%d %H:%M} → {summary.window_end:%H:%M} UTC"
             detail = (f"no logs at all in {window}, although quality.expect_traffic is set"
@@ -354,7 +356,7 @@ def pending_messages(
 def unit_texts(job: EvalJob, failing: list[Any]) -> dict[str, tuple[str, str]]:
     """A failing session's or trace's transcript (its opening and ending, cut in the middle)
     and its final answer, as a failing log's prompt and response."""
-    from tasks.warehouse.texts import unit_transcripts
+    from tasks.alerts.examples import unit_transcripts
 
     texts: dict[str, tuple[str, str]] = {}
     for kind in ("session", "trace"):
@@ -368,7 +370,7 @@ def failing_examples(job: EvalJob) -> Any:
     """A function giving up to 3 failing logs of an evaluator in a run, with their text."""
 
     def examples(conn: sa.Connection, run_id: str, verdict: Verdict) -> list[Example]:
-        from tasks.pipeline import source_engine
+        from tasks.warehouse.connect import source_engine
         from tasks.warehouse.normalize import normalize_rows
         from tasks.warehouse.source import rows_by_id
 

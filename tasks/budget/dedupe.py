@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from tasks.experiments.store import PREFIX as EXPERIMENT_PREFIX
+from tasks.config.job import EXPERIMENT_PREFIX
 from tasks.store.sql import query
 
 

@@ -24,7 +24,7 @@ from evaluators import offline  # noqa: F401  (GX analytics off before GX is imp
 from evaluators.heuristics.pii import mask_pii
 from evaluators.records import LogRecord, canonical_fields
 from tasks.config import PAYLOAD_SLOTS, QualityConfig
-from tasks.errors import ConfigError
+from tasks.config.expectations import build_expectation
 from tasks.store.rows import Reject
 from tasks.store.sanitize import row_problems
 from tasks.warehouse.normalize import FORMATS, PayloadError, reasons_of, record_fields, reject
@@ -90,25 +90,6 @@ def _gx() -> tuple[Any, Any]:
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     asset = context.data_sources.add_pandas("assay").add_dataframe_asset("logs")
     return context, asset.add_batch_definition_whole_dataframe("batch")
-
-
-def build_expectation(
-    kind: str, kwargs: Mapping[str, Any], description: str | None = None
-) -> "Expectation":
-    """A GX expectation by its snake_case type; a clear ConfigError when GX rejects it."""
-    _gx()
-    from great_expectations.exceptions import ExpectationNotFoundError
-    from great_expectations.expectations.registry import get_expectation_impl
-
-    try:
-        cls = get_expectation_impl(kind)
-    except ExpectationNotFoundError:
-        raise ConfigError(f"unknown Great Expectations expectation type {kind!r}") from None
-    try:
-        return cls(**kwargs, description=description)
-    except Exception as exc:  # GX raises pydantic (v1 API) validation errors
-        problem = " ".join(str(exc).split())
-        raise ConfigError(f"{kind}: invalid kwargs: {problem}") from None
 
 
 _SUITES: dict[str, "ExpectationSuite"] = {}

@@ -11,8 +11,8 @@ from evaluators.heuristics.pii import mask_pii
 from evaluators.records import LogRecord
 from tasks.config import EvalJob
 from tasks.datasets.items import DatasetItem
-from tasks.pipeline import source_engine
 from tasks.store.sql import query
+from tasks.warehouse.connect import source_engine
 from tasks.warehouse.normalize import normalize_rows
 from tasks.warehouse.source import rows_by_id
 

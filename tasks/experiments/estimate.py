@@ -9,8 +9,7 @@ from pydantic import BaseModel
 from evaluators.judges.builtin import JudgeEvaluator
 from evaluators.judges.client import count_tokens
 from evaluators.judges.pricing import price_for
-from tasks.config import EvalJob
-from tasks.pipeline import build_evaluators
+from tasks.config import EvalJob, build_evaluators
 from tasks.warehouse.normalize import normalize_rows
 
 if TYPE_CHECKING:

@@ -9,10 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel
 
+from tasks.config.job import EXPERIMENT_PREFIX
 from tasks.store.sql import query
 
-#: Checks keep their scores under this deployment prefix (never a production deployment).
-PREFIX = "experiment-"
+PREFIX = EXPERIMENT_PREFIX
 
 
 class ExperimentSpec(BaseModel):

@@ -113,7 +113,19 @@ def move_watermark(conn: sa.Connection, deployment: str, run_id: str, cursor: Cu
 WRITE_ATTEMPTS = 4
 
 
-def write_page(engine: sa.Engine, *args: Any, **kwargs: Any) -> PageCounts:
+def write_page(
+    engine: sa.Engine,
+    deployment: str,
+    run_id: str,
+    rows: list[ScoreRow],
+    rejects: list[Reject],
+    cursor: Cursor | None,
+    pulled: int,
+    move: bool = True,
+    admitted: list[str] | None = None,
+    usage: list[LogRecord] | None = None,
+    also: Callable[[sa.Connection], None] | None = None,
+) -> PageCounts:
     """`write_page_once`, again on a fresh connection when the connection was dropped or
     terminated: the transaction either committed or left nothing, and the judge results it
     carries are not paid for again. A page that still cannot be written is a TransientError
@@ -123,7 +135,19 @@ def write_page(engine: sa.Engine, *args: Any, **kwargs: Any) -> PageCounts:
     connection. The retry then finds its scores already stored (none is duplicated) but adds the
     page's run counters and usage rollups a second time."""
     return on_fresh_connections(
-        lambda: write_page_once(engine, *args, **kwargs),
+        lambda: write_page_once(
+            engine,
+            deployment,
+            run_id,
+            rows,
+            rejects,
+            cursor,
+            pulled,
+            move=move,
+            admitted=admitted,
+            usage=usage,
+            also=also,
+        ),
         WRITE_ATTEMPTS,
         lambda problem: TransientError(
             f"writing the page failed {WRITE_ATTEMPTS} times: {problem}"

@@ -63,7 +63,6 @@ class RunPlan(BaseModel):
     cursor: Cursor | None
     start: datetime
     until: datetime
-    backfill: bool = False  # leave the watermark alone and skip what is already scored
 
 
 class EvaluatorResult(BaseModel):

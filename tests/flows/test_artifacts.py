@@ -2,7 +2,7 @@
 
 from datetime import UTC, datetime
 
-from flows.artifacts import summary_markdown
+from tasks.run.artifacts import summary_markdown
 from tasks.store.runs import RunSummary
 
 WHEN = datetime(2026, 12, 1, 12, tzinfo=UTC)

@@ -18,8 +18,7 @@ from flows.evaluate import evaluate_recent
 from tasks.budget.claims import claim_plan
 from tasks.budget.sampling import plan_page
 from tasks.budget.slots import limit_name
-from tasks.config import SamplingConfig, parse_job
-from tasks.pipeline import build_evaluators
+from tasks.config import SamplingConfig, build_evaluators, parse_job
 from tests.conftest import insert_logs, log
 from tests.fakes.llm import FakeLLM, Reply, always, verdict
 from tests.hostile.test_money import ledger_and_scores

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tasks.config import QualityConfig
+from tasks.contract.accounting import check_accounted
 from tasks.contract.suite import admit
 from tasks.errors import RowsUnaccounted
-from tasks.pipeline import check_accounted
 from tests.conftest import BLANK_LOG
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)

@@ -1,6 +1,5 @@
 """The job config: one pydantic model, the flow's parameter, editable in the Prefect UI."""
 
-import difflib
 import os
 import re
 from collections.abc import Collection, Mapping
@@ -27,9 +26,10 @@ from evaluators.judges.limits import ModelLimits
 from evaluators.judges.pricing import Price
 from evaluators.records import canonical_fields
 from evaluators.registry import InvalidEvaluatorParams, UnknownEvaluator, build_evaluator
+from tasks.config.expectations import ExpectationSpec, build_expectation
+from tasks.config.sql_policy import check_postgres_query
 from tasks.errors import ConfigError
 from tasks.safe_yaml import load_yaml
-from tasks.warehouse.query_policy import check_postgres_query
 
 PayloadFormat = Literal["canonical", "openai_chat", "anthropic_messages", "otel_genai"]
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -46,6 +46,8 @@ PAYLOAD_SLOTS: dict[str, tuple[str, ...]] = {
 OPTIONAL_SLOTS: dict[str, tuple[str, ...]] = {"otel_genai": ("status_code", "status_message")}
 #: The money and count ceilings a config may set: what the ledger's numeric columns and a day of
 #: judging can hold. Anything larger is a typo (or an attack on the cap), not a budget.
+#: Checks keep their scores under this deployment prefix (never a production deployment).
+EXPERIMENT_PREFIX = "experiment-"
 MAX_USD = 1_000_000.0
 MAX_CALLS = 100_000_000
 
@@ -63,7 +65,7 @@ def check_identifier(value: str, what: str) -> str:
 
 def check_source_query(query: str) -> str:
     """A `query:` is one side-effect-free read, decided on Postgres's parse tree
-    (tasks/warehouse/query_policy.py)."""
+    (tasks/config/sql_policy.py)."""
     return check_postgres_query(query)
 
 
@@ -388,85 +390,6 @@ def default_evaluators() -> list[EvaluatorConfig]:
     return [EvaluatorConfig(name=name) for name in names]
 
 
-_COLUMN = ("column", "mostly")
-_RANGE = ("min_value", "max_value", "strict_min", "strict_max")
-#: Extra expectations a job may add, and the kwargs each may take. Everything else GX offers is
-#: refused: `row_condition`/`condition_parser` evaluate pandas or Python expressions, regex
-#: expectations run unbounded patterns inside GX (use the `regex` evaluator, which has a time
-#: limit), and suite parameters (`{"$PARAMETER": ...}`) are evaluated expressions.
-ALLOWED_EXPECTATIONS: dict[str, tuple[str, ...]] = {
-    "expect_column_values_to_not_be_null": _COLUMN,
-    "expect_column_values_to_be_null": _COLUMN,
-    "expect_column_values_to_be_in_set": (*_COLUMN, "value_set"),
-    "expect_column_values_to_not_be_in_set": (*_COLUMN, "value_set"),
-    "expect_column_values_to_be_between": (*_COLUMN, *_RANGE),
-    "expect_column_value_lengths_to_be_between": (*_COLUMN, "min_value", "max_value"),
-    "expect_column_value_lengths_to_equal": (*_COLUMN, "value"),
-    "expect_column_values_to_be_unique": _COLUMN,
-    "expect_column_values_to_be_in_type_list": (*_COLUMN, "type_list"),
-    "expect_column_values_to_be_of_type": (*_COLUMN, "type_"),
-    "expect_column_values_to_be_json_parseable": _COLUMN,
-    "expect_column_distinct_values_to_be_in_set": ("column", "value_set"),
-    "expect_column_mean_to_be_between": ("column", *_RANGE),
-    "expect_column_max_to_be_between": ("column", *_RANGE),
-    "expect_column_min_to_be_between": ("column", *_RANGE),
-    "expect_table_row_count_to_be_between": ("min_value", "max_value"),
-}
-MAX_VALUE_SET = 10_000
-ExpectationScalar = str | int | float | bool | None
-
-
-def _plain_kwarg(name: str, value: Any) -> Any:
-    """Kwarg values are scalars or flat lists of scalars: nothing GX could evaluate."""
-    scalars = (str, int, float, bool, type(None))
-    if isinstance(value, list):
-        if len(value) > MAX_VALUE_SET:
-            raise ValueError(f"kwargs.{name}: at most {MAX_VALUE_SET:,} values")
-        if all(isinstance(v, scalars) for v in value):
-            return value
-    elif isinstance(value, scalars):
-        if isinstance(value, str) and len(value) > 1000:
-            raise ValueError(f"kwargs.{name}: at most 1,000 characters")
-        return value
-    raise ValueError(f"kwargs.{name}: must be a plain value or a list of plain values")
-
-
-class ExpectationSpec(BaseModel):
-    """One extra Great Expectations expectation: its type and kwargs, as GX names them."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    type: str = Field(
-        description="A GX expectation type from the allowed list, e.g. "
-        "expect_column_values_to_be_in_set.",
-        pattern=r"^expect_[a-z0-9_]+$",
-    )
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Its arguments.")
-    description: str | None = Field(
-        default=None, max_length=500, description="Shown as the quarantine reason."
-    )
-
-    @model_validator(mode="after")
-    def _allowed(self) -> "ExpectationSpec":
-        allowed = ALLOWED_EXPECTATIONS.get(self.type)
-        if allowed is None:
-            hint = difflib.get_close_matches(self.type, ALLOWED_EXPECTATIONS, n=1)
-            suggestion = f" (did you mean {hint[0]}?)" if hint else ""
-            raise ValueError(
-                f"expectation type {self.type!r} is not allowed in a job config{suggestion}; "
-                f"allowed: {', '.join(sorted(ALLOWED_EXPECTATIONS))}"
-            )
-        refused = sorted(set(self.kwargs) - set(allowed))
-        if refused:
-            raise ValueError(
-                f"{self.type}: kwargs {', '.join(refused)} are not allowed (allowed: "
-                f"{', '.join(allowed)}); row conditions and evaluated parameters never are"
-            )
-        for name, value in self.kwargs.items():
-            _plain_kwarg(name, value)
-        return self
-
-
 class QualityConfig(BaseModel):
     """The data contract every batch of logs is checked against before it is evaluated."""
 
@@ -519,8 +442,6 @@ class QualityConfig(BaseModel):
     @classmethod
     def _known_to_gx(cls, value: list[ExpectationSpec]) -> list[ExpectationSpec]:
         if value:
-            from tasks.contract.suite import build_expectation
-
             for spec in value:
                 build_expectation(spec.type, spec.kwargs, spec.description)
         return value
@@ -722,3 +643,9 @@ def load_job(path: Path) -> EvalJob:
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping at the top level")
     return parse_job(data, origin=str(path))
+
+
+def build_evaluators(job: EvalJob) -> list[Evaluator]:
+    """The job's log evaluators, built from its config. Session and trace evaluators run on
+    whole units (tasks/sessions/), not per log."""
+    return [e for e in (cfg.build() for cfg in job.evaluators) if isinstance(e, Evaluator)]

@@ -27,7 +27,7 @@ def log_texts(
     job: EvalJob, log_ids: list[str], keep_pii: bool = False
 ) -> dict[str, dict[str, Any]]:
     """Prompt, context and response of these logs by id (missing ones are simply absent)."""
-    from tasks.pipeline import fitted_job, source_engine
+    from tasks.warehouse.connect import fitted_job, source_engine
     from tasks.warehouse.normalize import normalize_rows
     from tasks.warehouse.source import rows_by_id
 
@@ -63,8 +63,8 @@ def unit_transcripts(
     """Unit id -> (transcript as a judge reads it, cut in the middle beyond `chars`; the final
     answer) of these sessions or traces, read from the job's source as they are now."""
     from evaluators.units import Session, transcript_text
-    from tasks.pipeline import source_engine
     from tasks.sessions import read_units
+    from tasks.warehouse.connect import source_engine
 
     units, _rejects, _skipped = read_units(
         job, kind, source_engine(job.source), unit_ids, datetime.now(UTC)
@@ -81,7 +81,7 @@ def job_unit_texts(deployment: str, kind: str, unit_ids: list[str]) -> dict[str,
     """`unit_transcripts` through the deployment's job file, masked like every outward text;
     empty when there is none here or its source cannot be read."""
     from tasks.config import load_job
-    from tasks.pipeline import fitted_job
+    from tasks.warehouse.connect import fitted_job
 
     path = JOBS_DIR / f"{deployment}.yaml"
     unit_kind: UnitKind = "trace" if kind == "trace" else "session"

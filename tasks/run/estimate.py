@@ -14,19 +14,14 @@ from evaluators.judges.client import count_tokens
 from evaluators.judges.pricing import price_for
 from evaluators.judges.sessions import UnitJudge
 from tasks.budget.sampling import content_hash, merge_strata, plan_page
-from tasks.config import FLAGGING_EVALUATORS, EvalJob
+from tasks.config import FLAGGING_EVALUATORS, EvalJob, build_evaluators
 from tasks.contract.suite import admit
-from tasks.pipeline import (
-    build_evaluators,
-    fitted_job,
-    flagged_ids,
-    source_engine,
-    split_by_cost,
-)
-from tasks.score import score_records
+from tasks.run.page import flagged_ids, split_by_cost, walk_pages
+from tasks.run.scoring import score_records
 from tasks.store.rows import Cursor
 from tasks.store.sql import query
-from tasks.warehouse.source import UNIT_SLOTS, fetch_page
+from tasks.warehouse.connect import fitted_job, read_page, source_engine
+from tasks.warehouse.source import UNIT_SLOTS
 
 TOKEN_SAMPLE = 300  # prompts tokenized per evaluator; the rest is extrapolated from them
 
@@ -79,12 +74,11 @@ async def estimate(
     tokens: dict[str, list[int]] = {e.score_name: [] for e in judges}
     ctx = EvalContext(deployment=job.deployment, run_id="00000000-0000-0000-0000-000000000000")
     flagging = [e for e in free if e.score_name in FLAGGING_EVALUATORS]
-    cursor: Cursor | None = None
-    while True:
-        with source_engine(job.source).connect() as conn:
-            rows = fetch_page(conn, job.source, cursor, start, end)
+
+    async def step(after: Cursor | None) -> tuple[Cursor | None, bool]:
+        rows = await asyncio.to_thread(read_page, job.source, after, start, end)
         if not rows:
-            break
+            return None, False
         admission = admit(rows, job.source.format, job.quality, contract=contract)
         result.logs += len(rows)
         result.quarantined += len(admission.rejects)
@@ -114,9 +108,11 @@ async def estimate(
             merge_strata(per[name].strata, strata)
         if progress is not None:
             progress(len(rows))
-        if len(rows) < job.source.page_size:
-            break
-        cursor = Cursor(ts=rows[-1]["ts"], log_id=rows[-1]["id"])
+        last = Cursor(ts=rows[-1]["ts"], log_id=rows[-1]["id"])
+        return last, len(rows) == job.source.page_size
+
+    # The same keyset page loop as a run's, reading the same pages.
+    await walk_pages(step)
     unit_judges = await asyncio.to_thread(_unit_judging, job, scores_db, start, end, per, tokens)
     total: float | None = 0.0
     every: list[JudgeEvaluator | UnitJudge] = [*judges, *unit_judges]

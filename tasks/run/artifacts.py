@@ -9,9 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from flows.render import money, num, pct
 from tasks.alerts.rules import open_alerts
+from tasks.analytics.formats import money, num, pct
 from tasks.analytics.report import ScoreStats, score_rows
+from tasks.contract.suite import ContractSummary
 from tasks.labels.measure import agreements
 from tasks.redact import redact
 from tasks.store.rollups import hour_ceil, hour_floor
@@ -138,4 +139,25 @@ async def publish_run_artifacts(
         markdown=redact(summary_markdown(summary, stats, breaches)),
         key=f"{prefix}-summary",
         description=f"Run summary for {summary.deployment}",
+    )
+
+
+async def publish_contract_artifact(deployment: str, contract: ContractSummary) -> None:
+    """The contract's findings in the Prefect UI, beside the run."""
+    rows = [
+        {"expectation": label, "unexpected_rows": n} for label, n in contract.unexpected.items()
+    ]
+    rows += [
+        {"expectation": redact(failure), "unexpected_rows": "batch"}
+        for failure in contract.batch_failures
+    ]
+    description = (
+        f"Data contract for {deployment}: {contract.batches} batches, {contract.rows:,} logs, "
+        f"{contract.invalid_rows:,} invalid; {contract.expectations_evaluated:,} expectation "
+        f"checks, {contract.expectations_failed:,} failed."
+    )
+    await acreate_table_artifact(
+        table=rows or [{"expectation": "all passed", "unexpected_rows": 0}],
+        key=f"{deployment.replace('_', '-')}-data-contract",
+        description=description,
     )

@@ -1,0 +1,49 @@
+"""The kinds of run, and what each decides. This table is the only place that tells a scheduled
+run from a backfill chunk, a replay or a dataset check: the lifecycle, the page functions and
+the unit pass read its fields, never a kind's name."""
+
+from typing import get_args
+
+from pydantic import BaseModel, ConfigDict
+
+from tasks.store.runs import RunKind
+
+
+class Kind(BaseModel):
+    """What kind of run this is decides how it treats state it shares with other runs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: RunKind
+    moves_watermark: bool  # consumes its window: the next run starts after it
+    enforces_contract: bool  # too many invalid logs stop the run
+    exclusive: bool  # holds the deployment's lock (else a liveness lock of its own)
+    notifies: bool  # evaluates alert rules and posts the summary
+    probes_outside_window: bool  # looks for future-stamped, undated and late logs
+    reads_source: bool = True  # its input comes from the job's warehouse source
+    # Reads the [start, end) it was given rather than from the watermark, looks at every unit
+    # that completed in it, and scores what is missing there (an evaluator added since).
+    fixed_window: bool = False
+
+
+KINDS: dict[RunKind, Kind] = {
+    "scheduled": Kind(name="scheduled", moves_watermark=True,
+                         enforces_contract=True, exclusive=True, notifies=True,
+                         probes_outside_window=True),
+    "manual": Kind(name="manual", moves_watermark=True,
+                      enforces_contract=True, exclusive=True, notifies=True,
+                      probes_outside_window=True),
+    "backfill": Kind(name="backfill", moves_watermark=False,
+                        enforces_contract=True, exclusive=False, notifies=False,
+                        probes_outside_window=False, fixed_window=True),
+    "replay": Kind(name="replay", moves_watermark=False,
+                      enforces_contract=False, exclusive=True, notifies=False,
+                      probes_outside_window=False),
+    # A dataset check: items and a target's outputs instead of the warehouse; a rerun of the
+    # same experiment scores only what is missing.
+    "check": Kind(name="check", moves_watermark=False,
+                     enforces_contract=False, exclusive=True, notifies=False,
+                     probes_outside_window=False, reads_source=False),
+}  # fmt: skip
+
+assert set(KINDS) == set(get_args(RunKind)), "every run kind the store records has a Kind"
