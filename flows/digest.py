@@ -4,14 +4,10 @@ from datetime import UTC, datetime, timedelta
 
 from prefect import flow, get_run_logger
 
-from tasks.alerts.delivery import deliver
-from tasks.alerts.notify import (
-    SlackMessage,
-    digest_message,
-    queue,
-    slack_channel,
-    slack_configured,
-)
+from tasks.alerts.compose import digest_message
+from tasks.alerts.delivery import deliver, slack_configured
+from tasks.alerts.outbox import queue, slack_channel
+from tasks.alerts.slack_messages import SlackMessage
 from tasks.config import EvalJob
 from tasks.settings import get_settings
 from tasks.store.db import scores_engine

@@ -191,7 +191,7 @@ def _print_unsent(summary: Any) -> None:
     from rich.panel import Panel
     from rich.text import Text
 
-    from tasks.alerts.notify import slack_configured
+    from tasks.alerts.delivery import slack_configured
     from tasks.settings import get_settings
 
     if slack_configured(get_settings()) or not summary.notifications:

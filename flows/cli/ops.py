@@ -274,7 +274,8 @@ def outbox(
     """Slack messages waiting to be sent (Slack not configured yet, or unreachable), oldest
     first; `--send` delivers them, in order."""
     from flows.render import columns, compact, keep_whole
-    from tasks.alerts.notify import deliver_pending, pending_messages, slack_configured
+    from tasks.alerts.delivery import deliver_pending, slack_configured
+    from tasks.alerts.outbox import pending_messages
     from tasks.settings import get_settings
     from tasks.store.db import scores_engine
 

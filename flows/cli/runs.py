@@ -127,7 +127,7 @@ def run(
 
 
 def _open_breaches(deployment: str) -> list[str]:
-    from tasks.alerts.rules import open_alerts
+    from tasks.alerts.state import open_alerts
     from tasks.store.db import scores_engine
 
     with scores_engine().connect() as conn:
@@ -269,7 +269,7 @@ def digest(
 ) -> None:
     """Post (or, without Slack, print) one summary of the deployment's last day."""
     from flows.digest import digest_preview
-    from tasks.alerts.notify import slack_configured
+    from tasks.alerts.delivery import slack_configured
     from tasks.settings import get_settings
 
     job = _guarded(lambda: _load(deployment, config))

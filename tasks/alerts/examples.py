@@ -2,13 +2,23 @@
 people to look at: the dashboard's drill-down and annotation queues. Read READ ONLY, masked like
 every outward text, bounded."""
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from evaluators.units import UnitKind
-from tasks.config import EvalJob
+import sqlalchemy as sa
 
+from evaluators.units import UnitKind
+from tasks.alerts.rules import Verdict, segment_sql
+from tasks.alerts.slack_messages import (
+    Example,
+)
+from tasks.config import AGREEMENT_METRICS, EvalJob
+from tasks.redact import redact
+from tasks.store.sql import query
+
+log = logging.getLogger("assay.notify")
 TEXT_CHARS = 4000
 #: Where job files live (the dashboard and queues find a deployment's source through its job).
 JOBS_DIR = Path("deployments/jobs")
@@ -17,7 +27,6 @@ JOBS_DIR = Path("deployments/jobs")
 def shown(text: str | None, keep_pii: bool = False) -> str:
     """Outward text: secrets redacted, PII masked (unless asked to keep it), bounded."""
     from evaluators.heuristics.pii import mask_pii
-    from tasks.redact import redact
 
     clean = redact(text or "")
     return (clean if keep_pii else mask_pii(clean))[:TEXT_CHARS]
@@ -92,3 +101,61 @@ def job_unit_texts(deployment: str, kind: str, unit_ids: list[str]) -> dict[str,
     except Exception:
         return {}
     return {unit_id: shown(transcript) for unit_id, (transcript, _final) in found.items()}
+
+
+def unit_texts(job: EvalJob, failing: list[Any]) -> dict[str, tuple[str, str]]:
+    """A failing session's or trace's transcript (its opening and ending, cut in the middle)
+    and its final answer, as a failing log's prompt and response."""
+    from tasks.alerts.examples import unit_transcripts
+
+    texts: dict[str, tuple[str, str]] = {}
+    for kind in ("session", "trace"):
+        ids = [row.log_id for row in failing if row.unit_kind == kind]
+        if ids:
+            texts.update(unit_transcripts(job, kind, ids, 1200))
+    return texts
+
+
+def failing_examples(job: EvalJob) -> Any:
+    """A function giving up to 3 failing logs of an evaluator in a run, with their text."""
+
+    def examples(conn: sa.Connection, run_id: str, verdict: Verdict) -> list[Example]:
+        from tasks.warehouse.connect import source_engine
+        from tasks.warehouse.normalize import normalize_rows
+        from tasks.warehouse.source import rows_by_id
+
+        if verdict.rule.metric in AGREEMENT_METRICS:
+            return []  # judge drift is about labels, not about this run's failing logs
+        evaluator = verdict.measurement.evaluator
+        segment = verdict.measurement.segment.partition("=")[2]
+        failing = conn.execute(
+            sa.text(
+                query("alerts", "failing_examples").replace("{segment}", segment_sql(verdict.rule))
+            ),
+            {"run_id": run_id, "evaluator": evaluator, "segment": segment},
+        ).all()
+        if not failing:
+            return []
+        texts: dict[str, tuple[str, str]] = {}
+        try:
+            logs = [row.log_id for row in failing if row.unit_kind == "log"]
+            with source_engine(job.source).connect() as source:
+                rows = rows_by_id(source, job.source, logs) if logs else []
+            for record in normalize_rows(rows, job.source.format)[0]:
+                texts[record.id] = (record.prompt, record.response or "")
+            texts.update(unit_texts(job, [r for r in failing if r.unit_kind != "log"]))
+        except Exception as exc:  # examples are a courtesy; the alert goes out without them
+            log.warning("could not read failing examples: %s", type(exc).__name__)
+        return [
+            Example(
+                evaluator=evaluator,
+                log_id=row.log_id if row.unit_kind == "log" else f"{row.unit_kind} {row.log_id}",
+                score=row.score,
+                prompt=texts.get(row.log_id, ("", ""))[0],
+                response=texts.get(row.log_id, ("", ""))[1],
+                reason=row.reason,
+            )
+            for row in failing
+        ]
+
+    return examples

@@ -11,7 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from evaluators.heuristics.pii import mask_pii
-from tasks.alerts.rules import PIPELINE, Measurement, PipelineTransition, Transition
+from tasks.alerts.rules import Measurement
+from tasks.alerts.state import PIPELINE, PipelineTransition, Transition
 from tasks.config import AGREEMENT_METRICS
 from tasks.redact import redact
 

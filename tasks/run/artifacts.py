@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from tasks.alerts.rules import open_alerts
+from tasks.alerts.state import open_alerts
 from tasks.analytics.formats import money, num, pct
 from tasks.analytics.report import ScoreStats, score_rows
 from tasks.contract.suite import ContractSummary

@@ -25,8 +25,9 @@ from prefect import get_run_logger
 from prefect.runtime import flow_run
 
 from evaluators.judges.client import Endpoint
+from tasks.alerts.compose import NO_TRAFFIC
 from tasks.alerts.delivery import deliver
-from tasks.alerts.notify import NO_TRAFFIC, notify_contract_broken, notify_on_finish
+from tasks.alerts.notify import notify_contract_broken, notify_on_finish
 from tasks.budget.slots import judge_slots, lease_slots
 from tasks.config import EvalJob, build_evaluators
 from tasks.contract.suite import ContractSummary
