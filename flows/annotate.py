@@ -21,24 +21,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from evaluators.errors import describe_validation_error
-from flows.annotate_access import (
-    Access,
-    Refused,
-    annotator,
-    bounded_body,
-    check_host,
-    check_same_origin,
-)
+from flows.annotate_access import Access, annotator, bounded_body, check_host, check_same_origin
+from tasks.errors import ClaimLost, Refused
 from tasks.labels.annotators import annotator_of
-from tasks.labels.queues import (
-    ClaimLost,
-    QueueInfo,
-    answer,
-    claim_next,
-    get_queue,
-    renew_claim,
-    skip,
-)
+from tasks.labels.queues import QueueInfo, answer, claim_next, get_queue, renew_claim, skip
 
 PAGE = Path(__file__).with_name("annotate.html")
 SCRIPT = Path(__file__).with_name("annotate.js")

@@ -20,17 +20,11 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, Refused
 from tasks.labels.annotators import normalise_annotator
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 class Access(BaseModel):

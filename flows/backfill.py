@@ -20,7 +20,7 @@ from pydantic import Field
 
 from tasks.budget.ledger import Ledger
 from tasks.config import Duration, EvalJob
-from tasks.errors import AssayError, ConfigError
+from tasks.errors import BackfillIncomplete, ConfigError
 from tasks.run.artifacts import publish_run_artifacts
 from tasks.run.kinds import KINDS
 from tasks.run.lifecycle import fail_run, run_lifecycle
@@ -29,10 +29,6 @@ from tasks.store.db import scores_engine
 from tasks.store.runs import RunSummary, finish_run, run_alive, start_backfill_run, sum_children
 
 #: The last instant of a chunk: windows are [start, end), the source reads `ts <= until`.
-
-
-class BackfillIncomplete(AssayError):
-    pass
 
 
 #: More chunks than this need the user's say-so (`assay backfill --yes`).

@@ -11,7 +11,7 @@ from evaluators.base import Cost
 from evaluators.judges.client import Endpoint, JudgeRuntime
 from tasks.config import EvalJob, QualityConfig, SamplingConfig, SourceConfig
 from tasks.datasets.store import current_items, dataset_info
-from tasks.errors import AssayError, ConfigError
+from tasks.errors import ConfigError, GateFailed, GateUnmeasured, TargetFailed
 from tasks.experiments.answers import Answerer, Answers, Unit, ask_all, cache_key, units
 from tasks.experiments.callables import callable_answerer, load_target, target_spec
 from tasks.experiments.gate import decide, gate_outcome, spreads, totals
@@ -37,19 +37,6 @@ from tasks.run.kinds import KINDS
 from tasks.run.lifecycle import run_lifecycle
 from tasks.stats.paired import compare_experiments
 from tasks.store.db import scores_engine
-
-
-class TargetFailed(AssayError):
-    """The target produced no output at all (it raised or timed out on every item)."""
-
-
-class GateFailed(AssayError):
-    """A deployed check's gate failed: the flow run fails, so it shows red and can page."""
-
-
-class GateUnmeasured(AssayError):
-    """A gate rule could not decide (too few scores, a failing judge): the check did not pass,
-    and it did not fail on the target either."""
 
 
 def check_job(job: EvalJob, tier: Tier) -> EvalJob:

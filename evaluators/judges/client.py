@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Protocol, Self
 import aiohttp
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 
-from evaluators.errors import EvaluatorError
+from evaluators.errors import BreakerOpen, BudgetRefused, CallFailed, VerdictUnparseable
 from evaluators.judges import local
 from evaluators.judges.breaker import BreakerPolicy, CircuitBreaker
 from evaluators.judges.keys import KeyEnvName, base_is_trusted, check_endpoint
@@ -22,20 +22,13 @@ from evaluators.judges.quiet_litellm import litellm_module
 from evaluators.judges.transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
     FAST_PROVIDERS,
-    CallFailed,
     Completion,
     FastTransport,
     JudgeTarget,
     LitellmTransport,
     split_model,
 )
-from evaluators.judges.verdict import (
-    REPAIR_INSTRUCTION,
-    RESPONSE_FORMAT,
-    Verdict,
-    VerdictUnparseable,
-    parse_verdict,
-)
+from evaluators.judges.verdict import REPAIR_INSTRUCTION, RESPONSE_FORMAT, Verdict, parse_verdict
 
 Transport = FastTransport | LitellmTransport | local.LocalTransport
 
@@ -119,15 +112,6 @@ class SpendGate(Protocol):
     async def settle(self, reservation: Any, actual_usd: float) -> None: ...
 
 
-class BudgetRefused(EvaluatorError):
-    """The budget cannot cover one more call: the item stays unjudged (and is counted)."""
-
-
-class GateUnavailable(EvaluatorError):
-    """The spend gate could not be reached (its database dropped): no call is made, and the
-    item must not become a score of any kind; the caller retries the work later."""
-
-
 class JudgeResult(BaseModel):
     status: Literal["ok", "error", "skipped"]
     verdict: Verdict | None = None
@@ -196,10 +180,6 @@ class _Spend(BaseModel):
             self.cost_usd = None
         else:
             self.cost_usd += price.cost(tokens_in, tokens_out)
-
-
-class BreakerOpen(EvaluatorError):
-    """The model's breaker tripped: the call is not made (the row will be `skipped`)."""
 
 
 def retry_delay(attempt: int, limits: ModelLimits, retry_after: float | None) -> float:

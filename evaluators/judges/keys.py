@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator
 
+from evaluators.errors import KeyNotAllowed
+
 DEFAULT_KEY_PREFIX = "ASSAY_JUDGE_KEY_"
 #: The variables providers document for their keys (litellm reads the same ones).
 PROVIDER_KEY_VARS = frozenset(
@@ -61,10 +63,6 @@ PROVIDER_KEY_VARS = frozenset(
         "LITELLM_API_KEY",
     }
 )
-
-
-class KeyNotAllowed(ValueError):
-    """A config named an environment variable it may not read."""
 
 
 def key_prefix(env: Mapping[str, str] | None = None) -> str:

@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from evaluators.errors import CallFailed
 from evaluators.heuristics.text import WORD, content_words
 from evaluators.judges.prompting import unfence
-from evaluators.judges.transport import CallFailed, Completion, JudgeTarget
+from evaluators.judges.transport import Completion, JudgeTarget
 
 PROVIDER = "local"
 MODEL = "local/heuristic"

@@ -9,12 +9,12 @@ from typing import ClassVar, Self
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from evaluators.base import Cost, Score
-from evaluators.heuristics.units import UnitEvaluator, unit_evaluator
+from evaluators.heuristics.unit_checks import UnitEvaluator, unit_evaluator
 from evaluators.judges.builtin import DEFAULT_JUDGE, RubricId, judge_version, score_of
 from evaluators.judges.client import Endpoint, JudgeRoute, JudgeRuntime
 from evaluators.judges.keys import KeyEnvName, check_endpoint
 from evaluators.judges.prompting import USER_SPLIT, load_template, render
-from evaluators.units import Session, Trace, transcript_text
+from evaluators.unit_records import Session, Trace, transcript_text
 
 
 class UnitJudge(UnitEvaluator):

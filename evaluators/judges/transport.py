@@ -17,7 +17,7 @@ import aiohttp
 import httpx
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from evaluators.errors import EvaluatorError
+from evaluators.errors import CallFailed
 from evaluators.judges.quiet_litellm import litellm_module
 
 #: Providers whose wire format is OpenAI's chat completions, served on the fast path.
@@ -51,22 +51,6 @@ class Completion(BaseModel):
     #: implausible usage: the reserved worst case), so the score records the same amount.
     charged_usd: float | None = None
     cost_estimated: bool = False
-
-
-class CallFailed(EvaluatorError):
-    """One failed try. `retryable` covers 429, 5xx, timeouts and dropped connections."""
-
-    def __init__(
-        self,
-        message: str,
-        status: int | None = None,
-        retryable: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
-        self.retry_after = retry_after
 
 
 def parse_retry_after(value: str | None) -> float | None:

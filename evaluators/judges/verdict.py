@@ -4,9 +4,8 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from evaluators.errors import EvaluatorError, describe_validation_error
+from evaluators.errors import DuplicateKey, VerdictUnparseable, describe_validation_error
 
-MAX_RAW_CHARS = 500
 FENCE = "```"
 
 
@@ -19,15 +18,6 @@ class Verdict(BaseModel):
     passed: bool
     label: str | None = Field(default=None, max_length=100)
     reason: str = Field(min_length=1, max_length=2000)
-
-
-class VerdictUnparseable(EvaluatorError, ValueError):
-    """The judge's answer is not a valid verdict; `raw` keeps (a truncated copy of) what it said."""
-
-    def __init__(self, problem: str, raw: str) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.raw = raw[:MAX_RAW_CHARS]
 
 
 def _strict_schema() -> dict[str, object]:
@@ -54,10 +44,6 @@ RESPONSE_FORMAT: dict[str, object] = {
     "type": "json_schema",
     "json_schema": {"name": "verdict", "strict": True, "schema": _strict_schema()},
 }
-
-
-class DuplicateKey(ValueError):
-    pass
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:

@@ -28,7 +28,7 @@ def evaluators(
     output: FormatOption = OutputFormat.table,
 ) -> None:
     """List registered evaluators with their versions and whether they cost money."""
-    from evaluators.heuristics.units import unit_evaluators
+    from evaluators.heuristics.unit_checks import unit_evaluators
     from evaluators.registry import all_evaluators
     from flows.render import columns, compact, keep_whole
 
@@ -71,7 +71,7 @@ SEGMENTS = ("all", "model", "provider", "prompt_slug", "topic", "customer_id", "
 
 
 def _unit_of(evaluator: str) -> str:
-    from evaluators.heuristics.units import unit_evaluators
+    from evaluators.heuristics.unit_checks import unit_evaluators
 
     found = unit_evaluators().get(evaluator.split(":", 1)[0])  # session_rubric:<id>
     return "log" if found is None else found.unit

@@ -268,7 +268,7 @@ def check_names(deployment: str | None, evaluators: Iterable[str] = ()) -> None:
     deployments = jobs | with_results["deployment"]
     if deployment is not None and deployment not in deployments:
         raise_usage(f"unknown deployment {deployment!r}{did_you_mean(deployment, deployments)}")
-    from evaluators.heuristics.units import unit_evaluators
+    from evaluators.heuristics.unit_checks import unit_evaluators
 
     names = set(all_evaluators()) | set(unit_evaluators()) | with_results["evaluator"]
     for name in evaluators:

@@ -27,15 +27,11 @@ from flows.cli.common import (
     preflight,
     raise_usage,
 )
-from tasks.errors import AssayError, ConfigError
+from tasks.errors import ConfigError, RunStopped
 
 #: After SIGTERM, how long a run may take to record its failure before the process exits anyway
 #: (its temporary Prefect server may be gone, and Prefect's client would keep retrying it).
 STOP_GRACE_S = 10.0
-
-
-class RunStopped(AssayError):
-    pass
 
 
 async def stoppable(work: Any, deployment: str) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from evaluators.units import UnitKind
+from evaluators.unit_records import UnitKind
 from tasks.alerts.rules import Verdict, segment_sql
 from tasks.alerts.slack_messages import (
     Example,
@@ -71,7 +71,7 @@ def unit_transcripts(
 ) -> dict[str, tuple[str, str]]:
     """Unit id -> (transcript as a judge reads it, cut in the middle beyond `chars`; the final
     answer) of these sessions or traces, read from the job's source as they are now."""
-    from evaluators.units import Session, transcript_text
+    from evaluators.unit_records import Session, transcript_text
     from tasks.sessions import read_units
     from tasks.warehouse.connect import source_engine
 

@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from evaluators.judges.client import GateUnavailable
+from evaluators.errors import GateUnavailable
 from tasks.config import BudgetConfig
 from tasks.store.db import on_fresh_connections
 from tasks.store.sql import query

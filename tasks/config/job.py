@@ -18,14 +18,14 @@ from pydantic import (
 
 from evaluators.base import Cost, Evaluator
 from evaluators.durations import Duration
-from evaluators.errors import describe_validation_error
-from evaluators.heuristics.units import UnitEvaluator, unit_evaluators
+from evaluators.errors import InvalidEvaluatorParams, UnknownEvaluator, describe_validation_error
+from evaluators.heuristics.unit_checks import UnitEvaluator
 from evaluators.judges.breaker import BreakerPolicy
 from evaluators.judges.client import JudgeSettings
 from evaluators.judges.limits import ModelLimits
 from evaluators.judges.pricing import Price
 from evaluators.records import canonical_fields
-from evaluators.registry import InvalidEvaluatorParams, UnknownEvaluator, build_evaluator
+from evaluators.registry import build, evaluator_class
 from tasks.config.expectations import ExpectationSpec, build_expectation
 from tasks.config.sql_policy import check_postgres_query
 from tasks.errors import ConfigError
@@ -250,19 +250,15 @@ class EvaluatorConfig(BaseModel):
         return {**self.params, **shortcuts}
 
     def build(self) -> "Evaluator | UnitEvaluator":
-        """The evaluator: of logs, or (names in `unit_evaluators()`) of sessions and traces."""
-        if self.name in unit_evaluators():
-            try:
-                unit_class = unit_evaluators()[self.name]
-                # Judge shortcuts (model, api_base, ...) go to judges; `_builds` refuses them
-                # for free evaluators with a clearer message than "extra inputs".
-                given = self.effective_params() if unit_class.cost is Cost.PAID else self.params
-                return unit_class.model_validate(given)
-            except ValidationError as exc:
-                raise InvalidEvaluatorParams(
-                    f"{self.name}: {describe_validation_error(exc)}"
-                ) from None
-        return build_evaluator(self.name, self.effective_params())
+        """The evaluator, of logs or of sessions and traces, from the one registry."""
+        cls = evaluator_class(self.name)
+        # Judge shortcuts (model, api_base, ...) go to judges; `_builds` refuses them for free
+        # evaluators with a clearer message than "extra inputs".
+        evaluator = build(
+            self.name, self.effective_params() if cls.cost is Cost.PAID else self.params
+        )
+        assert isinstance(evaluator, Evaluator | UnitEvaluator)
+        return evaluator
 
     @model_validator(mode="after")
     def _builds(self) -> "EvaluatorConfig":

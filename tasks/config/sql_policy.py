@@ -22,6 +22,8 @@ from pglast import ast, parse_sql
 from pglast.parser import ParseError
 from pglast.visitors import Visitor
 
+from tasks.errors import QueryRefused
+
 MAX_QUERY_CHARS = 20_000
 
 #: `pg_*` functions that only compute on their arguments.
@@ -36,10 +38,6 @@ DENIED_FUNCTIONS = (
 DENIED_SCHEMAS = frozenset({"pg_catalog", "information_schema", "pg_toast"})
 #: Statement nodes that write, wherever they sit in the tree.
 WRITING_NODES = (ast.InsertStmt, ast.UpdateStmt, ast.DeleteStmt, ast.MergeStmt)
-
-
-class QueryRefused(ValueError):
-    """A `query:` that is not one side-effect-free read."""
 
 
 def _denied_function(name: str) -> bool:

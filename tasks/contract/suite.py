@@ -25,9 +25,10 @@ from evaluators.heuristics.pii import mask_pii
 from evaluators.records import LogRecord, canonical_fields
 from tasks.config import PAYLOAD_SLOTS, QualityConfig
 from tasks.config.expectations import build_expectation
+from tasks.errors import PayloadError
 from tasks.store.rows import Reject
 from tasks.store.sanitize import row_problems
-from tasks.warehouse.normalize import FORMATS, PayloadError, reasons_of, record_fields, reject
+from tasks.warehouse.normalize import FORMATS, reasons_of, record_fields, reject
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 
-from evaluators.judges.client import GateUnavailable
+from evaluators.errors import GateUnavailable
 from tasks.datasets.store import StoredItem
 from tasks.experiments.targets import TargetOutput
 

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from tasks.config import EvalJob, SegmentBy
-from tasks.errors import ConfigError, did_you_mean
-from tasks.labels.queue import Judged, Stratum, draw
+from tasks.errors import ClaimLost, ConfigError, did_you_mean
+from tasks.labels.draw import Judged, Stratum, draw
 from tasks.labels.rows import LabelRow
 from tasks.labels.store import save_label
 from tasks.store.sql import query
@@ -129,10 +129,6 @@ def renew_claim(
             sa.text(query("labels", "renew_claim")),
             {"queue_id": queue_id, "log_id": log_id, "annotator": annotator, "claim_s": claim_s},
         ).rowcount)  # fmt: skip
-
-
-class ClaimLost(ConfigError):
-    """The item is not (or no longer) this annotator's: nothing was written."""
 
 
 def answer(

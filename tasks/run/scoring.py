@@ -5,8 +5,8 @@ import asyncio
 from pydantic import BaseModel
 
 from evaluators.base import EvalContext, Evaluator, Score, ScoreStatus
+from evaluators.errors import GateUnavailable
 from evaluators.judges.builtin import UNSCORED_BUDGET
-from evaluators.judges.client import GateUnavailable
 from evaluators.records import LogRecord
 from tasks.budget.dedupe import KnownVerdict
 from tasks.budget.sampling import WorkItem, content_hash

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from evaluators.units import UnitKind
+from evaluators.unit_records import UnitKind
 from tasks.budget.slots import judge_slots
 from tasks.errors import TransientError
 from tasks.run.page import PageContext, PageOutcome, process_page

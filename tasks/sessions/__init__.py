@@ -10,8 +10,7 @@ after their unit was evaluated are counted as late; with `sessions.rescore_late`
 evaluated again as its next revision (its earlier scores move to `unit_score_revisions`)."""
 
 from tasks.sessions.evaluate import UnitOutcome, evaluate_completed_units, units_summary
-from tasks.sessions.scoring import unit_sample
-from tasks.sessions.units import (
+from tasks.sessions.pending import (
     CHUNK,
     UNIT_KINDS,
     evaluators_of,
@@ -20,6 +19,7 @@ from tasks.sessions.units import (
     session_evaluators,
     session_judges,
 )
+from tasks.sessions.scoring import unit_sample
 
 __all__ = [
     "CHUNK", "UNIT_KINDS", "UnitOutcome", "evaluate_completed_units", "evaluators_of",

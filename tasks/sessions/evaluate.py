@@ -10,9 +10,10 @@ from pydantic import BaseModel
 from evaluators.judges.builtin import UNSCORED_BUDGET
 from evaluators.judges.client import JudgeRuntime
 from evaluators.judges.sessions import UnitJudge
-from evaluators.units import Trace, UnitKind
+from evaluators.unit_records import Trace, UnitKind
 from tasks.budget.ledger import LedgerGate
 from tasks.config import EvalJob
+from tasks.sessions.pending import CHUNK, Unit, evaluators_of, find_pending, read_units
 from tasks.sessions.scoring import Present, free_rows, judged_rows
 from tasks.sessions.store import (
     UnitWrite,
@@ -23,7 +24,6 @@ from tasks.sessions.store import (
     unit_record,
     write_units,
 )
-from tasks.sessions.units import CHUNK, Unit, evaluators_of, find_pending, read_units
 from tasks.warehouse.source import UNIT_SLOTS
 
 

@@ -4,12 +4,12 @@ minimums as for logs), through the run's judge runtime."""
 import asyncio
 
 from evaluators.base import Score
-from evaluators.heuristics.units import UnitEvaluator
+from evaluators.heuristics.unit_checks import UnitEvaluator
 from evaluators.judges.client import JudgeRuntime
 from evaluators.judges.sessions import UnitJudge
 from tasks.budget.sampling import stratum_key, stratum_sample
 from tasks.config import EvalJob
-from tasks.sessions.units import Unit
+from tasks.sessions.pending import Unit
 from tasks.store.rows import MAX_REASON_CHARS, ScoreRow
 
 #: (unit id, evaluator, version) a unit already has a score for: a backfill leaves them be.

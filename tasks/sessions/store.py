@@ -10,17 +10,17 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from evaluators.units import UnitKind
+from evaluators.unit_records import UnitKind
 from tasks.budget.ledger import LedgerGate
 from tasks.config import EvalJob
+from tasks.sessions.assemble import UnitReject
+from tasks.sessions.pending import Unit
 from tasks.sessions.scoring import Present
-from tasks.sessions.units import Unit
 from tasks.store.persist import copy_scores
 from tasks.store.rows import MAX_REASON_CHARS, ScoreRow
 from tasks.store.sql import query
 from tasks.warehouse.normalize import normalize_rows
 from tasks.warehouse.source import UNIT_SLOTS, rows_by_unit
-from tasks.warehouse.units import UnitReject
 
 
 def settle_spend(gate: LedgerGate, settled: list[Any]) -> Callable[[sa.Connection], None]:

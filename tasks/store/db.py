@@ -11,7 +11,7 @@ import psycopg
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from tasks.errors import ConfigError
+from tasks.errors import ConfigError, MigrationEdited
 from tasks.secrets import resolve
 from tasks.settings import get_settings
 from tasks.store.sql import migration_files, query, view_files
@@ -137,11 +137,6 @@ def build_rollups_of_existing_scores(conn: sa.Connection) -> None:
 
 def checksum(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class MigrationEdited(ConfigError):
-    """An applied migration's file changed since: migrations are forward-only, so the database
-    may lack what the edit added. Restore the file and add a new migration instead."""
 
 
 def edited_migrations(applied: dict[str, str | None]) -> list[str]:

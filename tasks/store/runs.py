@@ -11,7 +11,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from tasks.errors import AssayError
+from tasks.errors import AssayError, LockLost, RunBusy
 from tasks.redact import redact, redact_optional
 from tasks.store.rollups import refresh_score_rollups
 from tasks.store.rows import Cursor
@@ -19,14 +19,6 @@ from tasks.store.sanitize import storable
 from tasks.store.sql import query
 
 RunKind = Literal["scheduled", "manual", "backfill", "replay", "check"]
-
-
-class RunBusy(AssayError):
-    pass
-
-
-class LockLost(AssayError):
-    """The session holding a run's lock died (a dropped or terminated connection)."""
 
 
 class HeldLock:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from evaluators.errors import validation_problems
 from evaluators.records import LogRecord, StepKind, canonical_fields
+from tasks.errors import PayloadError
 from tasks.redact import redact
 from tasks.store.rows import Reject
 from tasks.store.sanitize import (
@@ -27,10 +28,6 @@ from tasks.store.sanitize import (
 
 Row = Mapping[str, Any]
 _CANONICAL = frozenset(canonical_fields())
-
-
-class PayloadError(ValueError):
-    pass
 
 
 def _json(value: Any, slot: str) -> Any:

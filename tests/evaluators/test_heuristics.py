@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 
 from evaluators import EvalContext, LogRecord, Score, build_evaluator
+from evaluators.errors import InvalidEvaluatorParams, UnknownEvaluator
 from evaluators.heuristics.pii import find_pii, mask_pii
-from evaluators.registry import InvalidEvaluatorParams, UnknownEvaluator
 
 CTX = EvalContext(deployment="test", run_id="run")
 

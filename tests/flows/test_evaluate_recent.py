@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from evaluators import Cost, EvalContext, Evaluator, LogRecord, Score, registered
 from flows.evaluate import evaluate_recent
 from tasks.config import EvalJob, parse_job
-from tasks.store.runs import RunBusy, deployment_lock
+from tasks.errors import RunBusy
+from tasks.store.runs import deployment_lock
 from tests.conftest import insert_logs, log
 
 pytestmark = pytest.mark.usefixtures("prefect_api")

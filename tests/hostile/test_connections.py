@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from flows.evaluate import evaluate_recent
 from tasks.config import parse_job
-from tasks.store.runs import LockLost
+from tasks.errors import LockLost
 from tests.conftest import insert_logs, log
 from tests.fakes.llm import FakeLLM, Reply, always, verdict
 

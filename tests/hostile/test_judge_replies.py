@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
+from evaluators.errors import VerdictUnparseable
 from evaluators.judges.builtin import inconsistent
-from evaluators.judges.verdict import VerdictUnparseable, parse_verdict
+from evaluators.judges.verdict import parse_verdict
 from flows.evaluate import evaluate_recent
 from tasks.config import parse_job
 from tests.conftest import insert_logs, log

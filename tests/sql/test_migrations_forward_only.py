@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tasks.store.db import MigrationEdited, _engine, migrate
+from tasks.errors import MigrationEdited
+from tasks.store.db import _engine, migrate
 from tasks.store.sql import migration_files
 from tests import pg
 from tests.cli import assay

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 
 from evaluators.records import LogRecord
-from evaluators.units import Session, Step, Trace, UnitKind
+from evaluators.unit_records import Session, Step, Trace, UnitKind
 
 DEFAULT_MAX_STEPS = 500
 

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from evaluators.records import LogRecord
-from evaluators.units import transcript_text
+from evaluators.unit_records import transcript_text
+from tasks.sessions.assemble import UnitReject, assemble_sessions, assemble_traces_of
 from tasks.warehouse.normalize import normalize_rows
-from tasks.warehouse.units import UnitReject, assemble_sessions, assemble_traces_of
 
 T0 = datetime(2026, 11, 30, 9, tzinfo=UTC)
 

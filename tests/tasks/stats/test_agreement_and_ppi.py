@@ -7,7 +7,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from tasks.labels.queue import Judged, allocate, draw
+from tasks.labels.draw import Judged, allocate, draw
 from tasks.stats.agreement import Pair, agreement, cohen_kappa, suggest_threshold
 from tasks.stats.ppi import corrected_rate
 

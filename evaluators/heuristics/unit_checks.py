@@ -12,7 +12,8 @@ from pydantic import ConfigDict, Field
 from evaluators.base import Score, Scorer
 from evaluators.durations import Duration
 from evaluators.heuristics.text import content_words
-from evaluators.units import Session, Trace, UnitKind
+from evaluators.registry import evaluator_classes, registered
+from evaluators.unit_records import Session, Trace, UnitKind
 
 
 class UnitEvaluator(Scorer):
@@ -32,19 +33,17 @@ class UnitEvaluator(Scorer):
         raise NotImplementedError
 
 
-UNIT_EVALUATORS: dict[str, type[UnitEvaluator]] = {}
-
-
-def unit_evaluator(cls: type[UnitEvaluator]) -> type[UnitEvaluator]:
-    UNIT_EVALUATORS[cls.name] = cls
-    return cls
+#: Session and trace evaluators register in the one registry, like log evaluators.
+unit_evaluator = registered
 
 
 def unit_evaluators() -> dict[str, type[UnitEvaluator]]:
-    """Every session and trace evaluator, free ones and judges."""
-    import evaluators.judges.sessions  # noqa: F401  (registers the session judges)
-
-    return dict(sorted(UNIT_EVALUATORS.items()))
+    """Every session and trace evaluator, free ones and judges (a view of the one registry)."""
+    return {
+        name: cls
+        for name, cls in evaluator_classes().items()
+        if isinstance(cls, type) and issubclass(cls, UnitEvaluator)
+    }
 
 
 @unit_evaluator

@@ -7,15 +7,15 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from evaluators.heuristics.units import UnitEvaluator
+from evaluators.heuristics.unit_checks import UnitEvaluator
 from evaluators.judges.sessions import UnitJudge
 from evaluators.records import LogRecord
-from evaluators.units import Session, Trace, UnitKind
+from evaluators.unit_records import Session, Trace, UnitKind
 from tasks.config import EvalJob
+from tasks.sessions.assemble import UnitReject, assemble_sessions, assemble_traces_of
 from tasks.store.sql import query
 from tasks.warehouse.normalize import normalize_rows
 from tasks.warehouse.source import UNIT_SLOTS, UnitEnd, completed_units, rows_by_unit
-from tasks.warehouse.units import UnitReject, assemble_sessions, assemble_traces_of
 
 #: Units read and written per transaction.
 CHUNK = 200

@@ -3,7 +3,7 @@ would read (fenced, cut from the middle when too long)."""
 
 from datetime import UTC, datetime, timedelta
 
-from evaluators.heuristics.units import (
+from evaluators.heuristics.unit_checks import (
     UNIT_EVALUATORS,
     RepeatedQuestion,
     SessionLimits,
@@ -14,7 +14,7 @@ from evaluators.heuristics.units import (
     UnansweredFinalTurn,
 )
 from evaluators.records import LogRecord
-from evaluators.units import FENCE_CLOSE, FENCE_OPEN, Session, Step, Trace, transcript
+from evaluators.unit_records import FENCE_CLOSE, FENCE_OPEN, Session, Step, Trace, transcript
 
 T0 = datetime(2026, 11, 30, 9, tzinfo=UTC)
 
