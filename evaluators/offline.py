@@ -19,7 +19,7 @@ OFFLINE_DEFAULTS: dict[str, str] = {
     # in the server's memory by default, which for the temporary server of a local run dies with
     # the process while the slot count persists: a killed local run would hold its slots
     # forever. On disk (under PREFECT_HOME) they outlive it, and the next run releases the
-    # expired ones (tasks/judging.py).
+    # expired ones (tasks/budget/slots.py).
     "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": (
         "prefect.server.concurrency.lease_storage.filesystem"
     ),
