@@ -13,7 +13,7 @@ export DO_NOT_TRACK ?= 1
 export LITELLM_LOCAL_MODEL_COST_MAP ?= True
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: install demo test lint bench clean prefect-home
+.PHONY: install demo test test-fast lint bench clean prefect-home
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ demo: $(STAMP) prefect-home
 test: $(STAMP) prefect-home
 	./scripts/ensure-chromium
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+
+# The suite without the tests marked slow (servers, workers, kills, browsers): for the edit loop.
+test-fast: $(STAMP) prefect-home
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -68,7 +68,7 @@ async def timed_check(job: Any, name: str, outputs: list[Any]) -> tuple[float, A
     from flows.check import evaluate_dataset
 
     started = time.perf_counter()
-    result = await evaluate_dataset(job, name, outputs, f"bench:{name}", "all")
+    result = await evaluate_dataset(job, name, outputs=outputs, target=f"bench:{name}", tier="all")
     return time.perf_counter() - started, result
 
 

@@ -9,7 +9,6 @@ from one budget (`budget_usd`, the parent's ledger key) and from the deployment'
 """
 
 import asyncio
-import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -21,12 +20,11 @@ from pydantic import Field
 from tasks.budget.ledger import Ledger
 from tasks.config import Duration, EvalJob
 from tasks.errors import BackfillIncomplete, ConfigError
-from tasks.run.artifacts import publish_run_artifacts
 from tasks.run.kinds import KINDS
-from tasks.run.lifecycle import fail_run, run_lifecycle
+from tasks.run.lifecycle import run_lifecycle
 from tasks.run.probes import chunks_with_logs
 from tasks.store.db import scores_engine
-from tasks.store.runs import RunSummary, finish_run, run_alive, start_backfill_run, sum_children
+from tasks.store.runs import RunSummary, sum_children
 
 #: The last instant of a chunk: windows are [start, end), the source reads `ts <= until`.
 
@@ -264,14 +262,15 @@ async def backfill(
     windows = chunk_windows(start, end, chunk)
     if parent_run_id is not None:  # one chunk, started by a parent backfill
         return await run_chunk(narrowed, start, end, parent_run_id, parent_run_id)
-    engine = scores_engine()
-    run_id = str(uuid.uuid4())
     names = evaluator_names(narrowed)
-    with run_alive(engine, run_id):
-        start_backfill_run(engine, run_id, job.deployment, start, end, names, flow_run.id)
-        planned = len(windows)
+    async with run_lifecycle(
+        narrowed, KINDS["backfill_parent"], window_end=end, start=start, evaluators=names
+    ) as run:
+        run_id, planned = run.plan.run_id, len(windows)
+        run.details.update(chunks=planned, planned_chunks=planned)
         try:
             windows = chunks_with_logs(narrowed, windows, chunk)
+            run.details.update(chunks=len(windows), empty_chunks=planned - len(windows))
             logger.info(
                 "backfill %s of %s: %d chunk(s) of %s from %s to %s hold logs (%d empty, "
                 "skipped), evaluators %s", run_id, job.deployment, len(windows), chunk, start,
@@ -293,21 +292,13 @@ async def backfill(
                     f"{'; '.join(failed)}. Run the same backfill again to finish them: what is "
                     "already scored is skipped."
                 )
-        except BaseException as exc:
-            sum_children(engine, run_id)
-            fail_run(engine, run_id, exc, {"chunks": len(windows), "planned_chunks": planned})
-            raise
-        unscored = sum_children(engine, run_id)
-        details: dict[str, Any] = {
-            "chunks": len(windows), "planned_chunks": planned,
-            "empty_chunks": planned - len(windows), "evaluators": names,
-        }  # fmt: skip
+        finally:  # the chunks' counters add up into this run, whether or not all completed
+            unscored = sum_children(scores_engine(), run_id)
+        run.details["evaluators"] = names
         if unscored:  # the whole backfill's remainder, per evaluator (chunks hold the strata)
-            details["sampling"] = {"unscored": {e: {"all": n} for e, n in unscored.items()}}
+            run.details["sampling"] = {"unscored": {e: {"all": n} for e, n in unscored.items()}}
         if narrowed.budget.capped:
-            details["spend"] = (
-                Ledger(engine, job.deployment, run_id, narrowed.budget).report().model_dump()
-            )
-        summary = finish_run(engine, run_id, "completed", details=details)
-    await publish_run_artifacts(engine, summary, names)
-    return summary
+            ledger = Ledger(scores_engine(), job.deployment, run_id, narrowed.budget)
+            run.details["spend"] = ledger.report().model_dump()
+    assert run.summary is not None
+    return run.summary

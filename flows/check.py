@@ -143,6 +143,11 @@ class Calling(NamedTuple):
 async def evaluate_dataset(
     job: EvalJob,
     dataset: str,
+    # Keyword-only: thirteen options of similar types must be named at every call site (a
+    # swapped timeout and concurrency would otherwise pass unnoticed). They stay flat fields
+    # rather than one nested model, so deployed checks keep their parameters and the Prefect
+    # UI's form shows each one.
+    *,
     outputs: list[TargetOutput] | None = None,
     target: str = "",
     tier: Tier = "all",

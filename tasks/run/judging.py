@@ -83,14 +83,22 @@ async def release_unstored(judges: JudgeRuntime | None) -> None:
 
 @asynccontextmanager
 async def judging(
-    job: EvalJob, engine: sa.Engine, budget_key: str, targets: Sequence[Endpoint] = ()
+    job: EvalJob,
+    engine: sa.Engine,
+    budget_key: str,
+    targets: Sequence[Endpoint] = (),
+    spends: bool = True,
 ) -> AsyncIterator[Judging]:
     """The judge runtime of a run, behind the spend ledger of `budget_key` when the job has
     caps (a backfill's chunks share their parent's key, so its budget covers them all). A
-    check's prompt target (`targets`) calls through the same runtime and ledger.
+    check's prompt target (`targets`) calls through the same runtime and ledger. A run that
+    does not spend (`spends`: a backfill's parent) gets neither.
     Every run passes through here, so this is where its log lines start being redacted."""
     redact.refresh()
     redact.install_log_redaction()
+    if not spends:
+        yield Judging(None, None, [])
+        return
     evaluators = build_evaluators(job)
     # Session judges call through the same runtime and ledger as the log judges.
     targets = [*targets, *(j.route.primary for j in session_judges(job))]

@@ -24,9 +24,13 @@ class Kind(BaseModel):
     # Reads the [start, end) it was given rather than from the watermark, looks at every unit
     # that completed in it, and scores what is missing there (an evaluator added since).
     fixed_window: bool = False
+    spends: bool = True  # opens a judge runtime behind the spend ledger
+    refreshes_rollups: bool = True  # refreshes the score rollups of the hours it read
 
 
-KINDS: dict[RunKind, Kind] = {
+#: Keyed by what starts the run; `name` is what the run record says (a backfill's parent and its
+#: chunks are both `backfill` runs: the parent plans and sums, its chunks read and spend).
+KINDS: dict[str, Kind] = {
     "scheduled": Kind(name="scheduled", moves_watermark=True,
                          enforces_contract=True, exclusive=True, notifies=True,
                          probes_outside_window=True),
@@ -36,6 +40,12 @@ KINDS: dict[RunKind, Kind] = {
     "backfill": Kind(name="backfill", moves_watermark=False,
                         enforces_contract=True, exclusive=False, notifies=False,
                         probes_outside_window=False, fixed_window=True),
+    # Plans the chunks that hold logs, fans them out (over the work pool, or here), sums them
+    # up: it reads no page, calls no judge, and leaves the rollups to the chunks.
+    "backfill_parent": Kind(name="backfill", moves_watermark=False,
+                               enforces_contract=False, exclusive=False, notifies=False,
+                               probes_outside_window=False, fixed_window=True, spends=False,
+                               refreshes_rollups=False),
     "replay": Kind(name="replay", moves_watermark=False,
                       enforces_contract=False, exclusive=True, notifies=False,
                       probes_outside_window=False),
@@ -46,4 +56,4 @@ KINDS: dict[RunKind, Kind] = {
                      probes_outside_window=False, reads_source=False),
 }  # fmt: skip
 
-assert set(KINDS) == set(get_args(RunKind)), "every run kind the store records has a Kind"
+assert {k.name for k in KINDS.values()} == set(get_args(RunKind)), "every recorded kind has a Kind"

@@ -219,7 +219,9 @@ def _rollup_hours(
 ) -> tuple[datetime, datetime] | None:
     """The hours whose score rollups the run refreshes as it closes: its window (hourly runs
     from where an earlier run that died left off), or none (a replay names the hours it read;
-    a check has none)."""
+    a check has none, a backfill's parent leaves them to its chunks)."""
+    if not kind.refreshes_rollups:
+        return None
     if kind.moves_watermark:
         return rollup_start(engine, deployment, plan.start), plan.until
     if kind.fixed_window:
@@ -257,7 +259,7 @@ async def run_lifecycle(
             plan.cursor.ts if plan.cursor else plan.start, plan.until,
         )  # fmt: skip
         rollups = _rollup_hours(kind, engine, job.deployment, plan)
-        async with judging(job, engine, budget_key or plan.run_id, targets) as judged:
+        async with judging(job, engine, budget_key or plan.run_id, targets, kind.spends) as judged:
             run = Run(job, kind, plan, judged, lock)
             try:
                 if kind.probes_outside_window:

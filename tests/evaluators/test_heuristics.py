@@ -208,3 +208,33 @@ def test_unknown_evaluator_and_unknown_param_are_clear_errors() -> None:
         build_evaluator("latency_slo", {"max_ms": -5})
     with pytest.raises(InvalidEvaluatorParams, match="nonsense"):
         build_evaluator("refusal", {"nonsense": 1})
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "I am sorry, I cannot share that.",  # passed in version 1 (issue 25)
+        "Sorry, but I won't be able to do that.",
+        "Unfortunately, I can't give out account details over chat.",
+        "I’m not able to help with requests about other customers.",
+        "As an AI, I cannot access your bank account.",
+        "It is not appropriate for me to share another person's address.",
+    ],
+)
+async def test_refusal_flags_refusing_openings(response: str) -> None:
+    assert (await score("refusal", response=response)).passed is False
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "I'm sorry to hear that your order was late. It ships Monday with free express.",
+        "Sorry for the delay! Your refund was issued today.",
+        "I apologize for the confusion: the store opens at 9.",
+        "I can't wait to help you set this up. First, open Settings.",
+        "Unfortunately the store is closed on Sundays, but you can order online.",
+        "No problem at all, here is the link.",
+    ],
+)
+async def test_refusal_passes_sympathy_and_politeness(response: str) -> None:
+    assert (await score("refusal", response=response)).passed is True

@@ -26,7 +26,9 @@ async def test_the_flow_publishes_the_experiment(engine: sa.Engine) -> None:
                                "value": 0.5, "mode": "raw"}],
                      "alerts": {"min_samples": 1}})  # fmt: skip
     outputs = [TargetOutput(item_id=f"c{i}", output="Paris" if i else "Lyon") for i in range(5)]
-    result = await evaluate_dataset(job, "capitals", outputs, "outputs:test", "all")
+    result = await evaluate_dataset(
+        job, "capitals", outputs=outputs, target="outputs:test", tier="all"
+    )
     assert result.passed and result.evaluators[0].passed == 4
     async with get_client() as client:
         found = await client.read_artifacts(artifact_filter=ArtifactFilter(

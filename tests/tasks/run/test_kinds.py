@@ -18,11 +18,17 @@ def test_every_kind_the_database_allows_has_a_kind_and_no_other(engine: sa.Engin
             )
         ).scalar_one()
     allowed = set(re.findall(r"'(\w+)'::text", definition))
-    assert allowed == set(get_args(RunKind)) == set(KINDS)
+    assert allowed == set(get_args(RunKind)) == {kind.name for kind in KINDS.values()}
 
 
-def test_each_kind_is_named_by_its_own_key() -> None:
-    assert all(kind.name == name for name, kind in KINDS.items())
+def test_each_recorded_kind_is_started_by_its_own_key() -> None:
+    assert all(KINDS[kind.name].name == kind.name for kind in KINDS.values())
+
+
+def test_a_backfill_parent_neither_reads_pages_nor_spends() -> None:
+    parent = KINDS["backfill_parent"]
+    assert parent.name == "backfill" and not parent.spends and not parent.refreshes_rollups
+    assert not parent.exclusive  # it runs beside the hourly schedule, as its chunks do
 
 
 def test_only_runs_that_consume_their_window_notify_and_look_around_it() -> None:
