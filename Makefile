@@ -56,6 +56,7 @@ bench: $(STAMP) prefect-home
 	$(PY) bench/labels.py
 	$(PY) bench/labels_import.py
 	$(PY) bench/sessions.py
+	$(PY) bench/budget.py
 
 clean:
 	rm -rf $(VENV) .assay .pytest_cache .mypy_cache .ruff_cache

@@ -173,6 +173,7 @@
 -- column assay.queue_items.stratum text NOT NULL
 -- column assay.run_spend.calls bigint NOT NULL DEFAULT 0
 -- column assay.run_spend.deployment text NOT NULL
+-- column assay.run_spend.pending_usd double precision NOT NULL DEFAULT 0
 -- column assay.run_spend.refused bigint NOT NULL DEFAULT 0
 -- column assay.run_spend.reserved_usd double precision NOT NULL DEFAULT 0
 -- column assay.run_spend.run_id uuid NOT NULL
@@ -235,6 +236,7 @@
 -- column assay.spend.calls bigint NOT NULL DEFAULT 0
 -- column assay.spend.day date NOT NULL
 -- column assay.spend.deployment text NOT NULL
+-- column assay.spend.pending_usd double precision NOT NULL DEFAULT 0
 -- column assay.spend.reserved_usd double precision NOT NULL DEFAULT 0
 -- column assay.spend.spent_usd double precision NOT NULL DEFAULT 0
 -- column assay.target_cache.cache_key text NOT NULL
@@ -604,6 +606,8 @@
 -- function assay.reserve_spend(p_run_id uuid, p_deployment text, p_day date, p_amount double precision, p_max_calls bigint, p_max_run double precision, p_max_day double precision)
 -- function assay.score_hist(double precision, double precision)
 -- function assay.score_hist_step(state double precision[], score double precision, weight double precision)
+-- function assay.settle_call(p_run_id uuid, p_deployment text, p_day date, p_reserved double precision, p_actual double precision)
+-- function assay.try_reserve_spend(p_run_id uuid, p_deployment text, p_day date, p_amount double precision, p_max_calls bigint, p_max_run double precision, p_max_day double precision, p_count_refusal boolean)
 -- function assay.vec_add(a double precision[], b double precision[])
 -- function assay.vec_sum(double precision[])
 -- view assay_analytics.budget_daily

@@ -105,7 +105,11 @@ class SpendGate(Protocol):
     """A budget that a call must reserve its worst-case cost from before it is sent.
 
     `reserve` returns a reservation (or None: refused); `settle` replaces it with the actual cost.
+    `exhausted`: the cap cannot cover another call, so calls are refused before they wait for
+    a rate-limit slot.
     """
+
+    exhausted: bool
 
     async def reserve(self, model: str, amount_usd: float) -> Any: ...
 
@@ -403,27 +407,31 @@ class JudgeRuntime:
     ) -> Completion:
         stats = self.stats_for(endpoint.model)
         timeout_s = self.settings.limits_for(endpoint.model).timeout_s
-        async with self.limiter(endpoint.model).admit(tokens):
-            # Checked again after waiting for a slot: the breaker may have tripped while this
-            # call queued behind others.
-            breaker = self.breaker(endpoint.model)
-            if breaker.open:
-                raise BreakerOpen(breaker.tripped_reason or "circuit open")
-            reserved, reservation = 0.0, None
-            if self.gate is not None:
-                reserved = self.worst_case_usd(endpoint.model, messages, params["max_tokens"])
-                reservation = await self.gate.reserve(endpoint.model, reserved)
-                if reservation is None:
-                    stats.budget_refusals += 1
-                    raise BudgetRefused(
-                        f"budget exhausted: it cannot cover one more {endpoint.model} call "
-                        f"(worst case ${reserved:.6f})"
-                    )
-            stats.calls += 1
-            actual = 0.0
-            try:
-                async with asyncio.timeout(timeout_s + 5):  # backstop for the transport's own
-                    completion = await transport.complete(messages, params)
+        reserved, reservation = 0.0, None
+        if self.gate is not None:
+            # Reserved before waiting for a rate-limit slot: once the cap is reached, calls are
+            # refused at once rather than one per slot at the RPM's pace.
+            reserved, reservation = await self._reserve(endpoint, messages, params)
+        actual = 0.0
+        try:
+            async with self.limiter(endpoint.model).admit(tokens):
+                # Checked again after waiting for a slot: the breaker may have tripped while
+                # this call queued behind others.
+                breaker = self.breaker(endpoint.model)
+                if breaker.open:
+                    raise BreakerOpen(breaker.tripped_reason or "circuit open")
+                stats.calls += 1
+                try:
+                    async with asyncio.timeout(timeout_s + 5):  # backstop for the transport's
+                        completion = await transport.complete(messages, params)
+                except TimeoutError:
+                    stats.failed_calls += 1
+                    actual = reserved  # a timed-out call may still have been billed
+                    raise CallFailed(f"timed out after {timeout_s:g}s", retryable=True) from None
+                except CallFailed as exc:
+                    stats.failed_calls += 1
+                    stats.rate_limited += exc.status == 429
+                    raise
                 actual = self.charge(
                     endpoint.model,
                     completion,
@@ -432,17 +440,24 @@ class JudgeRuntime:
                     lambda: self.worst_case_usd(endpoint.model, messages, params["max_tokens"]),
                 )
                 return completion
-            except TimeoutError:
-                stats.failed_calls += 1
-                actual = reserved  # a timed-out call may still have been billed
-                raise CallFailed(f"timed out after {timeout_s:g}s", retryable=True) from None
-            except CallFailed as exc:
-                stats.failed_calls += 1
-                stats.rate_limited += exc.status == 429
-                raise
-            finally:
-                if self.gate is not None:
-                    await self.gate.settle(reservation, actual)
+        finally:
+            if self.gate is not None:
+                await self.gate.settle(reservation, actual)
+
+    async def _reserve(
+        self, endpoint: Endpoint, messages: list[dict[str, Any]], params: dict[str, Any]
+    ) -> tuple[float, Any]:
+        """The call's worst case, reserved on the spend gate; BudgetRefused when it cannot be."""
+        assert self.gate is not None
+        reserved = self.worst_case_usd(endpoint.model, messages, params["max_tokens"])
+        reservation = await self.gate.reserve(endpoint.model, reserved)
+        if reservation is None:
+            self.stats_for(endpoint.model).budget_refusals += 1
+            raise BudgetRefused(
+                f"budget exhausted: it cannot cover one more {endpoint.model} call "
+                f"(worst case ${reserved:.6f})"
+            )
+        return reserved, reservation
 
     def _params(self, route: JudgeRoute, model: str) -> dict[str, Any]:
         params: dict[str, Any] = {

@@ -1,16 +1,24 @@
 """The spend ledger: hard caps per run and per deployment-day, shared by concurrent runs.
 
 A judge call reserves its worst-case cost (counted input tokens plus a margin, and the whole
-output budget, at the model's price) before it is sent; the actual cost from the response then
-replaces the reservation. Each reservation is one call of `assay.reserve_spend` (migration
-0006): a conditional UPDATE of the run row, then of the day row, in which Postgres re-checks
-the caps on the locked rows. So concurrent runs never both pass a cap, and the sum of actual
-spend never exceeds a cap as long as actual cost stays within the worst case reserved.
+output budget, at the model's price) before it is sent; as soon as it returns, its actual cost
+replaces the reservation (`settle_now`, migration 0019), so the cap fills with what was spent,
+not with worst cases waiting for a page to commit. Each reservation is one call of
+`assay.try_reserve_spend`: a conditional UPDATE of the run row, then of the day row, in which
+Postgres re-checks the caps on the locked rows. So concurrent runs never both pass a cap, and
+the sum of actual spend never exceeds a cap as long as actual cost stays within the worst case
+reserved.
+
+Spend settled that way is `pending` until the page storing its scores commits (which clears it,
+in the page's own transaction). A page that fails takes it back out; a run killed in between is
+reconciled by the next run (`release_dead_reservations`). So once pages commit, the ledger is
+exactly the cost of the stored scores.
 """
 
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -29,6 +37,9 @@ CONNECT_ATTEMPTS = 4
 class Reservation(BaseModel):
     day: date
     amount_usd: float
+    # Settled as the call returned (its cost is spend, pending until its page commits); a
+    # reservation not settled live is settled by the page instead.
+    live: bool = False
 
 
 class SpendReport(BaseModel):
@@ -67,11 +78,12 @@ class Ledger:
     def _keys(self, day: date) -> dict[str, Any]:
         return {"deployment": self.deployment, "day": day, "run_id": self.run_id}
 
-    def reserve(self, amount_usd: float) -> Reservation | None:
-        """Reserve `amount_usd` if every cap can still cover it; None when refused.
+    def reserve(self, amount_usd: float, count_refusal: bool = True) -> Reservation | None:
+        """Reserve `amount_usd` if every cap can still cover it; None when refused (counted as
+        a refusal unless `count_refusal` is false: a call that will ask again).
 
-        One round trip: `assay.reserve_spend` checks the caps and takes the reservation in the
-        server, as its own transaction, on a connection this ledger keeps in autocommit.
+        One round trip: `assay.try_reserve_spend` checks the caps and takes the reservation in
+        the server, as its own transaction, on a connection this ledger keeps in autocommit.
         """
         day = self.clock().date()
         b = self.budget
@@ -81,6 +93,7 @@ class Ledger:
             "max_calls": b.max_calls_per_run,
             "max_run": b.max_usd_per_run,
             "max_day": b.max_usd_per_day,
+            "count_refusal": count_refusal,
         }
         taken = self._with_connection(
             lambda driver: driver.execute(query("budget", "reserve_spend"), params).fetchone()
@@ -124,6 +137,17 @@ class Ledger:
                     self._raw.close()
                 self._raw = None
 
+    def settle_now(self, reservation: Reservation, actual_usd: float) -> None:
+        """A call just returned: its reservation becomes its actual cost, now (one autocommit
+        round trip), pending until the page that stores its score commits."""
+        params = {
+            **self._keys(reservation.day),
+            "reserved": reservation.amount_usd,
+            "actual": actual_usd,
+        }
+        self._with_connection(lambda driver: driver.execute(query("budget", "settle_call"), params))
+        reservation.live = True
+
     def settle(self, reservation: Reservation, actual_usd: float) -> None:
         self.settle_many([(reservation, actual_usd)])
 
@@ -142,17 +166,30 @@ class Ledger:
     def apply(
         self, conn: sa.Connection, settled: list[tuple[Reservation, float]], spent: bool = True
     ) -> None:
-        """Settle in the caller's transaction: the page write, so a judged result becomes spend
-        exactly when its score is stored. With `spent=False` the reservations are only released
-        (results that were never stored: the log is judged again and paid for then)."""
-        per_day: dict[date, tuple[float, float]] = {}
+        """Settle in the caller's transaction: the page write, so a judged result becomes
+        stored spend exactly when its score is stored. With `spent=False` the results were never
+        stored: reservations are only released, and spend settled live is taken back out (the
+        log is judged again and paid for then)."""
+        late: dict[date, tuple[float, float]] = {}  # reserved, actual: settled here
+        live: dict[date, float] = {}  # actual: settled as the call returned
         for reservation, actual in settled:
-            reserved, cost = per_day.get(reservation.day, (0.0, 0.0))
-            per_day[reservation.day] = (reserved + reservation.amount_usd, cost + actual)
-        for day, (reserved, actual) in sorted(per_day.items()):  # run row, then day row
+            if reservation.live:
+                live[reservation.day] = live.get(reservation.day, 0.0) + actual
+            else:
+                reserved, cost = late.get(reservation.day, (0.0, 0.0))
+                late[reservation.day] = (reserved + reservation.amount_usd, cost + actual)
+        for day, (reserved, actual) in sorted(late.items()):  # run row, then day row
             params = {**self._keys(day), "reserved": reserved, "actual": actual if spent else 0}
             conn.execute(sa.text(query("budget", "settle_run")), params)
             conn.execute(sa.text(query("budget", "settle_day")), params)
+        for day, actual in sorted(live.items()):
+            params = {**self._keys(day), "actual": actual}
+            if spent:
+                conn.execute(sa.text(query("budget", "store_settled_run")), params)
+                conn.execute(sa.text(query("budget", "store_settled_day")), params)
+            else:
+                conn.execute(sa.text(query("budget", "unstore_settled_run")), params)
+                conn.execute(sa.text(query("budget", "unstore_settled_day")), params)
 
     def release_many(self, settled: list[tuple[Reservation, float]]) -> None:
         with self.engine.begin() as conn:
@@ -178,24 +215,67 @@ class Ledger:
 class LedgerGate:
     """The judge runtime's `SpendGate` over a ledger (database calls off the event loop).
 
-    A call reserves its worst case at once (autocommit), so concurrent runs see it. Its actual
-    cost is settled with the page that stores its score, in the page's own transaction
-    (`take` hands them over), so the ledger's spend is exactly the cost of stored scores: a run
-    killed or failing before its page commits leaves only reservations, which it (or the next
-    run of the deployment) releases. Until then the caps only ever look tighter, never looser.
+    A call reserves its worst case at once (autocommit), so concurrent runs see it, and settles
+    its actual cost as soon as it returns (`settle_now`): the reservation is back at once, so
+    the cap is filled by spend. The page that stores the call's score marks that spend stored
+    in its own transaction (`take` hands the settlements over), so the ledger's spend is
+    exactly the cost of stored scores once pages commit.
+
+    When the cap cannot cover a call, the gate waits for this run's calls in flight to settle
+    (each returns the unused part of its worst case) and asks again; refused with nothing in
+    flight, the gate is `exhausted`: every later call is refused at once, without waiting for a
+    rate-limit slot, so a run past its cap finishes in seconds.
     """
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
         self._pending: list[tuple[Reservation, float]] = []
         self.unstored_usd = 0.0
+        self.exhausted = False
+        self._in_flight = 0  # reserved and not settled yet
+        self._generation = 0  # settlements so far
+        self._settled = asyncio.Condition()
+        self._asking = asyncio.Lock()
 
     async def reserve(self, model: str, amount_usd: float) -> Reservation | None:
-        return await asyncio.to_thread(self.ledger.reserve, amount_usd)
+        while True:
+            # One ask at a time: whether nothing is in flight (so a refusal is final) must hold
+            # while the ledger answers.
+            async with self._asking:
+                final = self.exhausted or self._in_flight == 0
+                seen = self._generation
+                reservation = await asyncio.to_thread(self.ledger.reserve, amount_usd, final)
+                if reservation is not None:
+                    self._in_flight += 1
+                    return reservation
+            if final:
+                if not self.exhausted:
+                    self.exhausted = True
+                    async with self._settled:  # everyone waiting gets their answer now
+                        self._settled.notify_all()
+                return None
+            # One call in flight settling returns the unused part of its worst case: one waiter
+            # asks again (not all of them: each asking is a round trip).
+            async with self._settled:
+                await self._settled.wait_for(self._news_since(seen))
+
+    def _news_since(self, generation: int) -> Callable[[], bool]:
+        """Whether a call settled (or the gate ran dry) since `generation`."""
+        return lambda: self._generation != generation or self.exhausted
 
     async def settle(self, reservation: Reservation | None, actual_usd: float) -> None:
-        if reservation is not None:
+        if reservation is None:
+            return
+        try:
+            await asyncio.to_thread(self.ledger.settle_now, reservation, actual_usd)
+        except (GateUnavailable, sa.exc.SQLAlchemyError):
+            pass  # not live: the page that stores the score settles it instead
+        finally:
             self._pending.append((reservation, actual_usd))
+            self._in_flight -= 1
+            self._generation += 1
+            async with self._settled:
+                self._settled.notify(1)
 
     def take(self) -> list[tuple[Reservation, float]]:
         """The settlements of calls made so far, for the page write to apply."""
@@ -203,7 +283,8 @@ class LedgerGate:
         return taken
 
     async def release(self, settled: list[tuple[Reservation, float]]) -> None:
-        """Results that were not stored: free their reservations, remember what they cost."""
+        """Results that were not stored: free their reservations and take their live spend back
+        out; remember what they cost."""
         if settled:
             self.unstored_usd += sum(actual for _, actual in settled)
             await asyncio.to_thread(self.ledger.release_many, settled)

@@ -79,7 +79,11 @@ def test_a_killed_local_run_leaks_no_slots_no_reservations_and_no_scores(
     seen_before = len(fake_llm.requests)
     with engine.connect() as conn:
         reserved = conn.execute(sa.text("SELECT sum(reserved_usd) FROM assay.spend")).scalar_one()
+        pending = conn.execute(sa.text("SELECT sum(pending_usd) FROM assay.spend")).scalar_one()
     assert reserved and reserved > 0  # the kill left reservations behind
+    # ... and calls that returned and were settled as spend, but whose page never committed:
+    # the next run takes them back out, so the ledger is again the stored scores' cost.
+    assert pending and pending > 0
 
     second = start_run(config_file, assay_env, home)
     output, _ = second.communicate(timeout=400)
@@ -98,7 +102,7 @@ def test_a_killed_local_run_leaks_no_slots_no_reservations_and_no_scores(
             sa.text("SELECT count(DISTINCT (log_id, evaluator)) FROM assay.scores")
         ).scalar_one()
         spend = conn.execute(
-            sa.text("SELECT sum(spent_usd), sum(reserved_usd) FROM assay.spend")
+            sa.text("SELECT sum(spent_usd), sum(reserved_usd), sum(pending_usd) FROM assay.spend")
         ).one()
         cost = conn.execute(sa.text("SELECT sum(cost_usd) FROM assay.scores")).scalar_one()
         statuses = dict(
@@ -107,6 +111,7 @@ def test_a_killed_local_run_leaks_no_slots_no_reservations_and_no_scores(
     assert counts == {"refusal": LOGS, "toxicity": LOGS} and distinct == 2 * LOGS
     assert spend[1] == pytest.approx(0, abs=1e-12)  # the dead run's reservations were released
     assert spend[0] == pytest.approx(cost)  # the ledger is exactly the stored scores' cost
+    assert spend[2] == pytest.approx(0, abs=1e-12)  # nothing left pending
     assert statuses == {"failed": 1, "completed": 1}  # the killed run is marked abandoned
 
 
