@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tasks.analytics.formats import money, num, pct
-from tasks.contract.quarantine import QuarantinedLog
+from tasks.contract.quarantine import QuarantineCounts, QuarantinedLog
 from tasks.run.estimate import Estimate
 from tasks.store.runs import RunSummary
 
@@ -193,8 +193,16 @@ def judge_health(judges: dict[str, dict[str, Any]], width: int = WIDE) -> list[T
     return fitted("judge models", headers, rows, width, secondary=headers[5:])
 
 
-def quarantine_table(rows: list[QuarantinedLog], deployment: str | None = None) -> Table:
-    title = f"quarantined logs: {len(rows)} shown, newest logs first"
+def quarantine_table(
+    rows: list[QuarantinedLog], deployment: str | None = None, total: int | None = None
+) -> Table:
+    more = total is not None and total > len(rows)
+    title = (
+        f"quarantined logs: {len(rows):,} of {total:,} shown, newest logs first (--all lists "
+        "every one)"
+        if more
+        else f"quarantined logs: {len(rows):,} shown, newest logs first"
+    )
     shown = ("logged", "log") if deployment else ("logged", "deployment", "log")
     table = columns(compact(title), *shown, "why", text=("why",))
     for row in rows:
@@ -206,6 +214,15 @@ def quarantine_table(rows: list[QuarantinedLog], deployment: str | None = None) 
         table.add_row(
             *cells, short_id(row.log_id), Text(why if len(why) <= 200 else why[:200] + "…")
         )
+    return keep_whole(table)
+
+
+def quarantine_counts_table(counts: QuarantineCounts) -> Table:
+    """How many quarantined logs each reason accounts for, over every row (not only those
+    listed): what to fix first."""
+    table = columns(compact(), "reason", "logs", text=("reason",))
+    for reason, n in counts.per_reason.items():
+        table.add_row(_short_reason(reason), f"{n:,}")
     return keep_whole(table)
 
 
@@ -254,13 +271,15 @@ def budget_line(details: dict[str, Any]) -> Text | None:
 
 
 def _short_reason(reason: str) -> str:
-    """`expect_column_values_to_not_be_null(prompt): every log …` -> `not_be_null(prompt)`."""
+    """`expect_column_values_to_be_in_set(feedback): … ; got '1'` -> `be_in_set(feedback) got
+    '1'`: the expectation and the offending value (masked when it was stored)."""
     if not reason.startswith("expect_"):
         return reason
-    label = reason.split(":", 1)[0]
+    label, _, rest = reason.partition(":")
     for prefix in ("expect_column_values_to_", "expect_column_value_", "expect_"):
         label = label.removeprefix(prefix)
-    return label
+    _, got, value = rest.rpartition("; got ")
+    return f"{label} got {value.strip()}" if got else label
 
 
 def contract_line(contract: dict[str, Any]) -> Text | None:

@@ -138,6 +138,9 @@ def quarantine(
     ] = None,
     run_id: Annotated[str | None, typer.Option("--run", help="Only rows from this run.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="Rows to list.")] = 50,
+    every: Annotated[
+        bool, typer.Option("--all", help="List every quarantined row (not only --limit).")
+    ] = False,
     replay: Annotated[
         bool,
         typer.Option(
@@ -150,7 +153,7 @@ def quarantine(
     output: FormatOption = OutputFormat.table,
 ) -> None:
     """List quarantined logs and why, or replay them after the source is fixed."""
-    from tasks.contract.quarantine import list_quarantine
+    from tasks.contract.quarantine import list_quarantine, quarantine_counts
     from tasks.store.db import scores_engine
 
     if run_id is not None:
@@ -162,13 +165,18 @@ def quarantine(
             raise typer.Exit(2)
         _replay(deployment, run_id, config, output)
         return
-    rows = _guarded(lambda: list_quarantine(scores_engine(), deployment, run_id, limit))
+    counts = _guarded(lambda: quarantine_counts(scores_engine(), deployment, run_id))
+    wanted = max(counts.total, 1) if every else limit
+    rows = _guarded(lambda: list_quarantine(scores_engine(), deployment, run_id, wanted))
     if output is OutputFormat.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
         return
-    from flows.render import quarantine_table
+    from flows.render import quarantine_counts_table, quarantine_table
 
-    console.print(quarantine_table(rows, deployment))
+    if counts.total:
+        console.print(f"{counts.total:,} quarantined logs, by reason:")
+        console.print(quarantine_counts_table(counts))
+    console.print(quarantine_table(rows, deployment, counts.total))
 
 
 def _check_uuid(value: str) -> None:

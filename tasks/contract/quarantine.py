@@ -44,6 +44,25 @@ def list_quarantine(
         return [QuarantinedLog.model_validate(row._asdict()) for row in rows]
 
 
+class QuarantineCounts(BaseModel):
+    """Every quarantined log the filters select: how many, and how many per reason."""
+
+    total: int = 0
+    per_reason: dict[str, int] = Field(default_factory=dict)
+
+
+def quarantine_counts(
+    engine: sa.Engine, deployment: str | None = None, run_id: str | None = None
+) -> QuarantineCounts:
+    params: dict[str, Any] = {"deployment": deployment, "run_id": run_id}
+    with engine.connect() as conn:
+        total = conn.execute(sa.text(query("quarantine", "quarantine_total")), params)
+        rows = conn.execute(sa.text(query("quarantine", "quarantine_counts")), params).all()
+        return QuarantineCounts(
+            total=total.scalar_one(), per_reason={row.reason: row.n for row in rows}
+        )
+
+
 def quarantined_ids(engine: sa.Engine, deployment: str, run_id: str | None = None) -> list[str]:
     with engine.connect() as conn:
         rows = conn.execute(
