@@ -349,7 +349,17 @@ def estimate_renderable(e: Estimate) -> Group:
                     f"{c['priority']:,}",
                 )
         parts.append(keep_whole(strata))
-    if not e.contract_checked:
+    sample = e.contract_sample
+    if not e.contract_checked and sample is not None and sample.checked:
+        share = sample.invalid / sample.checked
+        parts.append(
+            Text(
+                f"data contract on the first {sample.checked:,} logs: {sample.invalid:,} "
+                f"({share:.1%}) would be quarantined; --contract checks every log",
+                style="yellow" if sample.invalid else "",
+            )
+        )
+    elif not e.contract_checked:
         parts.append(
             Text("data contract not checked: the projection is an upper bound (--contract)")
         )

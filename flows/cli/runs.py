@@ -222,8 +222,9 @@ def estimate(
         bool,
         typer.Option(
             "--contract",
-            help="Also check the data contract (about 3 s more), so logs it would quarantine "
-            "are not counted; without it the projection is an upper bound.",
+            help="Check every log against the data contract, so logs it would quarantine are "
+            "not counted; without it the first 500 logs are checked (saying whether the "
+            "contract would stop a run) and the projection is an upper bound.",
         ),
     ] = False,
     output: FormatOption = OutputFormat.table,

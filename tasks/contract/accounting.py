@@ -31,7 +31,7 @@ def contract_breach(
     sample = ", ".join(r.log_id for r in admission.rejects[:5])
     return (
         f"data contract broken for {job.deployment}: {invalid} of {total} logs "
-        f"({invalid / total:.0%}) failed, above max_invalid_fraction "
+        f"({invalid / total:.1%}) failed, above max_invalid_fraction "
         f"{job.quality.max_invalid_fraction:g}. Failed: {top or 'see quarantine'}. "
         f"Sample ids: {sample}. Nothing was evaluated and the watermark did not move; fix the "
         f"source, then rerun (see `assay quarantine {job.deployment}`)."

@@ -24,6 +24,20 @@ from tasks.warehouse.connect import fitted_job, read_page, source_engine
 from tasks.warehouse.source import UNIT_SLOTS
 
 TOKEN_SAMPLE = 300  # prompts tokenized per evaluator; the rest is extrapolated from them
+#: Logs checked against the whole data contract when the estimate is not asked to check every
+#: one: enough to see a contract that would stop the run, in a few seconds.
+CONTRACT_SAMPLE = 500
+
+
+class ContractSample(BaseModel):
+    """The first logs of the window checked against the data contract, and whether a run over
+    the window would stop on it."""
+
+    checked: int = 0
+    invalid: int = 0
+    failed: dict[str, int] = {}  # expectation -> logs of the sample that fail it
+    max_invalid_fraction: float = 0.0
+    would_stop: str | None = None  # why the run would stop, when it would
 
 
 class EvaluatorEstimate(BaseModel):
@@ -45,6 +59,7 @@ class Estimate(BaseModel):
     logs: int = 0
     quarantined: int = 0
     contract_checked: bool = False
+    contract_sample: ContractSample | None = None
     evaluators: list[EvaluatorEstimate] = []
     projected_usd: float | None = 0.0
     max_usd_per_run: float | None = None
@@ -113,6 +128,8 @@ async def estimate(
 
     # The same keyset page loop as a run's, reading the same pages.
     await walk_pages(step)
+    if not contract:
+        result.contract_sample = await asyncio.to_thread(contract_sample, job, start, end)
     unit_judges = await asyncio.to_thread(_unit_judging, job, scores_db, start, end, per, tokens)
     total: float | None = 0.0
     every: list[JudgeEvaluator | UnitJudge] = [*judges, *unit_judges]
@@ -193,7 +210,36 @@ def _unit_judging(
     return found
 
 
+def contract_sample(job: EvalJob, start: datetime, end: datetime) -> ContractSample:
+    """The window's first CONTRACT_SAMPLE logs through the real contract (its expectations, as a
+    run checks them): a contract that would stop the run is said before the run, not by it."""
+    source = job.source.model_copy(update={"page_size": CONTRACT_SAMPLE})
+    rows = read_page(source, None, start, end)
+    sample = ContractSample(
+        checked=len(rows), max_invalid_fraction=job.quality.max_invalid_fraction
+    )
+    if not rows:
+        return sample
+    admission = admit(rows, job.source.format, job.quality)
+    sample.invalid = len(admission.rejects)
+    sample.failed = dict(admission.summary.unexpected)
+    share = sample.invalid / sample.checked
+    if sample.checked >= job.quality.min_batch_rows and share > job.quality.max_invalid_fraction:
+        top = ", ".join(f"{label} x{n}" for label, n in list(sample.failed.items())[:3])
+        sample.would_stop = (
+            f"the data contract would stop this run: {sample.invalid:,} of the first "
+            f"{sample.checked:,} logs ({share:.1%}) fail, above max_invalid_fraction "
+            f"{job.quality.max_invalid_fraction:g}"
+            + (f" ({top})" if top else "")
+            + f"; see them with `assay estimate {job.deployment} --contract`, fix the source or "
+            "the mapping, or raise quality.max_invalid_fraction"
+        )
+    return sample
+
+
 def _verdict(e: Estimate) -> str:
+    if e.contract_sample is not None and e.contract_sample.would_stop:
+        return e.contract_sample.would_stop
     if e.projected_usd is None:
         return "cannot project: a judge model has no known price (set budget.prices)"
     calls = sum(x.to_judge for x in e.evaluators)
