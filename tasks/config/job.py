@@ -94,6 +94,33 @@ def check_url_env(name: str, env: Mapping[str, str] | None = None) -> str:
     return name
 
 
+class FeedbackValues(BaseModel):
+    """How the feedback column's own values read: the values meaning positive, negative and
+    neutral end-user feedback, compared as text without case (`1`, `-1`, `true`, `up`, ...).
+    The words positive/negative/neutral always read as themselves; any other value stays as it
+    is, so the data contract quarantines it with the value shown."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    positive: list[FilterValue] = Field(default_factory=list, max_length=100)
+    negative: list[FilterValue] = Field(default_factory=list, max_length=100)
+    neutral: list[FilterValue] = Field(default_factory=list, max_length=100)
+
+    def as_text(self) -> dict[str, list[str]]:
+        """Feedback -> the values that mean it, as the lower-case text a column casts to."""
+
+        def text(value: FilterValue) -> str:
+            return str(value).lower()  # True -> "true", as Postgres casts a boolean
+
+        return {
+            meaning: sorted({meaning, *(text(v) for v in values)})
+            for meaning, values in (
+                ("positive", self.positive), ("negative", self.negative),
+                ("neutral", self.neutral),
+            )
+        }  # fmt: skip
+
+
 class SourceConfig(BaseModel):
     """Where the logs are and how to read them. Names are validated; values are bound."""
 
@@ -116,6 +143,11 @@ class SourceConfig(BaseModel):
     )
     filters: dict[str, FilterValue | list[FilterValue]] = Field(
         default_factory=dict, description="Source column -> value (or list of values) to keep."
+    )
+    feedback_values: FeedbackValues | None = Field(
+        default=None,
+        description="What the feedback column's values mean (thumbs as 1/-1, booleans, "
+        "ratings): read as positive/negative/neutral.",
     )
     lag: Duration = Field(
         default=timedelta(minutes=5), description="Skip logs younger than this (late rows)."

@@ -26,6 +26,18 @@ def job_yaml(deployment: str, table: str | None, query: str | None, proposal: Pr
         f"    {field}: {column}{' ' * max(1, 24 - len(field) - len(column))}# {MEANINGS[field]}\n"
         for field, column in m.items()
     )
+    feedback = ""
+    if proposal.feedback_values:
+        feedback = (
+            "  # What your feedback column's values mean (compared as text, without case); any\n"
+            "  # other value is quarantined with the value shown. Check them against your data.\n"
+            "  feedback_values:\n"
+            + "".join(
+                f"    {meaning}: {json.dumps(values)}\n"
+                for meaning, values in proposal.feedback_values.items()
+            )
+        )
+    lag = "  lag: 5m                     # skip logs younger than this (still being written)\n"
     left_out = [f for f in MEANINGS if f not in m]
     dropped = (
         "    # left out, no matching column (add `FIELD: column` to map one):\n"
@@ -48,6 +60,12 @@ def job_yaml(deployment: str, table: str | None, query: str | None, proposal: Pr
         evaluators += ["  - name: latency_slo", "    params: {max_ms: 10000}"]
     if "cost_usd" in m:
         evaluators += ["  - name: cost_limit", "    params: {max_usd: 0.10}"]
+    if "session_id" in m:  # whole conversations, once each when complete (free)
+        evaluators += [
+            "  - name: repeated_question      # a user asking the same thing again (sessions)",
+            "  - name: unanswered_final_turn  # the conversation ended on an unanswered turn",
+            "  - name: turn_count             # conversations that go on and on",
+        ]
     stratify = "  stratify_by: [prompt_slug]\n" if "prompt_slug" in m else ""
     rules = ['    - {evaluator: pii, metric: pass_rate, op: "<", value: 0.99}']
     if "response" in m:
@@ -60,7 +78,7 @@ source:
 {source}  # Canonical field -> your column. A field whose column is missing is left out; a
   # column named here must exist (`assay doctor` checks). Unmapped columns are ignored.
   columns:
-{columns}{dropped}  lag: 5m                     # skip logs younger than this (still being written)
+{columns}{dropped}{feedback}{lag}
   initial_lookback: 1d        # how far back the first run starts
 
 # Free evaluators run on every log (deterministic, no network, no money).

@@ -39,6 +39,22 @@ def _relation(source: SourceConfig, columns: set[str]) -> sa.FromClause:
     return sa.text(source.query).columns(*column_objects).subquery("assay_source")
 
 
+def _slot(source: SourceConfig, slot: str, column: sa.ColumnElement[Any]) -> Any:
+    """A mapped column under its slot's name; feedback read through `source.feedback_values`
+    (values bound as parameters, compared as lower-case text; an unknown value stays as it is,
+    for the contract to quarantine with the value shown)."""
+    if slot != "feedback" or source.feedback_values is None:
+        return column.label(slot)
+    as_text = sa.func.lower(sa.cast(column, sa.Text))
+    # Equalities, not IN: an expanding IN parameter cannot be rendered before the page's own
+    # binds are known (`read_rows` compiles once, then binds).
+    cases = [
+        (sa.or_(*(as_text == sa.literal(value) for value in values)), sa.literal(meaning))
+        for meaning, values in source.feedback_values.as_text().items()
+    ]
+    return sa.case(*cases, else_=sa.cast(column, sa.Text)).label(slot)
+
+
 def _mapped_select(
     source: SourceConfig, extra: tuple[str, ...] = ()
 ) -> tuple[sa.Select[Any], sa.ColumnElement[Any], sa.ColumnElement[Any]]:
@@ -47,7 +63,7 @@ def _mapped_select(
     mapping = source.column_mapping()
     relation = _relation(source, set(mapping.values()) | set(source.filters) | set(extra))
     stmt = sa.select(
-        *(relation.c[column].label(slot) for slot, column in mapping.items()),
+        *(_slot(source, slot, relation.c[column]) for slot, column in mapping.items()),
         *(relation.c[column].label(f"extra_{column}") for column in extra),
     )
     for column, value in source.filters.items():
