@@ -96,6 +96,10 @@ def _main(
     debug: Annotated[
         bool, typer.Option("--debug", help="On an unexpected error, print the traceback.")
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", help="Also print Prefect's and Great Expectations' log lines."),
+    ] = False,
 ) -> None:
     """Continuous, budget-safe evaluation of production LLM logs on Prefect, Postgres and Slack."""
 

@@ -3,7 +3,7 @@
 import asyncio
 import contextlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -71,8 +71,28 @@ async def stoppable(work: Any, deployment: str) -> Any:
 def run_flow(job: Any, until: datetime | None, kind: Literal["manual", "scheduled"]) -> Any:
     from flows.evaluate import evaluate_recent
 
-    with console.status(f"evaluating {job.deployment} …", spinner="dots"):
-        return asyncio.run(stoppable(evaluate_recent(job, until=until, kind=kind), job.deployment))
+    started = datetime.now(UTC)
+    try:
+        with console.status(f"evaluating {job.deployment} …", spinner="dots"):
+            return asyncio.run(
+                stoppable(evaluate_recent(job, until=until, kind=kind), job.deployment)
+            )
+    except Exception as exc:
+        _name_the_run(exc, job.deployment, started)
+        raise
+
+
+def _name_the_run(exc: Exception, deployment: str, started: datetime) -> None:
+    """A failed run's one error line ends with the run's id (`assay runs`, the UI, SQL)."""
+    import contextlib
+
+    from tasks.store.db import scores_engine
+    from tasks.store.runs import failed_run_since
+
+    with contextlib.suppress(Exception):  # the error itself matters more than its run id
+        run_id = failed_run_since(scores_engine(), deployment, started)
+        if run_id and exc.args and isinstance(exc.args[0], str):
+            exc.args = (f"{exc.args[0]} (run {run_id})", *exc.args[1:])
 
 
 @app.command()

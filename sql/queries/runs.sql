@@ -119,3 +119,10 @@ FROM assay.eval_runs r,
 WHERE r.parent_run_id = :run_id
 GROUP BY e.key
 ORDER BY e.key
+
+-- name: failed_run_since
+-- The run a failed `assay run` recorded (the newest of the deployment started since), so the
+-- one error line can name it.
+SELECT run_id::text AS run_id FROM assay.eval_runs
+WHERE deployment = :deployment AND started_at >= :since AND status = 'failed'
+ORDER BY started_at DESC LIMIT 1

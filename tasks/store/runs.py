@@ -279,3 +279,11 @@ def sum_children(engine: sa.Engine, run_id: str) -> dict[str, int]:
         conn.execute(sa.text(query("runs", "sum_children")), {"run_id": run_id})
         rows = conn.execute(sa.text(query("runs", "children_unscored")), {"run_id": run_id})
         return {row.evaluator: row.unscored for row in rows if row.unscored}
+
+
+def failed_run_since(engine: sa.Engine, deployment: str, since: datetime) -> str | None:
+    """The id of the deployment's newest run started since `since` that failed, if any."""
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.text(query("runs", "failed_run_since")), {"deployment": deployment, "since": since}
+        ).scalar_one_or_none()

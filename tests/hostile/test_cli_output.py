@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
 
 from tasks.config import ThresholdRule
 from tasks.experiments.ci_reports import junit_xml
@@ -72,3 +73,32 @@ def test_a_hostile_dataset_name_is_exit_2_shown_as_text(assay_env: str) -> None:
     assert done.returncode == 2
     assert "[bold]x" in done.stderr and "\x1b[2J" not in done.stderr
     assert "use letters, digits" in done.stderr
+
+
+def test_a_failed_run_is_one_line_with_its_run_id_and_no_prefect_lines(
+    engine: sa.Engine, assay_env: str, tmp_path: Path
+) -> None:
+    """Prefect's and GX's log lines stay in the Prefect UI unless --verbose; the console gets
+    one error line naming the run that failed."""
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE public.broken_logs (LIKE assay.llm_logs)"))
+        conn.execute(sa.text(
+            "INSERT INTO public.broken_logs (id, ts, prompt, response, status) SELECT 'b' || g,"
+            " now() - interval '2 hours' + g * interval '1 second', 'hi', 'hello', 'weird'"
+            " FROM generate_series(1, 30) g"
+        ))  # fmt: skip
+    job = tmp_path / "broken.yaml"
+    job.write_text("deployment: broken\nsource: {table: public.broken_logs, initial_lookback: 1d}"
+                   "\nevaluators: [{name: pii}]\n")  # fmt: skip
+    done = assay("run", "broken", "--config", str(job), db_url=assay_env)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: data contract broken for broken")
+    with engine.connect() as conn:
+        run_id = conn.execute(sa.text("SELECT run_id::text FROM assay.eval_runs")).scalar_one()
+    assert f"(run {run_id})" in lines[0]
+
+    verbose = assay("--verbose", "run", "broken", "--config", str(job), db_url=assay_env)
+    assert verbose.returncode == 1
+    assert "Flow run" in verbose.stderr  # Prefect's own lines, when asked for
