@@ -32,6 +32,8 @@ from flows.cli import checks  # noqa: E402, F401
 from flows.cli import labels  # noqa: E402, F401
 
 # isort: on
-from flows.cli.common import app  # noqa: E402
+from flows.cli.common import app, tidy_help  # noqa: E402
+
+tidy_help(app)
 
 __all__ = ["app"]

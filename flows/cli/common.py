@@ -4,6 +4,7 @@ Exit codes: 0 ok (a run that completed, breaches or not), 1 failure, 2 usage or 
 3 a gate the user asked for failed.
 """
 
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -305,3 +306,40 @@ def field_pairs(
 def raise_usage(message: str) -> NoReturn:
     report("usage error", message)
     raise typer.Exit(2)
+
+
+def reflowed(doc: str | None) -> str | None:
+    """A docstring as help the terminal can wrap: single line breaks inside a paragraph become
+    spaces (the source wraps at 100 columns, the terminal may be 80 or 200)."""
+    if not doc:
+        return doc
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def tidy_help(typer_app: typer.Typer) -> None:
+    """Every command's help reflowed by the terminal, not by the source's line breaks."""
+    for command in typer_app.registered_commands:
+        doc = command.help or inspect.getdoc(command.callback)
+        command.help = reflowed(doc)
+        if command.help:
+            command.short_help = command.help.split("\n\n", 1)[0]
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            tidy_help(group.typer_instance)
+
+
+def _no_metavar_for_flags() -> None:
+    """A flag takes no value, so its help shows none (typer 0.29 with click 8.5 prints
+    `<bool>` beside every flag)."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag or self.count else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_no_metavar_for_flags()
