@@ -99,6 +99,21 @@ def short_id(value: str) -> str:
     return value if len(value) <= 9 else value[:8] + "…"
 
 
+def unique_short_ids(values: list[str], shortest: int = 8) -> dict[str, str]:
+    """Each id shortened as `short_id` does, but never to the same text as another id shown
+    beside it: `support-refund-01` and `support-refund-02` stay apart (`support-refund-01`),
+    where both would read `support-…`."""
+    shown: dict[str, str] = {}
+    for value in values:
+        length = shortest
+        while length < len(value) and any(
+            other != value and other.startswith(value[:length]) for other in values
+        ):
+            length += 1
+        shown[value] = value if len(value) <= length + 1 else value[:length] + "…"
+    return shown
+
+
 def count(value: int | None) -> str:
     return "–" if value is None else f"{value:,}"
 

@@ -151,7 +151,7 @@ def show(
     output: FormatOption = OutputFormat.table,
 ) -> None:
     """The dataset's current items."""
-    from flows.render import columns, compact, keep_whole, short_id
+    from flows.render import columns, compact, keep_whole, unique_short_ids
     from tasks.datasets.store import current_items, dataset_info
     from tasks.store.db import scores_engine
 
@@ -171,9 +171,10 @@ def show(
         f"answer) · digest {info.digest}" + (f"\n{info.description}" if info.description else "")
     )
     table = columns(compact(), "item", "rev", "input", "expected", text=("input", "expected"))
+    ids = unique_short_ids([stored.item.id for stored in items])
     for stored in items:
         item = stored.item
-        table.add_row(short_id(item.id), str(stored.revision), Text(item.input[:200]),
+        table.add_row(ids[item.id], str(stored.revision), Text(item.input[:200]),
                       Text((item.expected or "–")[:200]))  # fmt: skip
     console.print(keep_whole(table))
 

@@ -102,3 +102,13 @@ def test_money_is_formatted_to_fit() -> None:
     assert money(12.5) == "$12.50" and money(None) == "unknown"
     assert short_id("9e2d87e5-1111-2222-3333-444455556666") == "9e2d87e5…"
     assert short_id("r1") == "r1"
+
+
+def test_ids_shown_side_by_side_stay_apart() -> None:
+    from flows.render import unique_short_ids
+
+    ids = [f"support-refund-{n:02d}" for n in range(6)] + ["9e2d87e5-1111-2222", "r1"]
+    shown = unique_short_ids(ids)
+    assert len(set(shown.values())) == len(ids)  # six items no longer all read `support-…`
+    assert shown["support-refund-03"] == "support-refund-03"
+    assert shown["9e2d87e5-1111-2222"] == "9e2d87e5…" and shown["r1"] == "r1"
