@@ -4,6 +4,7 @@ whose tools keep failing, that calls one tool with the same arguments over and o
 takes more steps than it should. Each declares the unit it reads (`unit`)."""
 
 from collections import Counter
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from typing import ClassVar
 
@@ -35,6 +36,22 @@ class UnitEvaluator(Scorer):
 
 #: Session and trace evaluators register in the one registry, like log evaluators.
 unit_evaluator = registered
+
+
+class _UnitEvaluatorsView(Mapping[str, type[UnitEvaluator]]):
+    """The session and trace evaluators of the one registry, by name, read when asked."""
+
+    def __getitem__(self, name: str) -> type[UnitEvaluator]:
+        return unit_evaluators()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(unit_evaluators())
+
+    def __len__(self) -> int:
+        return len(unit_evaluators())
+
+
+UNIT_EVALUATORS: Mapping[str, type[UnitEvaluator]] = _UnitEvaluatorsView()
 
 
 def unit_evaluators() -> dict[str, type[UnitEvaluator]]:
