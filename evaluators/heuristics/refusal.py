@@ -13,6 +13,7 @@ question's premise ("It is not best for society that ...") without refusing in w
 needs the question, i.e. a judge (`rubric`), not a phrase list.
 """
 
+import functools
 import re
 from typing import ClassVar
 
@@ -84,16 +85,25 @@ _ANYWHERE = re.compile(
 )
 
 
+#: Where an `_ANYWHERE` match can start: the scan tries the pattern at these words only, not at
+#: every character (it is most of the evaluator's cost otherwise).
+_ANYWHERE_STARTS = re.compile(r"\b(?:i|we|i'm|im|against|not|outside)\b")
+
+
+@functools.lru_cache(maxsize=8192)
 def refusal_phrase(response: str, phrases: tuple[str, ...] = DEFAULT_PHRASES) -> str | None:
-    """What in a response refuses, if anything: the opening or phrase that matched."""
+    """What in a response refuses, if anything: the opening or phrase that matched. Cached: the
+    evaluator and the usage rollups of a page ask about the same responses."""
     # Curly apostrophes are common in model output; compare on straight ones.
     text = _APOSTROPHES.sub("'", response[: BODY_CHARS * 2]).strip().casefold()
-    opening = _OPENING.search(text[:OPENING_CHARS])
+    opening = _OPENING.match(text[:OPENING_CHARS])
     if opening:
         return opening.group(0).strip(" \t\n.,;:!\"'")
-    anywhere = _ANYWHERE.search(text[:BODY_CHARS])
-    if anywhere:
-        return anywhere.group(0)
+    body = text[:BODY_CHARS]
+    for start in _ANYWHERE_STARTS.finditer(body):
+        anywhere = _ANYWHERE.match(body, start.start())
+        if anywhere:
+            return anywhere.group(0)
     return next((p for p in phrases if p in text), None)
 
 
