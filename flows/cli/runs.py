@@ -84,8 +84,6 @@ def run_flow(job: Any, until: datetime | None, kind: Literal["manual", "schedule
 
 def _name_the_run(exc: Exception, deployment: str, started: datetime) -> None:
     """A failed run's one error line ends with the run's id (`assay runs`, the UI, SQL)."""
-    import contextlib
-
     from tasks.store.db import scores_engine
     from tasks.store.runs import failed_run_since
 
