@@ -66,9 +66,12 @@ def dataset(engine: Any, name: str, n: int) -> list[Any]:
 
 async def timed_check(job: Any, name: str, outputs: list[Any]) -> tuple[float, Any]:
     from flows.check import evaluate_dataset
+    from tasks.experiments.request import CheckRequest
 
     started = time.perf_counter()
-    result = await evaluate_dataset(job, name, outputs=outputs, target=f"bench:{name}", tier="all")
+    result = await evaluate_dataset(
+        CheckRequest(job=job, dataset=name, outputs=outputs, target=f"bench:{name}", tier="all")
+    )
     return time.perf_counter() - started, result
 
 

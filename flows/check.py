@@ -16,6 +16,7 @@ from tasks.experiments.answers import Answerer, Answers, Unit, ask_all, cache_ke
 from tasks.experiments.callables import callable_answerer, load_target, target_spec
 from tasks.experiments.gate import decide, gate_outcome, spreads, totals
 from tasks.experiments.prompts import load_prompt, prompt_answerer
+from tasks.experiments.request import CheckRequest
 from tasks.experiments.result import CheckResult, Tier
 from tasks.experiments.store import (
     ExperimentSpec,
@@ -140,53 +141,35 @@ class Calling(NamedTuple):
 
 
 @flow(name="evaluate_dataset", log_prints=False)
-async def evaluate_dataset(
-    job: EvalJob,
-    dataset: str,
-    # Keyword-only: thirteen options of similar types must be named at every call site (a
-    # swapped timeout and concurrency would otherwise pass unnoticed). They stay flat fields
-    # rather than one nested model, so deployed checks keep their parameters and the Prefect
-    # UI's form shows each one.
-    *,
-    outputs: list[TargetOutput] | None = None,
-    target: str = "",
-    tier: Tier = "all",
-    name: str | None = None,
-    target_callable: str | None = None,
-    target_timeout_s: float = 60.0,
-    target_concurrency: int = 8,
-    baseline: str | None = None,
-    target_prompt: str | None = None,
-    repeats: int = 1,
-    cache: bool = True,
-    fail_on_gate: bool = False,
-    allow_unmeasured: bool = False,
-) -> CheckResult:
-    """Score a target's outputs for every current item of `dataset` and decide the gate. The
-    target is a file of outputs (`outputs`), a Python callable (`target_callable`,
-    `module:function`) or a prompt file (`target_prompt`, `prompt:FILE.yaml`); what it is
-    called for is only what this experiment has not scored yet, and an answer the same target
-    gave to the same item before comes from the cache. With `repeats` > 1 the target answers
-    each item that many times and the gate is decided over items, across the repeats."""
+async def evaluate_dataset(request: CheckRequest) -> CheckResult:
+    """Score a target's outputs for every current item of the request's dataset and decide the
+    gate. The target is a file of outputs, a Python callable (`module:function`) or a prompt
+    file (`prompt:FILE.yaml`); what it is called for is only what this experiment has not
+    scored yet, and an answer the same target gave to the same item before comes from the
+    cache. With `repeats` > 1 the target answers each item that many times and the gate is
+    decided over items, across the repeats."""
+    job, dataset, r = request.job, request.dataset, request
     logger = get_run_logger()
     engine = scores_engine()
     info = dataset_info(engine, dataset)
     with engine.connect() as conn:
         items = current_items(conn, dataset)
-    chosen = choose_target(items, outputs, target, target_callable, target_prompt, repeats)
-    spec, checked = experiment(job, dataset, info.digest, chosen.spec, tier, repeats)
-    label = name or f"{dataset} · {chosen.spec}"
+    chosen = choose_target(
+        items, r.outputs, r.target, r.target_callable, r.target_prompt, r.repeats
+    )
+    spec, checked = experiment(job, dataset, info.digest, chosen.spec, r.tier, r.repeats)
+    label = r.name or f"{dataset} · {chosen.spec}"
     created = start_experiment(engine, spec, label, len(items), datetime.now(UTC))
-    calling = Calling(spec.experiment_id, target_timeout_s, target_concurrency, cache)
+    calling = Calling(spec.experiment_id, r.target_timeout_s, r.target_concurrency, r.cache)
     errors: dict[str, str] = {}
     calls = 0
     try:
         # What this experiment already scored (a rerun after a crash, or an unchanged CI
         # rerun) is neither called nor judged nor written again.
         done = scored_items(engine, spec.deployment)
-        todo = [u for u in units(items, repeats) if u.log_id not in done]
+        todo = [u for u in units(items, r.repeats) if u.log_id not in done]
         logger.info("experiment %s: %d of %d calls to go on %s, target %s", spec.experiment_id,
-                    len(todo), len(items) * repeats, dataset, chosen.spec)  # fmt: skip
+                    len(todo), len(items) * r.repeats, dataset, chosen.spec)  # fmt: skip
         async with run_lifecycle(
             checked, KINDS["check"], window_end=created + timedelta(seconds=1),
             targets=chosen.endpoints,
@@ -221,13 +204,13 @@ async def evaluate_dataset(
     assert run.summary is not None
     result = await settle_check(
         engine, job, checked, spec, info.digest, label, items, chosen, run.summary.run_id,
-        errors, calls, baseline, allow_unmeasured,
+        errors, calls, r.baseline, r.allow_unmeasured,
     )  # fmt: skip
-    if fail_on_gate and result.outcome == "not_measured":
+    if r.fail_on_gate and result.outcome == "not_measured":
         raise GateUnmeasured(
             f"experiment {result.experiment_id}: gate not measured ({'; '.join(result.unmeasured)})"
         )
-    if fail_on_gate and not result.passed:
+    if r.fail_on_gate and not result.passed:
         failed = [g.describe() for g in result.gate if g.state == "failed"]
         failed += [f"{c.evaluator} worse than {result.baseline}"
                    for c in result.comparisons if c.significant_drop]  # fmt: skip

@@ -181,14 +181,16 @@ def check_deployment(
         },
         "pull": pull,
         "parameters": {
-            "job": job.model_dump(mode="json", exclude_defaults=True),
-            "dataset": check.dataset,
-            "tier": check.tier,
-            "name": f"{name} (scheduled)",
-            "repeats": check.repeat,
-            "baseline": check.baseline,
-            "fail_on_gate": True,
-            **target,
+            "request": {
+                "job": job.model_dump(mode="json", exclude_defaults=True),
+                "dataset": check.dataset,
+                "tier": check.tier,
+                "name": f"{name} (scheduled)",
+                "repeats": check.repeat,
+                "baseline": check.baseline,
+                "fail_on_gate": True,
+                **target,
+            }
         },
     }
 

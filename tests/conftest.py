@@ -14,14 +14,28 @@ from tests.fakes.llm import FakeLLM
 from tests.fakes.slack import FakeSlack
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under xdist (`make test`), the deploy tests share one worker and so one session
-    `prefect server` with its process workers; everything else spreads over the rest. (One
-    server per deploy module was not faster: three servers and their workers at once on two
-    cores took 16:45 for 428 tests, one took 15:21 for 417.)"""
+    `prefect server` with its process workers; everything else spreads over the rest.
+
+    `tryfirst`: xdist's worker hook turns the `xdist_group` marker into the node id's group
+    suffix, so the marker has to be there before it runs (without it, every worker that drew
+    a deploy test started a server and process workers of its own)."""
     for item in items:
         if item.nodeid.startswith("tests/deploy/"):
             item.add_marker(pytest.mark.xdist_group("deploy"))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Stop at once if the grouping did not take (pytest 9 ignores the node id xdist 3.8 sets,
+    which scattered the deploy tests over every worker: a third more time for the suite)."""
+    if not getattr(session.config.option, "loadgroup", False):
+        return
+    scattered = [i.nodeid for i in session.items
+                 if i.nodeid.startswith("tests/deploy/") and not i.nodeid.endswith("@deploy")]  # fmt: skip
+    if scattered:
+        raise pytest.UsageError(f"--dist loadgroup did not group {scattered[0]} (pytest/xdist pins)")
 
 
 @pytest.fixture(scope="session")

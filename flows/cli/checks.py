@@ -108,6 +108,7 @@ def check(
     from flows.check import evaluate_dataset
     from tasks.config import load_job
     from tasks.datasets.store import dataset_info
+    from tasks.experiments.request import CheckRequest
     from tasks.experiments.prompts import is_prompt, load_prompt
     from tasks.experiments.targets import outputs_spec, read_outputs
     from tasks.store.db import scores_engine
@@ -139,20 +140,22 @@ def check(
         result = _guarded(
             lambda: asyncio.run(
                 evaluate_dataset(
-                    job,
-                    dataset,
-                    outputs=produced,
-                    target=spec,
-                    tier=tier.value,
-                    name=name,
-                    target_callable=function,
-                    target_timeout_s=target_timeout,
-                    target_concurrency=target_concurrency,
-                    baseline=baseline,
-                    target_prompt=prompt,
-                    repeats=repeat,
-                    cache=cache,
-                    allow_unmeasured=allow_unmeasured,
+                    CheckRequest(
+                        job=job,
+                        dataset=dataset,
+                        outputs=produced,
+                        target=spec,
+                        tier=tier.value,
+                        name=name,
+                        target_callable=function,
+                        target_timeout_s=target_timeout,
+                        target_concurrency=target_concurrency,
+                        baseline=baseline,
+                        target_prompt=prompt,
+                        repeats=repeat,
+                        cache=cache,
+                        allow_unmeasured=allow_unmeasured,
+                    )
                 )
             )
         )

@@ -129,6 +129,7 @@ def _golden_demo(engine: Any) -> None:
 
     from flows.check import evaluate_dataset
     from flows.cli.checks import _renderable, compare
+    from tasks.experiments.request import CheckRequest
     from tasks.config import load_job
     from tasks.datasets.curate import as_item, candidate_ids, read_logs
     from tasks.datasets.store import add_items, create_dataset
@@ -153,7 +154,11 @@ def _golden_demo(engine: Any) -> None:
         prompt = f"prompt:deployments/prompts/support-{variant}.yaml"
         result = _guarded(
             lambda v=variant, p=prompt: asyncio.run(  # type: ignore[misc]
-                evaluate_dataset(checks, name, name=f"demo bot, {v} prompt", target_prompt=p)
+                evaluate_dataset(
+                    CheckRequest(
+                        job=checks, dataset=name, name=f"demo bot, {v} prompt", target_prompt=p
+                    )
+                )
             )
         )
         console.print(f"[bold]assay check {name} --target {prompt}[/]")

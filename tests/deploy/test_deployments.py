@@ -255,7 +255,7 @@ async def test_a_deployed_nightly_check_runs_on_a_worker_and_fails_when_its_gate
     create_dataset(engine, "support-golden")
     add_items(engine, "support-golden", hand_written())
     async with client_for(worker.server) as client:
-        params = await deployment_params(client, "support-golden-nightly")
+        params = (await deployment_params(client, "support-golden-nightly"))["request"]
         assert params["target_prompt"] == "prompt:deployments/prompts/support-grounded.yaml"
         assert params["fail_on_gate"] is True
         run = await arun_deployment(
@@ -266,7 +266,7 @@ async def test_a_deployed_nightly_check_runs_on_a_worker_and_fails_when_its_gate
         # The same check against a prompt without the passages: its gate fails, so does the run.
         strict = {**params, "target_prompt": "prompt:deployments/prompts/support-bare.yaml"}
         failed = await arun_deployment(
-            "evaluate_dataset/support-golden-nightly", parameters=strict, timeout=0,
+            "evaluate_dataset/support-golden-nightly", parameters={"request": strict}, timeout=0,
             as_subflow=False,
         )  # fmt: skip
         failed = await wait_for(client, failed.id)

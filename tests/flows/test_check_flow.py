@@ -8,6 +8,7 @@ from flows.check import evaluate_dataset
 from tasks.config import parse_job
 from tasks.datasets.items import DatasetItem
 from tasks.datasets.store import add_items, create_dataset
+from tasks.experiments.request import CheckRequest
 from tasks.experiments.targets import TargetOutput
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -27,7 +28,7 @@ async def test_the_flow_publishes_the_experiment(engine: sa.Engine) -> None:
                      "alerts": {"min_samples": 1}})  # fmt: skip
     outputs = [TargetOutput(item_id=f"c{i}", output="Paris" if i else "Lyon") for i in range(5)]
     result = await evaluate_dataset(
-        job, "capitals", outputs=outputs, target="outputs:test", tier="all"
+        CheckRequest(job=job, dataset="capitals", outputs=outputs, target="outputs:test", tier="all")
     )
     assert result.passed and result.evaluators[0].passed == 4
     async with get_client() as client:
