@@ -288,6 +288,8 @@
 -- column assay.unit_score_revisions.unit_kind text NOT NULL DEFAULT 'log'::text
 -- column assay.unit_score_revisions.unit_revision integer NOT NULL DEFAULT 1
 -- column assay.unit_score_revisions.weight double precision NOT NULL DEFAULT 1
+-- column assay.usage_counted.deployment text NOT NULL
+-- column assay.usage_counted.log_id text NOT NULL
 -- column assay.usage_rollups.cost_requests bigint NOT NULL
 -- column assay.usage_rollups.cost_usd double precision NOT NULL
 -- column assay.usage_rollups.deployment text NOT NULL
@@ -304,6 +306,7 @@
 -- column assay.usage_rollups.requests bigint NOT NULL
 -- column assay.usage_rollups.token_requests bigint NOT NULL
 -- column assay.usage_rollups.value text NOT NULL
+-- column assay.watermarks.counted_from timestamp with time zone
 -- column assay.watermarks.deployment text NOT NULL
 -- column assay.watermarks.log_id text NOT NULL
 -- column assay.watermarks.run_id uuid
@@ -553,6 +556,7 @@
 -- constraint assay.unit_evaluations unit_evaluations_pkey PRIMARY KEY (deployment, unit_kind, unit_id)
 -- constraint assay.unit_evaluations unit_evaluations_status_check CHECK ((status = ANY (ARRAY['evaluated'::text, 'rejected'::text, 'skipped'::text])))
 -- constraint assay.unit_evaluations unit_evaluations_unit_kind_check CHECK ((unit_kind = ANY (ARRAY['session'::text, 'trace'::text])))
+-- constraint assay.usage_counted usage_counted_pkey PRIMARY KEY (deployment, log_id)
 -- constraint assay.usage_rollups usage_rollups_pkey PRIMARY KEY (deployment, hour, dim, value)
 -- constraint assay.watermarks watermarks_pkey PRIMARY KEY (deployment)
 -- index CREATE INDEX eval_runs_deployment_started ON assay.eval_runs USING btree (deployment, started_at DESC)
@@ -599,6 +603,7 @@
 -- index CREATE UNIQUE INDEX spend_pkey ON assay.spend USING btree (deployment, day)
 -- index CREATE UNIQUE INDEX target_cache_pkey ON assay.target_cache USING btree (cache_key)
 -- index CREATE UNIQUE INDEX unit_evaluations_pkey ON assay.unit_evaluations USING btree (deployment, unit_kind, unit_id)
+-- index CREATE UNIQUE INDEX usage_counted_pkey ON assay.usage_counted USING btree (deployment, log_id)
 -- index CREATE UNIQUE INDEX usage_rollups_pkey ON assay.usage_rollups USING btree (deployment, hour, dim, value)
 -- index CREATE UNIQUE INDEX watermarks_pkey ON assay.watermarks USING btree (deployment)
 -- function assay.hist_quantile_bin(hist double precision[], p double precision)

@@ -35,7 +35,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     scattered = [i.nodeid for i in session.items
                  if i.nodeid.startswith("tests/deploy/") and not i.nodeid.endswith("@deploy")]  # fmt: skip
     if scattered:
-        raise pytest.UsageError(f"--dist loadgroup did not group {scattered[0]} (pytest/xdist pins)")
+        raise pytest.UsageError(
+            f"--dist loadgroup did not group {scattered[0]} (pytest/xdist pins)"
+        )
 
 
 @pytest.fixture(scope="session")

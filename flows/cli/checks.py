@@ -108,8 +108,8 @@ def check(
     from flows.check import evaluate_dataset
     from tasks.config import load_job
     from tasks.datasets.store import dataset_info
-    from tasks.experiments.request import CheckRequest
     from tasks.experiments.prompts import is_prompt, load_prompt
+    from tasks.experiments.request import CheckRequest
     from tasks.experiments.targets import outputs_spec, read_outputs
     from tasks.store.db import scores_engine
 

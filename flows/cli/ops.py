@@ -129,11 +129,11 @@ def _golden_demo(engine: Any) -> None:
 
     from flows.check import evaluate_dataset
     from flows.cli.checks import _renderable, compare
-    from tasks.experiments.request import CheckRequest
     from tasks.config import load_job
     from tasks.datasets.curate import as_item, candidate_ids, read_logs
     from tasks.datasets.store import add_items, create_dataset
     from tasks.demo.golden import hand_written
+    from tasks.experiments.request import CheckRequest
     from tasks.warehouse.connect import fitted_job
 
     name = "support-golden"

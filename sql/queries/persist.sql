@@ -31,10 +31,38 @@ SET log_ts = EXCLUDED.log_ts, run_id = EXCLUDED.run_id, stage = EXCLUDED.stage,
 DELETE FROM assay.quarantine WHERE deployment = :deployment AND log_id = ANY(:log_ids)
 
 -- name: upsert_watermark
-INSERT INTO assay.watermarks (deployment, ts, log_id, run_id, updated_at)
-VALUES (:deployment, :ts, :log_id, :run_id, now())
+-- `counted_from` is where the first moving run started reading: set once, never moved.
+INSERT INTO assay.watermarks (deployment, ts, log_id, run_id, updated_at, counted_from)
+VALUES (:deployment, :ts, :log_id, :run_id, now(), :counted_from)
 ON CONFLICT (deployment) DO UPDATE
-SET ts = EXCLUDED.ts, log_id = EXCLUDED.log_id, run_id = EXCLUDED.run_id, updated_at = now()
+SET ts = EXCLUDED.ts, log_id = EXCLUDED.log_id, run_id = EXCLUDED.run_id, updated_at = now(),
+    counted_from = coalesce(assay.watermarks.counted_from, EXCLUDED.counted_from)
+
+-- name: uncounted_by_watermark
+-- Of a moving run's page, the logs a backfill has not counted already.
+SELECT log_id FROM unnest(CAST(:log_ids AS text[])) AS given(log_id)
+WHERE NOT EXISTS (
+    SELECT 1 FROM assay.usage_counted c WHERE c.deployment = :deployment AND c.log_id = given.log_id
+)
+
+-- name: lock_watermark
+SELECT 1 FROM assay.watermarks WHERE deployment = :deployment FOR SHARE
+
+-- name: count_once
+-- Of a backfill's page, the logs counted by nobody yet, recorded as counted now: not in the
+-- moving runs' range (from `counted_from` up to the watermark's time, inclusive, so a log at the
+-- watermark's own time that the next hourly run still reads is left to it) and not counted by
+-- another backfill.
+INSERT INTO assay.usage_counted (deployment, log_id)
+SELECT :deployment, given.log_id
+FROM unnest(CAST(:log_ids AS text[]), CAST(:log_ts AS timestamptz[])) AS given(log_id, log_ts)
+WHERE NOT EXISTS (
+    SELECT 1 FROM assay.watermarks w
+    WHERE w.deployment = :deployment AND w.counted_from IS NOT NULL
+      AND given.log_ts >= w.counted_from AND given.log_ts <= w.ts
+)
+ON CONFLICT DO NOTHING
+RETURNING log_id
 
 -- name: add_run_counts
 UPDATE assay.eval_runs

@@ -26,6 +26,9 @@ class Kind(BaseModel):
     fixed_window: bool = False
     spends: bool = True  # opens a judge runtime behind the spend ledger
     refreshes_rollups: bool = True  # refreshes the score rollups of the hours it read
+    # Counts in usage each log it reads that no other run counted (a run that moves the
+    # watermark counts what it moves over instead).
+    counts_usage_once: bool = False
 
 
 #: Keyed by what starts the run; `name` is what the run record says (a backfill's parent and its
@@ -39,7 +42,8 @@ KINDS: dict[str, Kind] = {
                       probes_outside_window=True),
     "backfill": Kind(name="backfill", moves_watermark=False,
                         enforces_contract=True, exclusive=False, notifies=False,
-                        probes_outside_window=False, fixed_window=True),
+                        probes_outside_window=False, fixed_window=True,
+                        counts_usage_once=True),
     # Plans the chunks that hold logs, fans them out (over the work pool, or here), sums them
     # up: it reads no page, calls no judge, and leaves the rollups to the chunks.
     "backfill_parent": Kind(name="backfill", moves_watermark=False,

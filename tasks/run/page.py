@@ -23,7 +23,7 @@ from tasks.errors import DataContractBroken
 from tasks.run.judging import ledger_gate, release_unstored
 from tasks.run.kinds import Kind
 from tasks.run.scoring import judge_plan, score_records
-from tasks.store.persist import PageCounts, write_page
+from tasks.store.persist import PageCounts, Usage, write_page
 from tasks.store.rows import Cursor, ScoreRow
 from tasks.store.sql import query
 from tasks.warehouse.connect import read_page
@@ -219,7 +219,7 @@ async def process_rows(
             admitted=sorted(
                 {r.id for r in admission.records} - {r.log_id for r in admission.rejects}
             ),
-            usage=records,
+            usage=Usage(records, ctx.start, once=ctx.kind.counts_usage_once),
             also=in_the_page if (gate and settled) or paid else None,
         )
     except BaseException:

@@ -8,7 +8,8 @@ moves in the same transaction, a crash leaves either the whole page or none of i
 import json
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import psycopg
 import sqlalchemy as sa
@@ -102,11 +103,46 @@ def quarantine_rows(
     return conn.execute(sa.text(query("persist", "insert_quarantine")), params).rowcount
 
 
-def move_watermark(conn: sa.Connection, deployment: str, run_id: str, cursor: Cursor) -> None:
+def move_watermark(
+    conn: sa.Connection,
+    deployment: str,
+    run_id: str,
+    cursor: Cursor,
+    counted_from: datetime | None,
+) -> None:
     conn.execute(
         sa.text(query("persist", "upsert_watermark")),
-        {"deployment": deployment, "ts": cursor.ts, "log_id": str(cursor.log_id), "run_id": run_id},
-    )
+        {"deployment": deployment, "ts": cursor.ts, "log_id": str(cursor.log_id), "run_id": run_id,
+         "counted_from": counted_from},
+    )  # fmt: skip
+
+
+class Usage(NamedTuple):
+    """A page's LLM calls for the usage rollups, and how this run counts them so that every log
+    read is counted once: a run that moves the watermark counts what it moves over (`start`:
+    where it began reading, which the first such run records); a run over a fixed window
+    (`once`) counts only logs outside that range that no other run counted."""
+
+    records: list[LogRecord]
+    start: datetime
+    once: bool = False
+
+
+def count_usage(conn: sa.Connection, deployment: str, usage: Usage, moved: bool) -> None:
+    ids = [r.id for r in usage.records]
+    if not ids or not (moved or usage.once):
+        return
+    if moved:
+        rows = conn.execute(sa.text(query("persist", "uncounted_by_watermark")),
+                            {"deployment": deployment, "log_ids": ids})  # fmt: skip
+    else:
+        # After any hourly run's page that holds the watermark (its counting commits first).
+        conn.execute(sa.text(query("persist", "lock_watermark")), {"deployment": deployment})
+        rows = conn.execute(sa.text(query("persist", "count_once")),
+                            {"deployment": deployment, "log_ids": ids,
+                             "log_ts": [r.ts for r in usage.records]})  # fmt: skip
+    uncounted = set(rows.scalars())
+    add_usage(conn, deployment, [r for r in usage.records if r.id in uncounted])
 
 
 #: Tries of a page's transaction when its connection drops (the pool hands out a live one).
@@ -123,7 +159,7 @@ def write_page(
     pulled: int,
     move: bool = True,
     admitted: list[str] | None = None,
-    usage: list[LogRecord] | None = None,
+    usage: Usage | None = None,
     also: Callable[[sa.Connection], None] | None = None,
 ) -> PageCounts:
     """`write_page_once`, again on a fresh connection when the connection was dropped or
@@ -165,7 +201,7 @@ def write_page_once(
     pulled: int,
     move: bool = True,
     admitted: list[str] | None = None,
-    usage: list[LogRecord] | None = None,
+    usage: Usage | None = None,
     also: Callable[[sa.Connection], None] | None = None,
 ) -> PageCounts:
     """One transaction: scores, quarantine, re-admission of logs that now pass, counters,
@@ -194,10 +230,13 @@ def write_page_once(
         conn.execute(
             sa.text(query("persist", "add_run_counts")), {"run_id": run_id, **counts.model_dump()}
         )
-        if move and cursor is not None:
-            move_watermark(conn, deployment, run_id, cursor)
-            add_usage(conn, deployment, usage or [])
-        feedback_labels(conn, deployment, usage or [])
+        moved = move and cursor is not None
+        if moved:
+            assert cursor is not None
+            move_watermark(conn, deployment, run_id, cursor, usage.start if usage else None)
+        if usage is not None:
+            count_usage(conn, deployment, usage, moved)
+            feedback_labels(conn, deployment, usage.records)
     return counts
 
 

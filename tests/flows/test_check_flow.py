@@ -28,7 +28,9 @@ async def test_the_flow_publishes_the_experiment(engine: sa.Engine) -> None:
                      "alerts": {"min_samples": 1}})  # fmt: skip
     outputs = [TargetOutput(item_id=f"c{i}", output="Paris" if i else "Lyon") for i in range(5)]
     result = await evaluate_dataset(
-        CheckRequest(job=job, dataset="capitals", outputs=outputs, target="outputs:test", tier="all")
+        CheckRequest(
+            job=job, dataset="capitals", outputs=outputs, target="outputs:test", tier="all"
+        )
     )
     assert result.passed and result.evaluators[0].passed == 4
     async with get_client() as client:

@@ -70,3 +70,47 @@ async def test_empty_responses_can_be_evaluated_as_real_failures(engine: sa.Engi
     assert report.warnings == []
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM assay.quarantine")).scalar_one() == 0
+
+
+async def test_usage_counts_every_log_read_once_whether_a_run_or_a_backfill_read_it(
+    engine: sa.Engine,
+) -> None:
+    """The hourly run counts the logs it moves over; a backfill counts the history before them
+    and nothing the hourly run counted; a second backfill counts nothing. So requests equal the
+    logs scored, and the quarantine's share is of one population (it was of two: backfilled
+    logs were scored and quarantined but missing from usage)."""
+    from flows.backfill import backfill
+
+    history = [log(f"old{i:02d}", BASE - timedelta(days=2, minutes=i)) for i in range(50)]
+    insert_logs(engine, arena_logs() + history)
+    until = BASE + timedelta(hours=4)
+    await evaluate_recent(job(), until=until)  # the last day: 180 logs, 20 quarantined
+    for _ in range(2):  # everything, history included, twice
+        await backfill(job(), BASE - timedelta(days=3), until, chunk=timedelta(days=1))
+
+    def count(sql: str) -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(sql)).scalar_one())
+
+    scored = count("SELECT count(*) FROM assay.scores WHERE evaluator = 'refusal'")
+    requests = count("SELECT sum(requests) FROM assay.usage_rollups WHERE dim = 'all'")
+    assert (scored, requests) == (230, 230)
+    report = build_report(engine, "arena", BASE - timedelta(days=3), until, "all")
+    [everything] = report.usage
+    assert (everything.requests, everything.quarantined) == (230, 20)
+    assert everything.quarantined_share == pytest.approx(20 / 250)
+
+
+async def test_a_backfill_before_the_first_hourly_run_is_not_counted_twice(
+    engine: sa.Engine,
+) -> None:
+    from flows.backfill import backfill
+
+    insert_logs(engine, arena_logs())
+    until = BASE + timedelta(hours=4)
+    await backfill(job(), BASE - timedelta(days=1), until, chunk=timedelta(hours=12))
+    await evaluate_recent(job(), until=until)  # reads the same logs: they are counted already
+    with engine.connect() as conn:
+        requests = conn.execute(sa.text(
+            "SELECT sum(requests) FROM assay.usage_rollups WHERE dim = 'all'")).scalar_one()  # fmt: skip
+    assert requests == 180
