@@ -7,7 +7,6 @@ from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel
-from scipy.stats import rankdata
 
 RESAMPLES = 500
 MIN_LABELS = 20
@@ -89,6 +88,8 @@ def cell_metrics(
 def weighted_spearman(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> float | None:
     if len(x) < 3:
         return None
+    from scipy.stats import rankdata  # scipy.stats takes ~1 s to import: only when used
+
     rx, ry = rankdata(x), rankdata(y)
     mx, my = np.average(rx, weights=w), np.average(ry, weights=w)
     cov = np.average((rx - mx) * (ry - my), weights=w)

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
-from scipy.stats import binomtest, bootstrap
 
 MCNEMAR = "McNemar exact (paired, discordant items)"
 PAIRED_BOOTSTRAP = "paired bootstrap of the mean score difference"
@@ -55,6 +54,8 @@ def compare_evaluator(
             mean_difference=None, mean_low=None, mean_high=None, method=MCNEMAR,
             significant_drop=False,
         )  # fmt: skip
+    from scipy.stats import binomtest, bootstrap  # ~1 s to import: not on every run's path
+
     rate_before = sum(bool(before[i][0]) for i in shared) / len(shared)
     rate_now = sum(bool(now[i][0]) for i in shared) / len(shared)
     discordant = len(regressed) + len(improved)
