@@ -122,7 +122,7 @@ class OutputFormat(StrEnum):
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="Output format.")]
 
 ConfigOption = Annotated[
-    Path | None, typer.Option(help="Job config YAML (default deployments/jobs/NAME.yaml).")
+    Path | None, typer.Option(help="Job config YAML (default: NAME.yaml in deployments/jobs).")
 ]
 
 
@@ -343,3 +343,24 @@ def _no_metavar_for_flags() -> None:
 
 
 _no_metavar_for_flags()
+
+
+def _whole_option_names() -> None:
+    """Option names whole at 80 columns: typer's options table lets rich shorten every column
+    alike, which cut `--oversample-uncertain` to `--oversample-uncerta…`; the name columns
+    (all but the type and help columns) keep their width, and the help text wraps instead."""
+    import rich.table
+    import typer.rich_utils
+
+    class OptionsTable(rich.table.Table):
+        def add_row(self, *renderables: Any, **options: Any) -> None:
+            super().add_row(*renderables, **options)
+            for column in self.columns[:-2]:
+                widest = max((len(getattr(c, "plain", str(c))) for c in column._cells), default=0)
+                column.no_wrap = True
+                column.min_width = max(column.min_width or 0, widest)
+
+    typer.rich_utils.Table = OptionsTable  # type: ignore[misc]
+
+
+_whole_option_names()

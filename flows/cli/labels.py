@@ -84,7 +84,7 @@ def queue(
         bool, typer.Option("--keep-pii", help="Show annotators unmasked text.")
     ] = False,
     config: Annotated[
-        Path | None, typer.Option(help="Job config (default: deployments/jobs/NAME.yaml).")
+        Path | None, typer.Option(help="Job config (default: NAME.yaml in deployments/jobs).")
     ] = None,
     output: FormatOption = OutputFormat.table,
 ) -> None:

@@ -33,7 +33,7 @@ def init(
         typer.Option("--map", help="FIELD=COLUMN, where the guess is wrong (repeat)."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Where to write (default deployments/jobs/NAME.yaml).")
+        Path | None, typer.Option(help="Where to write (default: NAME.yaml in deployments/jobs).")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     dry_run: Annotated[

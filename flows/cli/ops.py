@@ -32,7 +32,7 @@ def doctor(
     output: FormatOption = OutputFormat.table,
     config: Annotated[
         list[Path] | None,
-        typer.Option(help="Job configs to check (default every deployments/jobs/*.yaml)."),
+        typer.Option(help="Job configs to check (default: every YAML in deployments/jobs)."),
     ] = None,
 ) -> None:
     """Check everything a deployment needs: databases, warehouse columns and role, Prefect

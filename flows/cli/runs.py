@@ -96,7 +96,7 @@ def _name_the_run(exc: Exception, deployment: str, started: datetime) -> None:
 @app.command()
 def run(
     deployment: Annotated[
-        str, typer.Argument(help="Deployment name (deployments/jobs/NAME.yaml).")
+        str, typer.Argument(help="Deployment name (its job file: NAME.yaml in deployments/jobs).")
     ],
     config: ConfigOption = None,
     until: Annotated[str | None, typer.Option(help="Read logs up to this time (ISO 8601).")] = None,
