@@ -43,7 +43,9 @@ def test_parameters_validate_against_the_flow(deployment: dict[str, Any]) -> Non
     if flow is backfill:
         params.update(RUN_TIME)
     validated = flow.validate_parameters(params)
-    assert isinstance(validated["job"], EvalJob)
+    # A check's one parameter is its request (the job inside it); the others take the job.
+    job = validated["request"].job if flow is evaluate_dataset else validated["job"]
+    assert isinstance(job, EvalJob)
     if flow in (evaluate_recent, evaluate_dataset):
         assert deployment["schedules"][0]["cron"]  # hourly and nightly deployments are scheduled
 
@@ -63,9 +65,10 @@ def test_the_scheduled_job_is_the_job_file_exactly() -> None:
     for d in deployments():
         if d["entrypoint"] == CHECK_ENTRYPOINT:  # a scheduled check runs its check config
             in_file = load_job(PROJECT_DIR / checks[d["name"]].config)
+            deployed = EvalJob.model_validate(d["parameters"]["request"]["job"])
         else:
             in_file = load_job(JOBS_DIR / f"{d['parameters']['job']['deployment']}.yaml")
-        deployed = EvalJob.model_validate(d["parameters"]["job"])
+            deployed = EvalJob.model_validate(d["parameters"]["job"])
         assert deployed == in_file, d["name"]  # what `assay estimate NAME` sees is what runs
 
 
