@@ -94,6 +94,33 @@ def fitted(
     return [build(title, first), build(f"{title or ''} (continued)".strip(), more)]
 
 
+#: Where a name may be broken across lines: after these, never inside a word.
+NAME_BREAKS = frozenset("-_/.:@ ")
+
+
+def wrap_name(value: str, width: int) -> str:
+    """`value` in lines of at most `width`, broken only after a separator (`gpt-4o-mini-2024`
+    becomes `gpt-4o-` / `mini-2024`, never `gpt-4o-min` / `i`); a word longer than `width` on
+    its own is the one thing left longer than the column."""
+    if width < 1 or len(value) <= width:
+        return value
+    lines: list[str] = []
+    line = word = ""
+    for char in value:
+        word += char
+        if char in NAME_BREAKS:
+            if line and len(line) + len(word) > width:
+                lines.append(line)
+                line = ""
+            line += word
+            word = ""
+    if line and len(line) + len(word) > width:
+        lines.append(line)
+        line = ""
+    lines.append(line + word)
+    return "\n".join(part.rstrip() for part in lines)
+
+
 def short_id(value: str) -> str:
     """Ids are shortened one way everywhere: the first 8 characters (JSON has the full id)."""
     return value if len(value) <= 9 else value[:8] + "…"
@@ -401,6 +428,15 @@ def _change(change: float | None, significant: bool | None = None) -> Text:
     return Text(f"{change * 100:+.1f} pp", style=style)
 
 
+def _segment_width(report: Any, width: int) -> int:
+    """The width the segment column has beside the columns that stay with it (the evaluator,
+    n, the pass rate and its change): segment values wrap to it at separators."""
+    evaluator = max((len(s.evaluator) + (0 if report.deployment else 2)
+                     for s in report.evaluators), default=9)  # fmt: skip
+    used = max(evaluator, 9) + len("99,999") + len("100.0 (100.0-100.0)") + len("+100.0 pp") + 4
+    return max(12, width - used)
+
+
 def report_renderable(report: Any, width: int = WIDE) -> Group:
     """`assay report`: evaluators per slice with intervals, usage per slice, eval spend."""
     scope = report.deployment or "all deployments"
@@ -412,6 +448,7 @@ def report_renderable(report: Any, width: int = WIDE) -> Group:
                "errors", *(("mean (CI)", "p5/p50/p95", "cost") if wide else ()))  # fmt: skip
     rows: list[tuple[Any, ...]] = []
     deployment_shown: str | None = None
+    segment_width = _segment_width(report, width)
     for s in report.evaluators:
         if report.deployment is None and s.deployment != deployment_shown:
             rows.append((Text(s.deployment, style="bold"), *[""] * (len(headers) - 1)))
@@ -422,7 +459,7 @@ def report_renderable(report: Any, width: int = WIDE) -> Group:
         percentiles = "/".join(num(getattr(s, p), 2) for p in ("p5", "p50", "p95"))
         rows.append((
             s.evaluator if report.deployment else f"  {s.evaluator}",
-            s.segment,
+            wrap_name(s.segment, segment_width),
             f"{s.ok:,}",
             _interval(s.pass_rate, s.pass_rate_low, s.pass_rate_high, unit=""),
             _change(s.pass_rate_change, s.change_significant),
@@ -430,15 +467,17 @@ def report_renderable(report: Any, width: int = WIDE) -> Group:
             f"{s.errors:,}",
             *((mean, percentiles, _cost(s.cost_usd, s.unknown_cost)) if wide else ()),
         ))  # fmt: skip
-    quality = fitted(None, headers, rows, width, secondary=headers[5:], keys=2,
-                     text=("segment",))  # fmt: skip
+    quality = fitted(None, headers, rows, width, secondary=headers[5:], keys=2)
     usage_columns = ["segment", "requests", "quarantined", "tokens/query", "cost", "error rate",
                      "refusals"]  # fmt: skip
     usage_columns += ["latency p50/p95 ms", "repeats", "feedback +"] if wide else []
     usage = columns(compact("usage (every admitted log)"), *usage_columns)
+    # The numbers' headers are at least as wide as their values: the segment gets the rest.
+    usage_segment_width = max(12, width - sum(len(c) + 1 for c in usage_columns[1:]) - 4)
     for u in report.usage:
+        segment = u.segment if report.deployment else f"{u.deployment}/{u.segment}"
         cells: dict[str, str] = {
-            "segment": u.segment if report.deployment else f"{u.deployment}/{u.segment}",
+            "segment": wrap_name(segment, usage_segment_width),
             "requests": f"{u.requests:,}",
             "quarantined": f"{u.quarantined:,} ({pct(u.quarantined_share)})"
             if u.quarantined

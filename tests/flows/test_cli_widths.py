@@ -112,3 +112,30 @@ def test_ids_shown_side_by_side_stay_apart() -> None:
     assert len(set(shown.values())) == len(ids)  # six items no longer all read `support-…`
     assert shown["support-refund-03"] == "support-refund-03"
     assert shown["9e2d87e5-1111-2222"] == "9e2d87e5…" and shown["r1"] == "r1"
+
+
+LONG_MODELS = ["model-alphabravo-charliedelta-echofoxtrot-2026",
+               "gpt-4o-mini-hotelindia-julietkilo-2024-07-18"]  # fmt: skip
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_report_breaks_long_segment_values_only_between_words(
+    engine: sa.Engine, assay_env: str, tmp_path: Path, width: int
+) -> None:
+    """`report --by model` once printed `gpt-4o-min` / `i`: a value is broken only after a
+    separator, every word of it whole."""
+    config = tmp_path / "models.yaml"
+    config.write_text("deployment: models\nsource: {initial_lookback: 1d}\n"
+                      "evaluators: [{name: json_valid}, {name: prompt_injection}]\n")  # fmt: skip
+    insert_logs(engine, [log(f"m-{i}", BASE + timedelta(minutes=i), model=LONG_MODELS[i % 2],
+                             response='{"ok": true}') for i in range(8)])  # fmt: skip
+    done = assay("run", "models", "--config", str(config), db_url=assay_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = assay("report", "models", "--since", "1d", "--by", "model", db_url=assay_env,
+                   columns=width)  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    lines_fit(report.stdout, width)
+    words = report.stdout.replace("-", " ").replace("…", " ").split()
+    for model in LONG_MODELS:
+        for word in model.split("-"):
+            assert word in words, (word, report.stdout)
