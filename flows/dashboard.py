@@ -69,6 +69,7 @@ def dashboard_data(
 
 
 EXAMPLES_PER_EVALUATOR = 5
+EXAMPLES_PER_ALERT = 3
 
 
 def failing_unit_examples(conn: sa.Connection, window: dict[str, Any]) -> list[dict[str, Any]]:
@@ -107,9 +108,19 @@ def drill_down(
              "per_evaluator": EXAMPLES_PER_EVALUATOR},
         )
     ]  # fmt: skip
+    # Each alert's examples come from its own segment (five segments of one evaluator's alert
+    # used to link the same three logs).
+    alert_examples = [
+        {**row._asdict(), "log_ts": row.log_ts.isoformat()}
+        for row in conn.execute(
+            sa.text(query("analytics", "alert_examples")),
+            {"deployment": deployment, "since": since, "until": until,
+             "per_alert": EXAMPLES_PER_ALERT},
+        )
+    ]  # fmt: skip
     logs: dict[str, dict[str, Any]] = {}
     by_deployment: dict[str, set[str]] = {}
-    for row in failing:
+    for row in failing + alert_examples:
         by_deployment.setdefault(row["deployment"], set()).add(row["log_id"])
     for name, ids in by_deployment.items():
         texts = job_texts(name, sorted(ids))
@@ -123,7 +134,7 @@ def drill_down(
                 **texts.get(log_id, {"unavailable": True}),
                 "scores": [s._asdict() for s in scores if s.log_id == log_id],
             }
-    return {"alerts": alerts, "failing": failing, "logs": logs}
+    return {"alerts": alerts, "alert_examples": alert_examples, "failing": failing, "logs": logs}
 
 
 EXPERIMENTS_PER_DATASET = 20

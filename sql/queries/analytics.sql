@@ -131,6 +131,27 @@ FROM (
 WHERE rn <= :per_evaluator
 ORDER BY deployment, evaluator, log_ts DESC
 
+-- name: alert_examples
+-- The latest failing logs of each open alert's own segment (`by=value`; the rule's `by` is one
+-- of a fixed set of columns; a segment-less alert takes the evaluator's latest failures).
+SELECT a.deployment, a.evaluator, a.metric, a.segment, f.log_id, f.log_ts, f.score, f.reason
+FROM assay.alerts a
+CROSS JOIN LATERAL (
+    SELECT s.log_id, s.log_ts, s.score, s.reason
+    FROM assay.scores s
+    WHERE s.deployment = a.deployment AND s.evaluator = a.evaluator AND s.unit_kind = 'log'
+      AND s.status = 'ok' AND NOT s.passed AND s.log_ts >= :since AND s.log_ts < :until
+      AND (a.segment = '' OR a.segment = (a.rule ->> 'by') || '=' || coalesce(CASE a.rule ->> 'by'
+              WHEN 'model' THEN s.model WHEN 'provider' THEN s.provider
+              WHEN 'prompt_slug' THEN s.prompt_slug WHEN 'topic' THEN s.topic
+              WHEN 'customer_id' THEN s.customer_id WHEN 'environment' THEN s.environment
+           END, '(none)'))
+    ORDER BY s.log_ts DESC
+    LIMIT :per_alert
+) f
+WHERE a.status = 'open' AND (CAST(:deployment AS text) IS NULL OR a.deployment = :deployment)
+ORDER BY a.deployment, a.evaluator, a.segment, f.log_ts DESC
+
 -- name: log_scores
 -- Every score of some logs of one deployment (the log detail section).
 SELECT log_id, evaluator, evaluator_version, status, score, passed, label, reason, judge_model
