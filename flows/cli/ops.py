@@ -75,8 +75,16 @@ def demo(
     scale: Annotated[
         float, typer.Option(min=0.01, max=100, help="Multiply the demo's log counts.")
     ] = 1.0,
+    stop: Annotated[
+        bool,
+        typer.Option(
+            "--stop", help="Stop the embedded Postgres the demo started (its data stays)."
+        ),
+    ] = False,
 ) -> None:
-    """Seed a synthetic production warehouse and run every demo deployment once."""
+    """Seed a synthetic production warehouse and run every demo deployment once. The embedded
+    Postgres it starts without ASSAY_DATABASE_URL keeps running for `assay report` and the
+    dashboard; `assay demo --stop` stops it."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flows.render import summary_renderable
@@ -85,9 +93,13 @@ def demo(
     from tasks.store.db import migrate as apply
     from tasks.store.db import scores_engine
 
+    if stop:
+        _stop_embedded()
+        return
     if get_settings().database_url is None:
         console.print(
-            f"ASSAY_DATABASE_URL is not set: using an embedded Postgres in {get_settings().home}/"
+            f"ASSAY_DATABASE_URL is not set: using an embedded Postgres in {get_settings().home}/ "
+            "(`assay demo --stop` stops it)"
         )
     engine = _guarded(scores_engine)
     _guarded(lambda: apply(engine))
@@ -118,6 +130,23 @@ def demo(
         "Next: `assay report support-bot --by model` for quality with intervals, usage and "
         "spend, or `assay dashboard --out assay.html` for charts you can open offline."
     )
+
+
+def _stop_embedded() -> None:
+    from tasks.settings import get_settings
+    from tasks.store.db import stop_embedded
+
+    home = get_settings().home
+    if _guarded(lambda: stop_embedded(home)):
+        console.print(f"stopped the embedded Postgres in {home}/pgdata (its data stays)")
+    else:
+        url = get_settings().database_url
+        uses = (
+            " (ASSAY_DATABASE_URL is set: the demo uses that database)"
+            if url and url.get_secret_value()
+            else ""
+        )
+        console.print(f"no embedded Postgres runs in {home}/pgdata{uses}")
 
 
 def _golden_demo(engine: Any) -> None:

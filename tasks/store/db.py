@@ -68,6 +68,33 @@ def embedded_database_url(home: Path) -> str:
     return str(server.get_uri())
 
 
+def stop_embedded(home: Path) -> bool:
+    """Stop the embedded Postgres under `home` if it runs (its data stays); False if none runs."""
+    import os
+    import signal
+
+    pidfile = home.resolve() / "pgdata" / "postmaster.pid"
+    try:
+        pid = int(pidfile.read_text().split("\n", 1)[0])
+        # A stale pid file may name another process by now: only a postgres is signalled.
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if Path("/proc/self").exists() and b"postgres" not in cmdline.read_bytes():
+            return False
+        # SIGINT is Postgres's fast shutdown: sessions end, the data is left consistent.
+        # (pgserver's own stop waits for every process that ever attached to let go.)
+        os.kill(pid, signal.SIGINT)
+    except (OSError, ValueError):
+        return False
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def database_url() -> SecretStr:
     settings = get_settings()
     if settings.database_url is not None:

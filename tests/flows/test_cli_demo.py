@@ -2,6 +2,7 @@
 dataset checked for two versions of the bot, the gate passing one and failing the other."""
 
 import re
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -54,3 +55,24 @@ def test_a_second_demo_starts_from_nothing(assay_env: str, engine: sa.Engine) ->
     assert first[0] > 0 and first[1] > 0
     assert abs(requests - first[0]) <= 0.02 * first[0]  # not twice
     assert abs(labels - first[1]) <= 0.02 * first[1] and abs(scores - first[2]) <= 0.02 * first[2]
+
+
+def test_demo_stop_stops_the_embedded_postgres_and_keeps_its_data(tmp_path: Path) -> None:
+    """Without ASSAY_DATABASE_URL the demo starts an embedded Postgres that outlives it (for
+    `assay report` and the dashboard); `assay demo --stop` stops it, and says when none runs."""
+    import psycopg
+
+    from tasks.store.db import embedded_database_url
+
+    url = embedded_database_url(tmp_path)
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE kept (x int)")
+    stopped = assay("demo", "--stop", db_url="", env={"ASSAY_HOME": str(tmp_path)})
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert "stopped the embedded Postgres" in stopped.stdout
+    assert not (tmp_path / "pgdata" / "postmaster.pid").exists()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=3)
+    assert (tmp_path / "pgdata" / "PG_VERSION").exists()  # the data stays
+    again = assay("demo", "--stop", db_url="", env={"ASSAY_HOME": str(tmp_path)})
+    assert again.returncode == 0 and "no embedded Postgres runs" in again.stdout
