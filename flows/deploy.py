@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from evaluators.errors import describe_validation_error
 from tasks.config import EvalJob, load_job
-from tasks.errors import AssayError, ConfigError
+from tasks.errors import AssayError, ConfigError, did_you_mean
 from tasks.safe_yaml import load_yaml
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -225,10 +225,25 @@ async def ensure_work_pools(pools: set[str]) -> None:
                 await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
 
 
-def deploy_all(prefect_file: Path | None = None) -> list[str]:
-    """Register the deployments (generated from the job files, or an explicit prefect.yaml)
-    with `prefect deploy --all` from the project root; workers run flows from
-    ASSAY_PROJECT_DIR (the pull step)."""
+def only_these(spec: dict[str, Any], only: list[str]) -> dict[str, Any]:
+    """The spec with only the deployments of the named jobs (each job's hourly and backfill
+    deployment) and checks; an unknown name is a ConfigError with the names there are."""
+    deployments = list(spec.get("deployments") or [])
+    known = {d["name"].removesuffix("-backfill") for d in deployments}
+    for name in only:
+        if name not in known:
+            raise ConfigError(
+                f"no job or check named {name!r} to deploy{did_you_mean(name, known)}"
+            )
+    wanted = set(only)
+    kept = [d for d in deployments if d["name"].removesuffix("-backfill") in wanted]
+    return {**spec, "deployments": kept}
+
+
+def deploy_all(prefect_file: Path | None = None, only: list[str] | None = None) -> list[str]:
+    """Register the deployments (generated from the job files, or an explicit prefect.yaml;
+    with `only`, those of the named jobs and checks) with `prefect deploy --all` from the
+    project root; workers run flows from ASSAY_PROJECT_DIR (the pull step)."""
     with tempfile.TemporaryDirectory() as tmp:
         if prefect_file is None:
             prefect_file = Path(tmp) / "prefect.yaml"
@@ -236,6 +251,10 @@ def deploy_all(prefect_file: Path | None = None) -> list[str]:
         elif not prefect_file.exists():
             raise ConfigError(f"no prefect.yaml at {prefect_file}")
         spec = yaml.safe_load(prefect_file.read_text())
+        if only:
+            spec = only_these(spec, only)
+            prefect_file = Path(tmp) / "prefect-only.yaml"
+            prefect_file.write_text(yaml.dump(spec, Dumper=_PlainDumper, sort_keys=False))
         deployments = list(spec.get("deployments") or [])
         pools = {d["work_pool"]["name"] for d in deployments if d.get("work_pool")}
         asyncio.run(ensure_work_pools(pools))

@@ -103,6 +103,12 @@ def warehouse(jobs: list[Any]) -> list[Check]:
                 problem(name, f"unreachable: {_first_line(exc)}", "check the warehouse URL")
             )
             continue
+        if source.table is not None and not columns:
+            checks.append(problem(
+                name, f"no table {source.table} (or the warehouse user cannot see it)",
+                f"create it, or fix source.table in deployments/jobs/{job.deployment}.yaml",
+            ))  # fmt: skip
+            continue
         try:
             fitted = source.fitted(columns)
         except ConfigError as exc:

@@ -247,11 +247,19 @@ def deploy(
     show: Annotated[
         bool, typer.Option("--print", help="Print the generated prefect.yaml and exit.")
     ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            metavar="NAME",
+            help="Deploy only this job (its hourly and backfill deployments) or check; repeatable.",
+        ),
+    ] = None,
     output: FormatOption = OutputFormat.table,
 ) -> None:
     """Register every job of deployments/jobs/ (hourly, and NAME-backfill) with the Prefect
     server, scheduled and pooled as deployments/deploy.yaml says (creating the process work
-    pool if missing)."""
+    pool if missing). `--only NAME` deploys that job or check alone."""
     from flows import deploy as deployer
 
     if show:
@@ -260,7 +268,7 @@ def deploy(
     if check:
         _check_deployments(output)
         return
-    names = _guarded(lambda: deployer.deploy_all(prefect_file))
+    names = _guarded(lambda: deployer.deploy_all(prefect_file, only))
     console.print(f"registered {len(names)} deployment(s): {', '.join(names)}")
     console.print("start a worker: prefect worker start --pool assay-process")
 

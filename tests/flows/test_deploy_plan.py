@@ -87,3 +87,26 @@ def test_an_out_of_range_parameter_is_rejected_with_its_path() -> None:
     params["job"] = {**params["job"], "sampling": {"rate": 1.5}}
     with pytest.raises(ParameterTypeError, match="rate"):
         evaluate_recent.validate_parameters(params)
+
+
+def test_only_keeps_the_named_jobs_and_checks_and_refuses_an_unknown_name() -> None:
+    from flows.deploy import only_these
+
+    spec = yaml.safe_load(generated_prefect_yaml())
+    kept = only_these(spec, ["search-rag", "support-golden-nightly"])
+    assert sorted(d["name"] for d in kept["deployments"]) == [
+        "search-rag", "search-rag-backfill", "support-golden-nightly",
+    ]  # fmt: skip
+    with pytest.raises(ConfigError, match="did you mean 'search-rag'"):
+        only_these(spec, ["serch-rag"])
+
+
+def test_deploy_only_an_unknown_name_is_a_usage_error_before_any_server_is_asked(
+    tmp_path: Path,
+) -> None:
+    from tests.cli import assay
+
+    done = assay("deploy", "--only", "serch-rag", db_url="postgresql://127.0.0.1:1/none",
+                 env={"PREFECT_API_URL": "http://127.0.0.1:1/api"})  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "did you mean 'search-rag'" in done.stderr and "Traceback" not in done.stderr

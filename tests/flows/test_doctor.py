@@ -61,3 +61,11 @@ def test_doctor_passes_a_healthy_setup_and_names_what_to_fix(
     warehouse = checks["warehouse (doctor-check)"]
     assert warehouse["status"] == "fail" and "subject" in warehouse["detail"]
     assert "xoxb-revoked" not in json.dumps(checks)
+
+    # A table that is not there: said as such, with what to do (not "0 columns mapped").
+    job.write_text(JOB.replace("assay.llm_logs}", "app.chat_logz}"))
+    code, checks = doctor(assay_env, job, fake_slack, "xoxb-good")
+    assert code == 1
+    missing = checks["warehouse (doctor-check)"]
+    assert missing["status"] == "fail" and "no table app.chat_logz" in missing["detail"]
+    assert "create it, or fix source.table" in missing["fix"]
