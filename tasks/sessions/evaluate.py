@@ -142,7 +142,7 @@ async def evaluate_completed_units(
 
 SUMMARY_COUNTS = (
     ("rescored", "re-evaluated (late items)"),
-    ("judged", "judged"),
+    ("judged", "judge verdicts"),  # one per sampled unit and unit judge
     ("incomplete", "incomplete"),
     ("late_items", "late item(s) counted"),
 )
