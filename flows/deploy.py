@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from evaluators.errors import describe_validation_error
 from tasks.config import EvalJob, load_job
 from tasks.errors import AssayError, ConfigError, did_you_mean
+from tasks.redact import redact
 from tasks.safe_yaml import load_yaml
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -223,6 +224,50 @@ async def ensure_work_pools(pools: set[str]) -> None:
                 await client.read_work_pool(name)
             except ObjectNotFound:
                 await client.create_work_pool(WorkPoolCreate(name=name, type="process"))
+
+
+class SourceCheck(BaseModel):
+    """Whether the jobs about to be deployed can read their source tables from here."""
+
+    missing: list[str] = Field(default_factory=list)  # refused: the table is not there
+    unchecked: list[str] = Field(default_factory=list)  # said: no warehouse here, unreachable
+
+
+def check_sources(jobs: list[EvalJob]) -> SourceCheck:
+    """A job whose source table does not exist is refused at deploy (its hourly runs would fail
+    on every run); a warehouse this machine cannot reach, or none configured here (a worker
+    may have the credentials a laptop does not), is said and not held against the job. No
+    embedded Postgres is started to look."""
+    from tasks.settings import get_settings
+    from tasks.warehouse.connect import source_engine
+    from tasks.warehouse.source import source_columns
+
+    settings = get_settings()
+    found = SourceCheck()
+    for job in jobs:
+        source = job.source
+        if source.table is None:  # a `query:` is checked by `assay doctor` and the first run
+            continue
+        if (
+            source.url_env is None
+            and settings.warehouse_url is None
+            and not (settings.database_url and settings.database_url.get_secret_value())
+        ):
+            found.unchecked.append(f"{job.deployment}: no warehouse URL set here")
+            continue
+        try:
+            with source_engine(source).connect() as conn:
+                columns = source_columns(conn, source)
+                conn.rollback()
+        except Exception as exc:  # unreachable from here: the worker may reach it
+            found.unchecked.append(f"{job.deployment}: {redact(str(exc).splitlines()[0])}")
+            continue
+        if not columns:
+            found.missing.append(
+                f"{job.deployment}: no table {source.table} in its warehouse (create it, or fix "
+                f"source.table in deployments/jobs/{job.deployment}.yaml)"
+            )
+    return found
 
 
 def only_these(spec: dict[str, Any], only: list[str]) -> dict[str, Any]:

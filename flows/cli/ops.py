@@ -268,9 +268,26 @@ def deploy(
     if check:
         _check_deployments(output)
         return
+    if prefect_file is None:
+        _refuse_missing_sources([j for j in _guarded(deployer.read_jobs)
+                                 if not only or j.deployment in only])  # fmt: skip
     names = _guarded(lambda: deployer.deploy_all(prefect_file, only))
     console.print(f"registered {len(names)} deployment(s): {', '.join(names)}")
     console.print("start a worker: prefect worker start --pool assay-process")
+
+
+def _refuse_missing_sources(jobs: list[Any]) -> None:
+    """Exit 2 before anything is registered when a job's source table is not there."""
+    from flows import deploy as deployer
+
+    found = deployer.check_sources(jobs)
+    for line in found.unchecked:
+        err_console.print(f"[yellow]source not checked from here:[/] {line}")
+    if found.missing:
+        for line in found.missing:
+            err_console.print(f"error: {line}")
+        err_console.print("nothing was deployed (`--only NAME` deploys the jobs that can run)")
+        raise typer.Exit(2)
 
 
 def _check_deployments(output: OutputFormat) -> None:

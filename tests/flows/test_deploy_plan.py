@@ -110,3 +110,19 @@ def test_deploy_only_an_unknown_name_is_a_usage_error_before_any_server_is_asked
                  env={"PREFECT_API_URL": "http://127.0.0.1:1/api"})  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
     assert "did you mean 'search-rag'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_job_whose_source_table_is_missing_is_refused_before_anything_is_registered(
+    assay_env: str,
+) -> None:
+    """search-rag reads demo_raw.openai_chat_logs, which this database does not have (the demo
+    creates it): refused with the reason, exit 2, and the Prefect API never asked."""
+    from tests.cli import assay
+
+    done = assay("deploy", "--only", "search-rag", db_url=assay_env,
+                 env={"PREFECT_API_URL": "http://127.0.0.1:1/api"})  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    said = " ".join(done.stderr.split())
+    assert "search-rag: no table demo_raw.openai_chat_logs" in said
+    assert "create it, or fix source.table" in said and "nothing was deployed" in said
+    assert "Traceback" not in done.stderr
