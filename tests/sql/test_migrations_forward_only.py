@@ -39,6 +39,7 @@ PINNED = {
     "0017_create_judge_claims.sql": "246158da475667e1a947cbd877369559777fc2d14891d95f10e67cd1f1db4b09",
     "0018_create_annotators.sql": "e477c582dd101b5e70b958602fb7b3b522ba83ed3e8bde4df1c41596b9a52020",
     "0019_settle_spend_per_call.sql": "197295bff27742678700d8ee5a4a4069b736d1fc5dcb17f6b839b52f14feaba7",
+    "0020_count_backfilled_usage.sql": "295c18664d0a55b4f5c21ce6f097db42cc532df4c6cb509ceb3cd36eca948e55",
 }  # fmt: skip
 
 
