@@ -89,12 +89,54 @@ def engine(assay_env: str) -> sa.Engine:
     return scores_engine()
 
 
+#: Set by the xdist controller: the API URL of the one `prefect server` every worker shares.
+SHARED_PREFECT_SERVER = "ASSAY_TESTS_SHARED_PREFECT_API_URL"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, one Postgres-backed `prefect server` for every worker, started before they
+    are (they inherit its URL), instead of a SQLite test harness per worker: each harness cost
+    about 10 s of CPU to start and a little more to keep, on the two cores the suite shares.
+    The deploy tests keep a server of their own (with process workers and schedules)."""
+    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+        return
+    import contextlib
+    import tempfile
+    from pathlib import Path
+
+    from tests.deploy.conftest import running_server, server_database_url
+
+    admin = pg.admin_url()
+    if server_database_url(admin, "probe") is None:  # an embedded Postgres: a harness each
+        return
+    stack = contextlib.ExitStack()
+    home = Path(tempfile.mkdtemp(prefix="assay-tests-prefect-"))
+    server = stack.enter_context(running_server(admin, home))
+    config.stash[_SHARED_SERVER_KEY] = stack
+    os.environ[SHARED_PREFECT_SERVER] = server.api_url
+
+
+_SHARED_SERVER_KEY = pytest.StashKey[object]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stack = config.stash.get(_SHARED_SERVER_KEY, None)
+    if stack is not None:
+        stack.close()  # type: ignore[attr-defined]
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
-    """Prefect's test harness (a real local API server), started once; yields its API URL."""
-    from prefect.settings import PREFECT_API_URL
+    """A real local Prefect API for the session: the workers' shared server under xdist, else
+    Prefect's test harness (started once); yields its API URL."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
     from prefect.testing.utilities import prefect_test_harness
 
+    shared = os.environ.get(SHARED_PREFECT_SERVER)
+    if shared:
+        with temporary_settings(updates={PREFECT_API_URL: shared}):
+            yield shared
+        return
     with prefect_test_harness(server_startup_timeout=90):
         yield str(PREFECT_API_URL.value())
 

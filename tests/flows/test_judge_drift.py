@@ -83,9 +83,12 @@ async def test_drift_opens_says_the_judge_disagrees_with_people_and_recovers(
     assert status == "resolved"
     # The run's artifacts carry the agreement beside the judges' numbers.
     from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    async with get_client() as client:
-        artifacts = [a for a in await client.read_artifacts() if a.key == "rag-scheduled-agreement"]
+    async with get_client() as client:  # every version of the key, however many artifacts exist
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["rag-scheduled-agreement"]))
+        )
     tables = [json.loads(a.data) if isinstance(a.data, str) else a.data for a in artifacts]
     assert all(t[0]["evaluator"] == "faithfulness" and t[0]["labels"] == 40 for t in tables)
     # 12 + 12 agreements and 8 + 8 disagreements: kappa 0.2; then full agreement.
