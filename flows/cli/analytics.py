@@ -19,6 +19,7 @@ from flows.cli.common import (
     check_choice,
     check_names,
     console,
+    err_console,
     raise_usage,
 )
 
@@ -68,6 +69,17 @@ class ReportFormat(StrEnum):
 
 
 SEGMENTS = ("all", "model", "provider", "prompt_slug", "topic", "customer_id", "environment")
+
+
+#: Why `report --unit session|trace` can be empty, and what makes it fill.
+UNIT_HINTS = {
+    "session": "list session evaluators in the job (turn_count, repeated_question, "
+    "conversation_resolved, user_frustration, session_rubric) and map session_id; a session "
+    "is evaluated once complete (no new turn for sessions.idle, or an end marker)",
+    "trace": "list trace evaluators in the job (tool_loop, tool_error_rate, step_limit, "
+    "agent_goal_completed, tool_use_correct) and map trace_id; a trace is evaluated once "
+    "complete (no new step for sessions.idle)",
+}
 
 
 def _unit_of(evaluator: str) -> str:
@@ -134,6 +146,8 @@ def report(
     )
     if unit != "all":
         result.evaluators = [e for e in result.evaluators if _unit_of(e.evaluator) == unit]
+        if not result.evaluators and unit in UNIT_HINTS:
+            err_console.print(f"no {unit} scores in this window: {UNIT_HINTS[unit]}")
     if output is ReportFormat.json:
         print(result.model_dump_json(indent=2))
     elif output is ReportFormat.csv:

@@ -112,6 +112,12 @@ async def test_a_session_is_scored_once_when_complete_and_late_turns_are_counted
     turns = next(r for r in report["evaluators"]
                  if r["evaluator"] == "turn_count" and r["segment"] == "all")  # fmt: skip
     assert (turns["ok"], turns["pass_rate"]) == (2, 0.5)
+    # The job has no trace evaluator: an empty table says why, not nothing.
+    traces = assay("report", "chat", "--since", "2d", "--unit", "trace", db_url=assay_env)
+    assert traces.returncode == 0, traces.stderr
+    assert "no trace scores in this window: list trace evaluators" in " ".join(
+        traces.stderr.split()
+    )
 
 
 async def test_a_rerun_of_the_same_window_scores_no_session_twice(engine: sa.Engine) -> None:
