@@ -4,6 +4,7 @@ Prefect's test harness once per session, and helpers to load logs."""
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -97,12 +98,21 @@ def pytest_configure(config: pytest.Config) -> None:
     """Under xdist, one Postgres-backed `prefect server` for every worker, started before they
     are (they inherit its URL), instead of a SQLite test harness per worker: each harness cost
     about 10 s of CPU to start and a little more to keep, on the two cores the suite shares.
-    The deploy tests keep a server of their own (with process workers and schedules)."""
-    if hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None):
+    The deploy tests keep a server of their own (with process workers and schedules).
+
+    Each worker gets a Prefect home of its own: the CLI runs that start a temporary server
+    (the demo, the kill tests) keep its SQLite database there, one per worker at a time."""
+    if hasattr(config, "workerinput"):
+        home = (
+            Path(os.environ.get("PREFECT_HOME", ".assay/prefect")) / config.workerinput["workerid"]
+        )
+        home.mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(home.resolve())
+        return
+    if not getattr(config.option, "numprocesses", None):
         return
     import contextlib
     import tempfile
-    from pathlib import Path
 
     from tests.deploy.conftest import running_server, server_database_url
 
