@@ -18,6 +18,13 @@ class AssaySettings(BaseSettings):
         default=None, description="Where the logs live. Defaults to the database URL."
     )
     home: Path = Field(default=Path(".assay"), description="Local state (embedded Postgres).")
+    limit_namespace: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9_.-]{0,40}$",
+        description="Prefix of Assay's global concurrency limits on the Prefect server, for "
+        "installs that share one server (staging beside production) and must not share their "
+        "judges' slots.",
+    )
     slack_bot_token: SecretStr | None = None
     slack_channel: str | None = None
     slack_webhook_url: SecretStr | None = None

@@ -108,6 +108,9 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(home.resolve())
+        # The workers share one server: each keeps its own judge limits on it, as an install
+        # sharing a server with another would (a test's limit is not another worker's).
+        os.environ["ASSAY_LIMIT_NAMESPACE"] = config.workerinput["workerid"]
         return
     if not getattr(config.option, "numprocesses", None):
         return

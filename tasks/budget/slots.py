@@ -19,6 +19,7 @@ from prefect.settings.context import get_current_settings
 
 from evaluators.judges.client import JudgeRuntime, JudgeSettings
 from tasks.errors import ConfigError
+from tasks.settings import get_settings
 
 LIMIT_PREFIX = "assay-judge-"
 #: Slots are leased and renewed while held; when a worker dies mid-page its slots come back
@@ -28,8 +29,11 @@ REAP_EVERY_S = 5.0
 
 
 def limit_name(model: str) -> str:
-    """The global concurrency limit of a judge model (URL-safe: model strings contain '/')."""
-    return LIMIT_PREFIX + re.sub(r"[^A-Za-z0-9_.-]", "-", model)
+    """The global concurrency limit of a judge model (URL-safe: model strings contain '/'),
+    in this install's namespace (`ASSAY_LIMIT_NAMESPACE`) when it has one."""
+    namespace = get_settings().limit_namespace
+    prefix = f"{LIMIT_PREFIX}{namespace}-" if namespace else LIMIT_PREFIX
+    return prefix + re.sub(r"[^A-Za-z0-9_.-]", "-", model)
 
 
 async def ensure_limits(models: list[str], settings: JudgeSettings) -> dict[str, int]:
