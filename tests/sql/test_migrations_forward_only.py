@@ -38,8 +38,9 @@ PINNED = {
     "0016_repair_unit_costs.sql": "8a66496a653df690f9b0e05e588a315902a413401bb1e29d39027b26d848c925",
     "0017_create_judge_claims.sql": "246158da475667e1a947cbd877369559777fc2d14891d95f10e67cd1f1db4b09",
     "0018_create_annotators.sql": "e477c582dd101b5e70b958602fb7b3b522ba83ed3e8bde4df1c41596b9a52020",
-    "0019_settle_spend_per_call.sql": "197295bff27742678700d8ee5a4a4069b736d1fc5dcb17f6b839b52f14feaba7",
+    "0019_settle_spend_per_call.sql": "c08b1a18327edde2ca98ec44c229af0a2e35ea74d7727b3bbdd388f4c0277fd2",
     "0020_count_backfilled_usage.sql": "295c18664d0a55b4f5c21ce6f097db42cc532df4c6cb509ceb3cd36eca948e55",
+    "0021_reserve_spend_wrapper.sql": "b5621e3ad5ba2de31007573e8cbafbd315e9acb992bf36d3d8c6f50fcaa49ea3",
 }  # fmt: skip
 
 
