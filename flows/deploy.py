@@ -240,7 +240,7 @@ def check_sources(jobs: list[EvalJob]) -> SourceCheck:
     embedded Postgres is started to look."""
     from tasks.settings import get_settings
     from tasks.warehouse.connect import source_engine
-    from tasks.warehouse.source import source_columns
+    from tasks.warehouse.source import missing_table, source_columns
 
     settings = get_settings()
     found = SourceCheck()
@@ -248,11 +248,7 @@ def check_sources(jobs: list[EvalJob]) -> SourceCheck:
         source = job.source
         if source.table is None:  # a `query:` is checked by `assay doctor` and the first run
             continue
-        if (
-            source.url_env is None
-            and settings.warehouse_url is None
-            and not (settings.database_url and settings.database_url.get_secret_value())
-        ):
+        if source.url_env is None and settings.warehouse_url is None and not settings.has_database:
             found.unchecked.append(f"{job.deployment}: no warehouse URL set here")
             continue
         try:
@@ -262,11 +258,9 @@ def check_sources(jobs: list[EvalJob]) -> SourceCheck:
         except Exception as exc:  # unreachable from here: the worker may reach it
             found.unchecked.append(f"{job.deployment}: {redact(str(exc).splitlines()[0])}")
             continue
-        if not columns:
-            found.missing.append(
-                f"{job.deployment}: no table {source.table} in its warehouse (create it, or fix "
-                f"source.table in deployments/jobs/{job.deployment}.yaml)"
-            )
+        if absent := missing_table(job.deployment, source, columns):
+            what, fix = absent
+            found.missing.append(f"{job.deployment}: {what}; {fix}")
     return found
 
 

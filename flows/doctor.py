@@ -87,7 +87,7 @@ def warehouse(jobs: list[Any]) -> list[Check]:
     """Each job's source: reachable, every mapped column present, and the user read-only."""
     from tasks.errors import ConfigError
     from tasks.warehouse.connect import source_engine
-    from tasks.warehouse.source import source_columns
+    from tasks.warehouse.source import missing_table, source_columns
 
     checks: list[Check] = []
     for job in jobs:
@@ -103,11 +103,8 @@ def warehouse(jobs: list[Any]) -> list[Check]:
                 problem(name, f"unreachable: {_first_line(exc)}", "check the warehouse URL")
             )
             continue
-        if source.table is not None and not columns:
-            checks.append(problem(
-                name, f"no table {source.table} (or the warehouse user cannot see it)",
-                f"create it, or fix source.table in deployments/jobs/{job.deployment}.yaml",
-            ))  # fmt: skip
+        if absent := missing_table(job.deployment, source, columns):
+            checks.append(problem(name, *absent))
             continue
         try:
             fitted = source.fitted(columns)

@@ -30,6 +30,11 @@ class AssaySettings(BaseSettings):
     slack_webhook_url: SecretStr | None = None
     slack_base_url: str = "https://slack.com/api/"
 
+    @property
+    def has_database(self) -> bool:
+        """ASSAY_DATABASE_URL names a database (unset or empty: the embedded Postgres)."""
+        return bool(self.database_url and self.database_url.get_secret_value())
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> AssaySettings:

@@ -140,13 +140,9 @@ def _stop_embedded() -> None:
     if _guarded(lambda: stop_embedded(home)):
         console.print(f"stopped the embedded Postgres in {home}/pgdata (its data stays)")
     else:
-        url = get_settings().database_url
-        uses = (
-            " (ASSAY_DATABASE_URL is set: the demo uses that database)"
-            if url and url.get_secret_value()
-            else ""
-        )
-        console.print(f"no embedded Postgres runs in {home}/pgdata{uses}")
+        uses = get_settings().has_database
+        said = " (ASSAY_DATABASE_URL is set: the demo uses that database)" if uses else ""
+        console.print(f"no embedded Postgres runs in {home}/pgdata{said}")
 
 
 def _golden_demo(engine: Any) -> None:

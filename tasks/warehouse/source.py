@@ -166,6 +166,20 @@ def source_columns(conn: sa.Connection, source: SourceConfig) -> dict[str, str]:
     }
 
 
+def missing_table(
+    deployment: str, source: SourceConfig, columns: dict[str, str]
+) -> tuple[str, str] | None:
+    """(what is wrong, what to do) when the job's source table is not there (`columns` as
+    `source_columns` read them: empty for a table that does not exist or is hidden), else None.
+    One wording for `assay doctor` and `assay deploy`."""
+    if source.table is None or columns:
+        return None
+    return (
+        f"no table {source.table} (or the warehouse user cannot see it)",
+        f"create it, or fix source.table in deployments/jobs/{deployment}.yaml",
+    )
+
+
 def query_columns(conn: sa.Connection, source: SourceConfig) -> set[str]:
     """The columns a `query:` source returns (no rows read), in a READ ONLY transaction."""
     assert source.query is not None
